@@ -1,0 +1,3 @@
+//! Delivery channels and what they share.
+
+pub mod signature;

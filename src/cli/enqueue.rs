@@ -1,0 +1,117 @@
+//! `herald enqueue`: one notification from the command line, through the library's enqueue.
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Context;
+use super::error::CliError;
+use super::output::print_json;
+use crate::notification::Notification;
+use crate::{Enqueued, State};
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The user the notification is for (key part).
+    #[arg(long, value_name = "U")]
+    user: String,
+    /// The notification type, e.g. order_shipped (key part; names the email template).
+    #[arg(long = "type", value_name = "T")]
+    type_: String,
+    /// The business object it is about, e.g. order-1001 (key part).
+    #[arg(long, value_name = "B")]
+    business_id: String,
+    /// Deliver by email to this address.
+    #[arg(long, value_name = "ADDR")]
+    email: Option<String>,
+    /// Deliver to this registered webhook endpoint.
+    #[arg(long, value_name = "ENDPOINT_ID")]
+    webhook: Option<Uuid>,
+    /// JSON object: template context, or the webhook's `data`. Default {}.
+    #[arg(long, value_name = "JSON", value_parser = parse_payload)]
+    payload: Option<serde_json::Value>,
+    /// Tenant (key part). Default "default".
+    #[arg(long, value_name = "T")]
+    tenant: Option<String>,
+    /// Deliver no earlier than this time, e.g. 2026-12-01T09:00:00Z.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    run_at: Option<DateTime<Utc>>,
+    /// Attempts before the notification is dead. Default: retry.schedule steps + 1.
+    #[arg(long, value_name = "N")]
+    max_attempts: Option<u32>,
+    /// Print {"id", "status", "state"} as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct EnqueueOutput {
+    id: Uuid,
+    status: &'static str,
+    state: State,
+}
+
+pub async fn run(ctx: &Context, args: EnqueueArgs) -> Result<(), CliError> {
+    let json = args.json;
+    let notification = build(ctx, args)?;
+    let limits = ctx.config.limits();
+    // Refuse bad input before touching the database.
+    notification.validate(&limits)?;
+    let pool = ctx.pool(false).await?;
+    let out = crate::enqueue_with_limits(&pool, &notification, &limits).await?;
+    let status = match out {
+        Enqueued::Created { .. } => "created",
+        Enqueued::Duplicate { .. } => "duplicate",
+    };
+    if json {
+        print_json(&EnqueueOutput {
+            id: out.id(),
+            status,
+            state: out.state(),
+        })
+    } else {
+        println!("{status} {} ({})", out.id(), out.state());
+        Ok(())
+    }
+}
+
+fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
+    let mut n = match (args.email, args.webhook) {
+        (Some(address), None) => {
+            Notification::email(args.user, args.type_, args.business_id, address)
+        }
+        (None, Some(endpoint)) => {
+            Notification::webhook(args.user, args.type_, args.business_id, endpoint)
+        }
+        (None, None) => return Err(CliError::usage("one of --email or --webhook is required")),
+        (Some(_), Some(_)) => {
+            return Err(CliError::usage(
+                "--email and --webhook cannot be used together; give one",
+            ));
+        }
+    };
+    if let Some(payload) = args.payload {
+        n = n.payload(payload);
+    }
+    if let Some(tenant) = args.tenant {
+        n = n.tenant(tenant);
+    }
+    if let Some(run_at) = args.run_at {
+        n = n.run_at(run_at);
+    }
+    let max_attempts = args
+        .max_attempts
+        .unwrap_or_else(|| ctx.config.retry.default_max_attempts());
+    Ok(n.max_attempts(max_attempts))
+}
+
+fn parse_payload(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2026-12-01T09:00:00Z"))
+}

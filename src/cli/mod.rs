@@ -1,0 +1,186 @@
+//! The `herald` binary: argument parsing, configuration, and one module per command group.
+//!
+//! Invariants: every failure is one line on stderr with a documented exit code (see
+//! [`error`]); commands that print data take `--json` and then write exactly one JSON
+//! document to stdout.
+
+mod endpoints;
+mod enqueue;
+pub mod error;
+mod notifications;
+mod output;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+
+use crate::config::{self, Config};
+use crate::database;
+use error::CliError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Durable, idempotent notification dispatcher on PostgreSQL",
+    long_about = "Durable, idempotent notification dispatcher on PostgreSQL.\n\n\
+        Exit codes: 0 success (a duplicate enqueue is a success), 1 runtime failure, \
+        2 usage or invalid input, 3 idempotency conflict, 4 not found."
+)]
+pub struct Cli {
+    /// PostgreSQL URL [env: DATABASE_URL; else database.url from the config]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "DATABASE_URL",
+        hide_env = true,
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Configuration file [env: HERALD_CONFIG; else config/herald.toml when present]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database if missing and apply herald's migrations (idempotent).
+    Migrate,
+    /// Enqueue one notification; a replay of the same intent is a duplicate, not an error.
+    Enqueue(enqueue::EnqueueArgs),
+    /// List notifications, newest first.
+    List(notifications::ListArgs),
+    /// Show one notification with its attempt log.
+    Show(notifications::ShowArgs),
+    /// Manage webhook endpoints.
+    #[command(subcommand)]
+    Endpoints(endpoints::EndpointsCommand),
+}
+
+/// What every command gets: the validated configuration and the database to use.
+pub struct Context {
+    pub config: Config,
+    database_url: String,
+}
+
+impl Context {
+    /// Connects; `create_if_missing` is for the commands that own the database's life.
+    pub async fn pool(&self, create_if_missing: bool) -> Result<PgPool, CliError> {
+        let pool = database::connect(
+            &self.database_url,
+            self.config.database.max_connections,
+            create_if_missing,
+        )
+        .await?;
+        Ok(pool)
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            return error::Exit::Usage.into();
+        }
+        // --help and --version.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return error::Exit::Runtime.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.message));
+            e.exit.into()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let (config, _source) = config::load(cli.config.as_deref(), &env)?;
+    let database_url = cli
+        .database_url
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| config.database.url.expose_secret().to_owned());
+    let ctx = Context {
+        config,
+        database_url,
+    };
+    match cli.command {
+        Command::Migrate => migrate(&ctx).await,
+        Command::Enqueue(args) => enqueue::run(&ctx, args).await,
+        Command::List(args) => notifications::list(&ctx, args).await,
+        Command::Show(args) => notifications::show(&ctx, args).await,
+        Command::Endpoints(command) => endpoints::run(&ctx, command).await,
+    }
+}
+
+async fn migrate(ctx: &Context) -> Result<(), CliError> {
+    let pool = ctx.pool(true).await?;
+    crate::migrate(&pool).await?;
+    let (_, target) = database::parse_url(&ctx.database_url)?;
+    println!("migrations applied to database {:?}", target.database);
+    Ok(())
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Folds a multi-line message (clap's errors carry usage and tips) into its first paragraph on
+/// one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let text = "error: the following required arguments were not provided:\n  --user <USER>\n\nUsage: herald enqueue --user <USER>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(text),
+            "error: the following required arguments were not provided: --user <USER>"
+        );
+    }
+}

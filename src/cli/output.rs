@@ -1,0 +1,84 @@
+//! Printing: `--json` writes one JSON document to stdout; otherwise aligned tables and
+//! `key: value` blocks for people.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::error::CliError;
+
+/// Prints `value` as one pretty JSON document.
+pub fn print_json(value: &impl Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::runtime(format!("cannot encode JSON output: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Left-aligned columns separated by two spaces; widths count characters, not bytes. Cells are
+/// never cut: a long value widens its column.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header_cells: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header_cells).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(width - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `key: value` lines with the values aligned.
+pub fn fields(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}:{}{v}\n", " ".repeat(width - k.len() + 1)))
+        .collect()
+}
+
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn optional_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(time).unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_on_the_widest_cell() {
+        let rows = vec![
+            vec!["a".to_string(), "ééé".to_string(), "x".to_string()],
+            vec!["long-id".to_string(), "b".to_string(), "".to_string()],
+        ];
+        assert_eq!(
+            table(&["ID", "NAME", "LAST"], &rows),
+            "ID       NAME  LAST\na        ééé   x\nlong-id  b\n"
+        );
+    }
+
+    #[test]
+    fn field_values_align() {
+        assert_eq!(
+            fields(&[("id", "1".into()), ("state", "dead".into())]),
+            "id:    1\nstate: dead\n"
+        );
+    }
+}

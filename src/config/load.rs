@@ -1,0 +1,328 @@
+//! Layering: built-in defaults < the TOML file < `HERALD_<SECTION>__<KEY>` environment variables.
+//!
+//! The file is `--config FILE`, else `$HERALD_CONFIG`, else `config/herald.toml` when it exists,
+//! else none. A file named explicitly must exist. The environment is passed in as a map, so
+//! tests need not mutate the process environment.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use config::{Environment, File, FileFormat};
+
+use super::Config;
+
+/// The file read when none is named.
+pub const DEFAULT_FILE: &str = "config/herald.toml";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 2] = ["retry.schedule", "webhook.allowed_networks"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {problem}")]
+    File { path: PathBuf, problem: String },
+    #[error("config: {key}: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config from the environment (HERALD_<SECTION>__<KEY>): {0}")]
+    Environment(String),
+}
+
+/// Where the file layer came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Flag(PathBuf),
+    Env(PathBuf),
+    DefaultFile(PathBuf),
+    BuiltIn,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::Flag(p) => write!(f, "{} (--config)", p.display()),
+            ConfigSource::Env(p) => write!(f, "{} ($HERALD_CONFIG)", p.display()),
+            ConfigSource::DefaultFile(p) => write!(f, "{}", p.display()),
+            ConfigSource::BuiltIn => f.write_str("built-in defaults"),
+        }
+    }
+}
+
+/// Loads and validates the configuration.
+pub fn load(
+    flag: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<(Config, ConfigSource), ConfigError> {
+    let source = choose_file(flag, env);
+    let file_text = match &source {
+        ConfigSource::Flag(path) | ConfigSource::Env(path) | ConfigSource::DefaultFile(path) => {
+            Some(
+                std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    problem: e.to_string(),
+                })?,
+            )
+        }
+        ConfigSource::BuiltIn => None,
+    };
+    let layered = |with_environment: bool| {
+        let mut builder = config::Config::builder();
+        if let Some(text) = &file_text {
+            builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+        }
+        if with_environment {
+            builder = builder.add_source(environment_layer(env));
+        }
+        builder.build().and_then(|c| c.try_deserialize::<Config>())
+    };
+    let config = layered(true).map_err(|e| {
+        // Blame the layer that broke it: if the file alone is fine, the environment did.
+        let message = e.to_string();
+        match (&source, layered(false)) {
+            (_, Ok(_)) => ConfigError::Environment(message),
+            (ConfigSource::BuiltIn, Err(_)) => ConfigError::Parse(message),
+            (
+                ConfigSource::Flag(path)
+                | ConfigSource::Env(path)
+                | ConfigSource::DefaultFile(path),
+                Err(_),
+            ) => ConfigError::File {
+                path: path.clone(),
+                problem: message,
+            },
+        }
+    })?;
+    config.validate()?;
+    Ok((config, source))
+}
+
+fn choose_file(flag: Option<&Path>, env: &HashMap<String, String>) -> ConfigSource {
+    if let Some(path) = flag {
+        return ConfigSource::Flag(path.to_owned());
+    }
+    if let Some(path) = env.get("HERALD_CONFIG").filter(|p| !p.is_empty()) {
+        return ConfigSource::Env(PathBuf::from(path));
+    }
+    let default = Path::new(DEFAULT_FILE);
+    if default.is_file() {
+        return ConfigSource::DefaultFile(default.to_owned());
+    }
+    ConfigSource::BuiltIn
+}
+
+/// `HERALD_SMTP__PORT=2525` sets `smtp.port`. Variables without the `__` section separator
+/// (such as `HERALD_CONFIG`) are not keys and are left out.
+fn environment_layer(env: &HashMap<String, String>) -> Environment {
+    let keys: HashMap<String, String> = env
+        .iter()
+        .filter(|(name, _)| name.starts_with("HERALD_") && name.contains("__"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let mut layer = Environment::with_prefix("HERALD")
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .source(Some(keys));
+    for key in LIST_KEYS {
+        layer = layer.with_list_parse_key(key);
+    }
+    layer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::time::Duration;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+        let f = file(text);
+        load(Some(f.path()), &env(vars))
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_shipped_file_is_the_defaults() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
+        let (config, _) = load(Some(&shipped), &HashMap::new()).unwrap();
+        assert_eq!(format!("{config:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn the_shipped_file_mentions_every_key() {
+        let shipped =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE))
+                .unwrap();
+        for key in [
+            "url",
+            "max_connections",
+            "workers",
+            "lease",
+            "poll_interval",
+            "batch_size",
+            "shutdown_grace",
+            "schedule",
+            "jitter",
+            "timeout",
+            "allowed_networks",
+            "https_only",
+            "host",
+            "port",
+            "tls",
+            "username",
+            "password",
+            "from",
+            "message_id_domain",
+            "retention",
+            "dir",
+            "max_payload_bytes",
+        ] {
+            assert!(
+                shipped.contains(&format!("{key} =")),
+                "config/herald.toml does not document {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let config = load_text(
+            "[smtp]\nport = 2525\nhost = \"mail.local\"\n[retry]\nschedule = [\"1s\", \"2m\"]\n",
+            &[
+                ("HERALD_SMTP__PORT", "2600"),
+                ("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.smtp.port, 2600, "environment beats the file");
+        assert_eq!(config.smtp.host, "mail.local", "the file beats the default");
+        assert_eq!(
+            config.retry.schedule,
+            [Duration::from_secs(1), Duration::from_secs(120)]
+        );
+        assert_eq!(config.retry.default_max_attempts(), 3);
+        assert_eq!(config.webhook.allowed_networks.len(), 2);
+        assert_eq!(
+            config.dispatcher.lease,
+            Duration::from_secs(60),
+            "untouched keys keep defaults"
+        );
+    }
+
+    #[test]
+    fn durations_read_as_humane_strings() {
+        let config = load_text(
+            "[sweeper]\nretention = \"30d\"\n[dispatcher]\nlease = \"5m\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.sweeper.retention, Duration::from_secs(30 * 86400));
+        assert_eq!(config.dispatcher.lease, Duration::from_secs(300));
+        let config = load_text("", &[("HERALD_DISPATCHER__POLL_INTERVAL", "250ms")]).unwrap();
+        assert_eq!(config.dispatcher.poll_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn secrets_from_the_environment_stay_strings_and_stay_hidden() {
+        let config = load_text(
+            "[smtp]\nusername = \"u\"\n",
+            &[
+                ("HERALD_SMTP__PASSWORD", "12345"),
+                ("HERALD_DATABASE__URL", "postgres://a:CANARY@h/d"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.smtp.password.as_ref().unwrap().expose_secret(),
+            "12345"
+        );
+        assert!(!format!("{config:?}").contains("CANARY"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = load_text("[smtp]\nprot = 25\n", &[]).unwrap_err();
+        assert!(err.contains("prot"), "{err}");
+        let err = load_text("[smpt]\nport = 25\n", &[]).unwrap_err();
+        assert!(err.contains("smpt"), "{err}");
+        let err = load_text("", &[("HERALD_SMTP__PROT", "25")]).unwrap_err();
+        assert!(
+            err.starts_with(
+                "config from the environment (HERALD_<SECTION>__<KEY>): unknown field `prot`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_key() {
+        let err = load_text("[smtp]\nport = \"twenty\"\n", &[]).unwrap_err();
+        assert!(err.contains("smtp.port"), "{err}");
+        let err = load_text("[dispatcher]\nlease = \"soon\"\n", &[]).unwrap_err();
+        assert!(err.contains("dispatcher.lease"), "{err}");
+        let err = load_text("[dispatcher]\nlease = \"10s\"\n", &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: dispatcher.lease: must exceed the longest delivery timeout (30s), got 10s"
+        );
+        let err = load_text("[retry]\njitter = 1.5\n", &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: retry.jitter: must be between 0 and 1, got 1.5"
+        );
+        let err = load_text("[smtp]\ntls = \"ssl\"\n", &[]).unwrap_err();
+        assert!(err.contains("smtp.tls"), "{err}");
+        let err = load_text("[webhook]\nallowed_networks = [\"10.0.0.0/33\"]\n", &[]).unwrap_err();
+        assert!(err.contains("webhook.allowed_networks"), "{err}");
+        let err = load_text("[smtp]\nfrom = \"not a mailbox\"\n", &[]).unwrap_err();
+        assert!(err.starts_with("config: smtp.from:"), "{err}");
+    }
+
+    #[test]
+    fn a_named_file_must_exist() {
+        let missing = Path::new("/nonexistent/herald.toml");
+        let err = load(Some(missing), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config file /nonexistent/herald.toml: "),
+            "{err}"
+        );
+        let err = load(None, &env(&[("HERALD_CONFIG", "/nonexistent/h.toml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config file /nonexistent/h.toml: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn herald_config_is_not_mistaken_for_a_key() {
+        let f = file("");
+        let vars = env(&[
+            ("HERALD_CONFIG", f.path().to_str().unwrap()),
+            ("HERALD_LOG", "x"),
+        ]);
+        let (config, source) = load(None, &vars).unwrap();
+        assert_eq!(source, ConfigSource::Env(f.path().to_owned()));
+        assert_eq!(config.smtp.port, 587);
+    }
+}

@@ -1,0 +1,334 @@
+//! herald's configuration: built-in defaults < TOML file < `HERALD_<SECTION>__<KEY>` environment
+//! variables < command-line flags, validated once at start.
+//!
+//! Invariants of a loaded [`Config`]: every key is known (unknown keys are refused, naming the
+//! key), every value parsed, and the cross-key rules of [`Config::validate`] hold (for example,
+//! the lease outlasts the longest delivery timeout). Secrets are `SecretString`s: their `Debug`
+//! prints `[REDACTED]`, so a config can be logged.
+
+mod load;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub use load::{ConfigError, ConfigSource, load};
+
+use crate::notification::{DEFAULT_MAX_PAYLOAD_BYTES, Limits};
+
+/// The database a bare `herald` uses: the local server's `postgres` role, database `herald`.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/herald";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub dispatcher: DispatcherConfig,
+    pub retry: RetryConfig,
+    pub webhook: WebhookConfig,
+    pub smtp: SmtpConfig,
+    pub sweeper: SweeperConfig,
+    pub templates: TemplatesConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// May carry a password: never printed (errors name host, port and database only).
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: SecretString::from(DEFAULT_DATABASE_URL),
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatcherConfig {
+    /// Concurrent deliveries per daemon.
+    pub workers: usize,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Notifications claimed per round trip.
+    pub batch_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            workers: 32,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            batch_size: 32,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Delay before each retry; attempts = schedule length + 1.
+    #[serde(deserialize_with = "durations")]
+    pub schedule: Vec<Duration>,
+    /// Each delay is scaled by a random factor in `[1 - jitter, 1 + jitter]`.
+    pub jitter: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        RetryConfig {
+            schedule: vec![
+                Duration::from_secs(5),
+                minutes(5),
+                minutes(30),
+                minutes(120),
+                minutes(300),
+                minutes(600),
+                minutes(600),
+            ],
+            jitter: 0.2,
+        }
+    }
+}
+
+/// A list of humane durations, `["5s", "5m"]`.
+fn durations<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| {
+            humantime::parse_duration(text)
+                .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration ({e})")))
+        })
+        .collect()
+}
+
+impl RetryConfig {
+    /// `max_attempts` of a notification enqueued without one: schedule length + 1.
+    pub fn default_max_attempts(&self) -> u32 {
+        self.schedule.len() as u32 + 1
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Total time for one request, connect to last body byte.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Non-global networks that webhooks may target anyway (e.g. `"10.1.0.0/16"`).
+    pub allowed_networks: Vec<IpNet>,
+    pub https_only: bool,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            timeout: Duration::from_secs(15),
+            allowed_networks: Vec::new(),
+            https_only: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// No encryption: local test servers only.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub from: String,
+    /// Right-hand side of `Message-ID: <{id}@{message_id_domain}>`.
+    pub message_id_domain: String,
+    /// The whole SMTP conversation of one message, not just the connect.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            from: "herald <herald@localhost>".into(),
+            message_id_domain: "herald.localhost".into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweeperConfig {
+    /// Cron with seconds, evaluated in UTC: `sec min hour day-of-month month day-of-week`.
+    pub schedule: String,
+    /// How long a finished notification keeps blocking duplicates.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Rows deleted per short transaction.
+    pub batch_size: u32,
+}
+
+impl Default for SweeperConfig {
+    fn default() -> Self {
+        SweeperConfig {
+            schedule: "0 */10 * * * *".into(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            batch_size: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        TemplatesConfig {
+            dir: PathBuf::from("templates"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest payload accepted at enqueue, in bytes of canonical JSON.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_payload_bytes: self.limits.max_payload_bytes,
+        }
+    }
+
+    /// Rules that span keys or ranges serde cannot express; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, problem: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                problem,
+            })
+        };
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1".into());
+        }
+        if self.dispatcher.workers == 0 {
+            return bad("dispatcher.workers", "must be at least 1".into());
+        }
+        if self.dispatcher.batch_size == 0 {
+            return bad("dispatcher.batch_size", "must be at least 1".into());
+        }
+        if self.dispatcher.poll_interval.is_zero() {
+            return bad("dispatcher.poll_interval", "must be more than 0s".into());
+        }
+        // A lease shorter than a delivery's timeout lets another daemon reclaim a slow send
+        // mid-flight and deliver it twice.
+        let longest = self.webhook.timeout.max(self.smtp.timeout);
+        if self.dispatcher.lease <= longest {
+            return bad(
+                "dispatcher.lease",
+                format!(
+                    "must exceed the longest delivery timeout ({}), got {}",
+                    humantime::format_duration(longest),
+                    humantime::format_duration(self.dispatcher.lease)
+                ),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.retry.jitter) {
+            return bad(
+                "retry.jitter",
+                format!("must be between 0 and 1, got {}", self.retry.jitter),
+            );
+        }
+        if let Some(i) = self.retry.schedule.iter().position(Duration::is_zero) {
+            return bad(
+                &format!("retry.schedule[{i}]"),
+                "must be more than 0s".into(),
+            );
+        }
+        let attempts = self.retry.default_max_attempts();
+        if !crate::notification::MAX_ATTEMPTS_RANGE.contains(&attempts) {
+            return bad(
+                "retry.schedule",
+                format!(
+                    "has {} steps; at most 99 (100 attempts)",
+                    self.retry.schedule.len()
+                ),
+            );
+        }
+        if self.webhook.timeout.is_zero() {
+            return bad("webhook.timeout", "must be more than 0s".into());
+        }
+        if self.smtp.timeout.is_zero() {
+            return bad("smtp.timeout", "must be more than 0s".into());
+        }
+        if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+            return bad(
+                "smtp.from",
+                format!(
+                    "{:?} is not a mailbox (e.g. \"herald <herald@example.com>\")",
+                    self.smtp.from
+                ),
+            );
+        }
+        if self.smtp.username.is_some() != self.smtp.password.is_some() {
+            return bad(
+                "smtp.username",
+                "username and password must be set together".into(),
+            );
+        }
+        if self.sweeper.batch_size == 0 {
+            return bad("sweeper.batch_size", "must be at least 1".into());
+        }
+        if self.limits.max_payload_bytes == 0 {
+            return bad("limits.max_payload_bytes", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! Connecting to PostgreSQL with errors a person can act on.
+//!
+//! Invariant: no error or log line built here contains the database password. Errors name the
+//! host, port and database only, taken from the parsed connect options, never the URL.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+
+/// How long to wait for a connection before calling the server unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a URL points, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PostgreSQL at {}:{}, database {:?}",
+            self.host, self.port, self.database
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    #[error(
+        "cannot connect to {target}: {reason}. Is PostgreSQL running? Start it (Debian: `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or point --database-url / DATABASE_URL at your server"
+    )]
+    Unreachable { target: Target, reason: String },
+    #[error("database {:?} does not exist on {}:{}; `herald migrate` creates it", .target.database, .target.host, .target.port)]
+    MissingDatabase { target: Target },
+    #[error("cannot use {target}: {reason}")]
+    Refused { target: Target, reason: String },
+}
+
+/// Parses a URL without echoing it back in errors (it may carry a password).
+pub fn parse_url(url: &str) -> Result<(PgConnectOptions, Target), ConnectError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConnectError::InvalidUrl(
+            "must start with postgres:// or postgresql://".into(),
+        ));
+    }
+    let options = PgConnectOptions::from_str(url).map_err(|e| {
+        // sqlx's parse errors describe the problem, not the URL; keep only the first line.
+        ConnectError::InvalidUrl(e.to_string().lines().next().unwrap_or_default().to_owned())
+    })?;
+    let target = Target {
+        host: options.get_host().to_owned(),
+        port: options.get_port(),
+        database: options
+            .get_database()
+            .unwrap_or_else(|| options.get_username())
+            .to_owned(),
+    };
+    Ok((options, target))
+}
+
+/// Opens a pool after checking, with one direct connection, that the server answers: the
+/// pool itself would retry a refused connection until its timeout and then report only that it
+/// timed out. With `create_if_missing`, a missing database is created first (as `herald
+/// migrate` and `herald run` do).
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    create_if_missing: bool,
+) -> Result<PgPool, ConnectError> {
+    let (options, target) = parse_url(url)?;
+    match probe(&options).await {
+        Ok(()) => {}
+        Err(e) if is_missing_database(&e) && create_if_missing => {
+            create_database(url, &target).await?;
+            probe(&options).await.map_err(|e| classify(e, &target))?;
+        }
+        Err(e) => return Err(classify(e, &target)),
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_lazy_with(options))
+}
+
+async fn probe(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options))
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    conn.close().await
+}
+
+async fn create_database(url: &str, target: &Target) -> Result<(), ConnectError> {
+    match Postgres::create_database(url).await {
+        Ok(()) => {
+            tracing::info!(database = %target.database, "created database");
+            Ok(())
+        }
+        // Another process created it in the meantime.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        Err(e) => Err(ConnectError::Refused {
+            target: target.clone(),
+            reason: format!("could not create the database: {}", reason_of(&e)),
+        }),
+    }
+}
+
+fn is_missing_database(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
+}
+
+fn classify(e: sqlx::Error, target: &Target) -> ConnectError {
+    let target = target.clone();
+    match &e {
+        _ if is_missing_database(&e) => ConnectError::MissingDatabase { target },
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            ConnectError::Unreachable {
+                target,
+                reason: reason_of(&e),
+            }
+        }
+        _ => ConnectError::Refused {
+            target,
+            reason: reason_of(&e),
+        },
+    }
+}
+
+/// A one-line reason from a sqlx error.
+pub fn reason_of(e: &sqlx::Error) -> String {
+    let text = match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::PoolTimedOut => format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        other => other.to_string(),
+    };
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_never_carry_the_password() {
+        let (_, target) = parse_url("postgres://ann:s3cret@db.example:6543/app").unwrap();
+        assert_eq!(
+            target,
+            Target {
+                host: "db.example".into(),
+                port: 6543,
+                database: "app".into()
+            }
+        );
+        assert!(!target.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_urls_do_not_echo_the_url() {
+        let err = parse_url("mysql://ann:s3cret@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("invalid database URL"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}

@@ -1,0 +1,48 @@
+//! herald: a durable, idempotent notification dispatcher on PostgreSQL.
+//!
+//! Applications enqueue a notification keyed by `(tenant, user_id, type, business_id)` inside
+//! their own transaction; a UNIQUE constraint makes any number of replays one notification, and
+//! the same key with a different channel, destination or payload is refused as a conflict.
+//!
+//! ```no_run
+//! # async fn demo(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut tx = pool.begin().await?;
+//! // … the application's own writes in `tx` …
+//! let n = herald::Notification::email("user-42", "order_shipped", "order-1001", "ann@example.com")
+//!     .payload(serde_json::json!({ "order": "1001" }));
+//! let out = herald::enqueue(&mut *tx, &n).await?;
+//! tx.commit().await?;
+//! println!("notification {}", out.id());
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`notification`]: the `Notification` builder, its key, and validation.
+//! - [`fingerprint`]: SHA-256 of channel, destination and canonical JSON payload.
+//! - [`enqueue`]: `enqueue` / `enqueue_many`, the `Enqueued` result and `EnqueueError`.
+//! - [`store`]: all SQL, as functions over `&mut PgConnection`.
+//! - [`wake`]: the debounced NOTIFY that wakes an idle dispatcher.
+//! - [`migrate`]: the schema, with bookkeeping apart from the host application's.
+//! - [`config`]: defaults < file < environment, validated once.
+//! - [`net`]: the SSRF guard for webhook targets. [`channel`]: delivery channels.
+//! - [`cli`]: the `herald` binary's commands; `main.rs` only calls [`cli::main`].
+
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod database;
+pub mod enqueue;
+pub mod fingerprint;
+pub mod migrate;
+pub mod net;
+pub mod notification;
+pub mod state;
+pub mod store;
+pub mod wake;
+
+pub use enqueue::{
+    EnqueueError, Enqueued, enqueue, enqueue_many, enqueue_many_with_limits, enqueue_with_limits,
+};
+pub use migrate::migrate;
+pub use notification::{Destination, Key, Limits, Notification};
+pub use state::{Channel, State};

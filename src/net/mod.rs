@@ -1,0 +1,3 @@
+//! Network safety for outgoing deliveries.
+
+pub mod ssrf;

@@ -1,0 +1,470 @@
+//! The `Notification` builder, its identity key, and the validation every enqueue runs first.
+//!
+//! Building is infallible so calls chain; [`Notification::validate`] checks everything before any
+//! SQL runs and names the offending field. Invariants of a [`Validated`] notification:
+//! - each key part (tenant, user_id, type, business_id) is 1..=255 characters with no control
+//!   characters (so no NUL either);
+//! - an email destination parses as an address and has no control characters;
+//! - the payload is a JSON object with no NUL (`\u0000`) in any key or string (PostgreSQL's
+//!   jsonb rejects it) and, as canonical JSON, fits the payload limit;
+//! - `max_attempts` is within [`MAX_ATTEMPTS_RANGE`].
+
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::enqueue::EnqueueError;
+use crate::fingerprint::{canonical_json, fingerprint};
+use crate::state::Channel;
+
+/// `tenant` when none is given.
+pub const DEFAULT_TENANT: &str = "default";
+/// The longest key part, in characters.
+pub const MAX_KEY_PART_CHARS: usize = 255;
+/// Attempts when none is given: the default retry schedule has 7 steps, so 8 attempts.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Accepted values of `max_attempts` (the database enforces the same range).
+pub const MAX_ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=100;
+/// The default payload limit: 64 KiB of canonical JSON.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Limits applied at enqueue; operators set them in `[limits]` of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_payload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// Where a notification goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// An email address.
+    Email(String),
+    /// A registered webhook endpoint of the same tenant.
+    Webhook(Uuid),
+}
+
+impl Destination {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Destination::Email(_) => Channel::Email,
+            Destination::Webhook(_) => Channel::Webhook,
+        }
+    }
+
+    /// The `destination` column: the address, or the endpoint id.
+    pub fn as_column(&self) -> String {
+        match self {
+            Destination::Email(address) => address.clone(),
+            Destination::Webhook(endpoint) => endpoint.to_string(),
+        }
+    }
+}
+
+/// One notification intent, keyed by `(tenant, user_id, type, business_id)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    tenant: String,
+    user_id: String,
+    type_: String,
+    business_id: String,
+    destination: Destination,
+    payload: Value,
+    run_at: Option<DateTime<Utc>>,
+    max_attempts: u32,
+}
+
+impl Notification {
+    /// An email to `to_address`, rendered from `templates/<type>/`.
+    pub fn email(
+        user_id: impl Into<String>,
+        type_: impl Into<String>,
+        business_id: impl Into<String>,
+        to_address: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            user_id,
+            type_,
+            business_id,
+            Destination::Email(to_address.into()),
+        )
+    }
+
+    /// A webhook to the registered endpoint `endpoint_id`.
+    pub fn webhook(
+        user_id: impl Into<String>,
+        type_: impl Into<String>,
+        business_id: impl Into<String>,
+        endpoint_id: Uuid,
+    ) -> Self {
+        Self::new(
+            user_id,
+            type_,
+            business_id,
+            Destination::Webhook(endpoint_id),
+        )
+    }
+
+    fn new(
+        user_id: impl Into<String>,
+        type_: impl Into<String>,
+        business_id: impl Into<String>,
+        destination: Destination,
+    ) -> Self {
+        Notification {
+            tenant: DEFAULT_TENANT.to_owned(),
+            user_id: user_id.into(),
+            type_: type_.into(),
+            business_id: business_id.into(),
+            destination,
+            payload: Value::Object(Default::default()),
+            run_at: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The data delivered with the notification: a JSON object (default `{}`).
+    pub fn payload(mut self, payload: Value) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    /// The tenant part of the key (default `"default"`).
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
+
+    /// Deliver no earlier than `run_at` (default: as soon as the enqueue commits).
+    pub fn run_at(mut self, run_at: DateTime<Utc>) -> Self {
+        self.run_at = Some(run_at);
+        self
+    }
+
+    /// How many delivery attempts before the notification is `dead` (default 8).
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    pub fn key(&self) -> Key {
+        Key {
+            tenant: self.tenant.clone(),
+            user_id: self.user_id.clone(),
+            type_: self.type_.clone(),
+            business_id: self.business_id.clone(),
+        }
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
+    /// Checks everything the database would refuse, and more, before any SQL runs.
+    pub fn validate(&self, limits: &Limits) -> Result<Validated, EnqueueError> {
+        check_key_part("tenant", &self.tenant)?;
+        check_key_part("user_id", &self.user_id)?;
+        check_key_part("type", &self.type_)?;
+        check_key_part("business_id", &self.business_id)?;
+        if let Destination::Email(address) = &self.destination {
+            check_email(address)?;
+        }
+        let payload_json = check_payload(&self.payload, limits)?;
+        if !MAX_ATTEMPTS_RANGE.contains(&self.max_attempts) {
+            return Err(invalid(
+                "max_attempts",
+                format!(
+                    "must be between {} and {}, got {}",
+                    MAX_ATTEMPTS_RANGE.start(),
+                    MAX_ATTEMPTS_RANGE.end(),
+                    self.max_attempts
+                ),
+            ));
+        }
+        let destination = self.destination.as_column();
+        let channel = self.destination.channel();
+        Ok(Validated {
+            id: Uuid::now_v7(),
+            key: self.key(),
+            fingerprint: fingerprint(channel, &destination, &self.payload),
+            channel,
+            destination,
+            endpoint_id: match self.destination {
+                Destination::Webhook(id) => Some(id),
+                Destination::Email(_) => None,
+            },
+            payload: self.payload.clone(),
+            payload_json,
+            run_at: self.run_at,
+            max_attempts: self.max_attempts as i32,
+        })
+    }
+}
+
+/// The identity of an intent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub tenant: String,
+    pub user_id: String,
+    pub type_: String,
+    pub business_id: String,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "(tenant {:?}, user_id {:?}, type {:?}, business_id {:?})",
+            self.tenant, self.user_id, self.type_, self.business_id
+        )
+    }
+}
+
+/// A notification that passed validation, with everything the insert needs.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The id it gets if this enqueue creates it (UUIDv7).
+    pub id: Uuid,
+    pub key: Key,
+    pub fingerprint: [u8; 32],
+    pub channel: Channel,
+    pub destination: String,
+    pub endpoint_id: Option<Uuid>,
+    pub payload: Value,
+    /// Canonical JSON of the payload, as measured against the limit.
+    pub payload_json: String,
+    pub run_at: Option<DateTime<Utc>>,
+    pub max_attempts: i32,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> EnqueueError {
+    EnqueueError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Shared by key parts and other short strings: 1..=255 characters, no control characters.
+pub fn check_key_part(field: &'static str, value: &str) -> Result<(), EnqueueError> {
+    if value.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    let chars = value.chars().count();
+    if chars > MAX_KEY_PART_CHARS {
+        return Err(invalid(
+            field,
+            format!("must be at most {MAX_KEY_PART_CHARS} characters, got {chars}"),
+        ));
+    }
+    check_no_control(field, value)
+}
+
+fn check_no_control(field: &'static str, value: &str) -> Result<(), EnqueueError> {
+    match value.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, c)) => Err(invalid(
+            field,
+            format!(
+                "must not contain control characters, found U+{:04X} at byte {at}",
+                c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_email(address: &str) -> Result<(), EnqueueError> {
+    check_no_control("email", address)?;
+    if address.len() > 254 {
+        return Err(invalid("email", "must be at most 254 bytes (RFC 5321)"));
+    }
+    address.parse::<lettre::Address>().map(|_| ()).map_err(|e| {
+        invalid(
+            "email",
+            format!("{address:?} is not a valid email address ({e})"),
+        )
+    })
+}
+
+/// Returns the canonical JSON of a valid payload.
+fn check_payload(payload: &Value, limits: &Limits) -> Result<String, EnqueueError> {
+    if !payload.is_object() {
+        return Err(invalid("payload", "must be a JSON object"));
+    }
+    if let Some(path) = find_nul(payload, &mut String::from("$")) {
+        return Err(invalid(
+            "payload",
+            format!("must not contain NUL (\\u0000), found at {path}"),
+        ));
+    }
+    let json = canonical_json(payload);
+    if json.len() > limits.max_payload_bytes {
+        return Err(invalid(
+            "payload",
+            format!(
+                "is {} bytes, over the limit of {} bytes",
+                json.len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+    Ok(json)
+}
+
+/// The JSON path of the first key or string holding a NUL, if any.
+fn find_nul(value: &Value, path: &mut String) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.clone()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = find_nul(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let len = path.len();
+            path.push('.');
+            path.push_str(&key.replace('\0', "\\u0000"));
+            let found = if key.contains('\0') {
+                Some(path.clone())
+            } else {
+                find_nul(item, path)
+            };
+            path.truncate(len);
+            found
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field_of(n: &Notification) -> (&'static str, String) {
+        match n.validate(&Limits::default()) {
+            Err(EnqueueError::Invalid { field, message }) => (field, message),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn email() -> Notification {
+        Notification::email("u1", "welcome", "b1", "ann@example.com")
+    }
+
+    #[test]
+    fn a_well_formed_notification_passes() {
+        let v = email()
+            .payload(json!({"x": 1}))
+            .validate(&Limits::default())
+            .unwrap();
+        assert_eq!(v.key.tenant, "default");
+        assert_eq!(v.channel, Channel::Email);
+        assert_eq!(v.payload_json, r#"{"x":1}"#);
+        assert_eq!(v.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn key_parts_are_checked_by_name() {
+        assert_eq!(
+            field_of(&email().tenant("")),
+            ("tenant", "must not be empty".into())
+        );
+        let long = "x".repeat(256);
+        let (field, message) = field_of(&Notification::email("u", &long, "b", "a@b.co"));
+        assert_eq!(field, "type");
+        assert_eq!(message, "must be at most 255 characters, got 256");
+        // 255 multi-byte characters are fine: the limit counts characters, not bytes.
+        assert!(
+            Notification::email("é".repeat(255), "t", "b", "a@b.co")
+                .validate(&Limits::default())
+                .is_ok()
+        );
+        let (field, message) = field_of(&Notification::email("u", "t", "b\0", "a@b.co"));
+        assert_eq!(field, "business_id");
+        assert!(message.contains("U+0000"), "{message}");
+        assert_eq!(
+            field_of(&Notification::email("u\n", "t", "b", "a@b.co")).0,
+            "user_id"
+        );
+        assert_eq!(
+            field_of(&Notification::email("u", "t", "b\u{85}", "a@b.co")).0,
+            "business_id"
+        );
+    }
+
+    #[test]
+    fn email_addresses_are_parsed() {
+        for bad in [
+            "no-at-sign",
+            "a@b@c",
+            "x@exa mple.com",
+            "a@b.co\r\nBcc: x@y.z",
+            "",
+        ] {
+            let n = Notification::email("u", "t", "b", bad);
+            assert_eq!(field_of(&n).0, "email", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn payload_must_be_an_object_without_nul_within_the_limit() {
+        assert_eq!(
+            field_of(&email().payload(json!([1]))).1,
+            "must be a JSON object"
+        );
+        let (field, message) = field_of(&email().payload(json!({"a": [{"b": "x\u{0}y"}]})));
+        assert_eq!(field, "payload");
+        assert_eq!(message, "must not contain NUL (\\u0000), found at $.a[0].b");
+        let (_, message) = field_of(&email().payload(json!({"k\u{0}": 1})));
+        assert!(message.ends_with("$.k\\u0000"), "{message}");
+        let big = json!({"s": "x".repeat(DEFAULT_MAX_PAYLOAD_BYTES)});
+        let (field, message) = field_of(&email().payload(big));
+        assert_eq!(field, "payload");
+        assert!(
+            message.contains("over the limit of 65536 bytes"),
+            "{message}"
+        );
+        // `{"s":"1234"}` is 12 bytes of canonical JSON.
+        let limits = Limits {
+            max_payload_bytes: 12,
+        };
+        assert!(
+            email()
+                .payload(json!({"s": "1234"}))
+                .validate(&limits)
+                .is_ok()
+        );
+        assert!(
+            email()
+                .payload(json!({"s": "12345"}))
+                .validate(&limits)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn max_attempts_has_a_range() {
+        assert_eq!(
+            field_of(&email().max_attempts(0)).1,
+            "must be between 1 and 100, got 0"
+        );
+        assert_eq!(field_of(&email().max_attempts(101)).0, "max_attempts");
+        assert!(
+            email()
+                .max_attempts(100)
+                .validate(&Limits::default())
+                .is_ok()
+        );
+    }
+}

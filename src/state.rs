@@ -1,0 +1,150 @@
+//! The lifecycle states of a notification and its delivery channels.
+//!
+//! `pending → running (leased) → delivered | dead`, or `cancelled` by an operator. A retry waits
+//! in `pending` with a later `run_at`. `delivered`, `dead` and `cancelled` are *finished*: exactly
+//! those rows carry `finished_at` (a CHECK constraint enforces it), and only those are swept.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// Where a notification is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Running,
+    Delivered,
+    Dead,
+    Cancelled,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Pending,
+        State::Running,
+        State::Delivered,
+        State::Dead,
+        State::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Delivered => "delivered",
+            State::Dead => "dead",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    /// Finished rows keep blocking duplicates until the retention window ends.
+    pub fn is_finished(self) -> bool {
+        matches!(self, State::Delivered | State::Dead | State::Cancelled)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not one of the known names; carries the text for the error message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?} (expected one of: {expected})")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl FromStr for State {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        State::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                kind: "state",
+                value: s.to_owned(),
+                expected: "pending, running, delivered, dead, cancelled",
+            })
+    }
+}
+
+impl TryFrom<String> for State {
+    type Error = UnknownName;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// How a notification is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Channel {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "email" => Ok(Channel::Email),
+            "webhook" => Ok(Channel::Webhook),
+            _ => Err(UnknownName {
+                kind: "channel",
+                value: s.to_owned(),
+                expected: "email, webhook",
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for Channel {
+    type Error = UnknownName;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_round_trip() {
+        for state in State::ALL {
+            assert_eq!(state.as_str().parse::<State>(), Ok(state));
+        }
+        let err = "done".parse::<State>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown state \"done\" (expected one of: pending, running, delivered, dead, cancelled)"
+        );
+    }
+
+    #[test]
+    fn only_terminal_states_are_finished() {
+        let finished: Vec<_> = State::ALL.into_iter().filter(|s| s.is_finished()).collect();
+        assert_eq!(finished, [State::Delivered, State::Dead, State::Cancelled]);
+    }
+}

@@ -1,0 +1,9 @@
+//! The only place with SQL. Every function takes `&mut PgConnection` (a pooled connection or
+//! the caller's transaction) and uses the database clock (`now()`) for every time it writes.
+//!
+//! Queries are runtime-checked `&'static str` constants; each is exercised by the tests in
+//! `tests/` against a real PostgreSQL.
+
+pub mod endpoints;
+pub mod enqueue;
+pub mod notifications;
