@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use futures_util::future::BoxFuture;
 use sqlx::{Acquire, PgConnection, Postgres};
 use uuid::Uuid;
 
@@ -57,7 +58,8 @@ impl Enqueued {
 #[non_exhaustive]
 pub enum EnqueueError {
     /// Bad input; `field` names it (`tenant`, `user_id`, `type`, `business_id`, `email`,
-    /// `endpoint`, `payload`, `max_attempts`).
+    /// `endpoint`, `payload`, `max_attempts`; `batch` for two items of one `enqueue_many` that
+    /// share a key but not an intent). Batch messages end with the item's index.
     #[error("invalid {field}: {message}")]
     Invalid {
         field: &'static str,
@@ -82,23 +84,64 @@ const MAX_PASSES: usize = 3;
 /// Enqueues one notification with the default [`Limits`].
 ///
 /// `conn` is `&mut *tx` (joins the caller's transaction) or `&pool`.
-pub async fn enqueue<'a, A>(conn: A, notification: &Notification) -> Result<Enqueued, EnqueueError>
+pub fn enqueue<'a, A>(
+    conn: A,
+    notification: &'a Notification,
+) -> BoxFuture<'a, Result<Enqueued, EnqueueError>>
 where
-    A: Acquire<'a, Database = Postgres>,
+    A: Acquire<'a, Database = Postgres> + Send + 'a,
 {
-    enqueue_with_limits(conn, notification, &Limits::default()).await
+    Box::pin(enqueue_one(conn, notification, Limits::default()))
 }
 
 /// [`enqueue`] with explicit limits.
-pub async fn enqueue_with_limits<'a, A>(
+pub fn enqueue_with_limits<'a, A>(
     conn: A,
-    notification: &Notification,
+    notification: &'a Notification,
     limits: &Limits,
+) -> BoxFuture<'a, Result<Enqueued, EnqueueError>>
+where
+    A: Acquire<'a, Database = Postgres> + Send + 'a,
+{
+    Box::pin(enqueue_one(conn, notification, *limits))
+}
+
+/// Enqueues a batch with the default [`Limits`]: one insert statement for all of it, results
+/// in input order. Repeats of a key inside the batch resolve to one notification.
+pub fn enqueue_many<'a, A>(
+    conn: A,
+    notifications: &'a [Notification],
+) -> BoxFuture<'a, Result<Vec<Enqueued>, EnqueueError>>
+where
+    A: Acquire<'a, Database = Postgres> + Send + 'a,
+{
+    Box::pin(enqueue_batch(conn, notifications, Limits::default()))
+}
+
+/// [`enqueue_many`] with explicit limits.
+pub fn enqueue_many_with_limits<'a, A>(
+    conn: A,
+    notifications: &'a [Notification],
+    limits: &Limits,
+) -> BoxFuture<'a, Result<Vec<Enqueued>, EnqueueError>>
+where
+    A: Acquire<'a, Database = Postgres> + Send + 'a,
+{
+    Box::pin(enqueue_batch(conn, notifications, *limits))
+}
+
+// The public functions return boxed futures so that their `Send`-ness is proven here, once,
+// for every `Acquire` implementation: an `async fn` generic over `Acquire<'a>` trips rustc's
+// "implementation of `Acquire` is not general enough" when awaited inside `tokio::spawn`.
+async fn enqueue_one<'a, A>(
+    conn: A,
+    notification: &'a Notification,
+    limits: Limits,
 ) -> Result<Enqueued, EnqueueError>
 where
-    A: Acquire<'a, Database = Postgres>,
+    A: Acquire<'a, Database = Postgres> + Send + 'a,
 {
-    let item = notification.validate(limits)?;
+    let item = notification.validate(&limits)?;
     let mut conn = conn.acquire().await?;
     let notify = wake::should_notify();
     for _ in 0..MAX_PASSES {
@@ -113,30 +156,18 @@ where
     Err(unsettled(&item.key))
 }
 
-/// Enqueues a batch with the default [`Limits`]: one insert statement for all of it, results
-/// in input order. Repeats of a key inside the batch resolve to one notification.
-pub async fn enqueue_many<'a, A>(
+async fn enqueue_batch<'a, A>(
     conn: A,
-    notifications: &[Notification],
+    notifications: &'a [Notification],
+    limits: Limits,
 ) -> Result<Vec<Enqueued>, EnqueueError>
 where
-    A: Acquire<'a, Database = Postgres>,
-{
-    enqueue_many_with_limits(conn, notifications, &Limits::default()).await
-}
-
-/// [`enqueue_many`] with explicit limits.
-pub async fn enqueue_many_with_limits<'a, A>(
-    conn: A,
-    notifications: &[Notification],
-    limits: &Limits,
-) -> Result<Vec<Enqueued>, EnqueueError>
-where
-    A: Acquire<'a, Database = Postgres>,
+    A: Acquire<'a, Database = Postgres> + Send + 'a,
 {
     let items = notifications
         .iter()
-        .map(|n| n.validate(limits))
+        .enumerate()
+        .map(|(i, n)| n.validate(&limits).map_err(|e| in_item(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
     if items.is_empty() {
         return Ok(Vec::new());
@@ -186,7 +217,7 @@ async fn settle_batch(
             match row.created {
                 Some(state) => results[i] = Some(Ok(Enqueued::Created { id: item.id, state })),
                 None => match settle(item, row.existing, &row.endpoint) {
-                    Some(settled) => results[i] = Some(settled),
+                    Some(settled) => results[i] = Some(settled.map_err(|e| in_item(i, e))),
                     None => still_pending.push(i),
                 },
             }
@@ -207,21 +238,23 @@ async fn settle_batch(
             // The representative's own error is reported, earlier in input order.
             _ => continue,
         };
-        results[i] = Some(if items[i].fingerprint == items[rep].fingerprint {
-            Ok(Enqueued::Duplicate {
+        let item = &items[i];
+        let what = differs(item, items[rep].channel.as_str(), &items[rep].destination);
+        results[i] = Some(match rep_result {
+            _ if item.fingerprint == items[rep].fingerprint => Ok(Enqueued::Duplicate {
                 id: rep_result.id(),
                 state: rep_result.state(),
-            })
-        } else {
-            Err(conflict(
-                &items[i],
-                rep_result.id(),
-                differs(
-                    &items[i],
-                    &items[rep].channel.to_string(),
-                    &items[rep].destination,
+            }),
+            // The key was already held before this batch: a conflict with that notification.
+            Enqueued::Duplicate { id, .. } => Err(conflict(item, id, what)),
+            // Both intents are new: there is no existing notification to name.
+            Enqueued::Created { .. } => Err(EnqueueError::Invalid {
+                field: "batch",
+                message: format!(
+                    "items {rep} and {i} share the key {} but differ in {what}",
+                    item.key
                 ),
-            ))
+            }),
         });
     }
     // The first refusal in input order fails the whole batch.
@@ -229,6 +262,17 @@ async fn settle_batch(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(unsettled(&items[0].key))))
         .collect()
+}
+
+/// Says which batch item an `Invalid` is about.
+fn in_item(index: usize, error: EnqueueError) -> EnqueueError {
+    match error {
+        EnqueueError::Invalid { field, message } => EnqueueError::Invalid {
+            field,
+            message: format!("{message} (item {index})"),
+        },
+        other => other,
+    }
 }
 
 /// Decides an insert that wrote nothing: `None` when the key's row vanished in between and the

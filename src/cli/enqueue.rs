@@ -38,7 +38,7 @@ pub struct EnqueueArgs {
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
     run_at: Option<DateTime<Utc>>,
     /// Attempts before the notification is dead. Default: retry.schedule steps + 1.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     max_attempts: Option<u32>,
     /// Print {"id", "status", "state"} as JSON.
     #[arg(long)]

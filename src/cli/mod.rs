@@ -26,6 +26,8 @@ use error::CliError;
 #[command(
     name = "herald",
     version,
+    // Without a command, say so in one line rather than printing the help as an error.
+    arg_required_else_help = false,
     about = "Durable, idempotent notification dispatcher on PostgreSQL",
     long_about = "Durable, idempotent notification dispatcher on PostgreSQL.\n\n\
         Exit codes: 0 success (a duplicate enqueue is a success), 1 runtime failure, \

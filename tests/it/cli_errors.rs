@@ -1,0 +1,144 @@
+//! Failures before any command runs: the database, the configuration, the command line.
+
+use sqlx::PgPool;
+
+use crate::support::{herald, herald_env, migrated, url_for};
+
+#[tokio::test]
+async fn an_unreachable_database_is_one_line_without_the_password() {
+    // Nothing listens on port 1.
+    let out = herald_env(
+        &[
+            "--database-url",
+            "postgres://ann:CANARY-PW@127.0.0.1:1/app",
+            "list",
+        ],
+        &[],
+    )
+    .await;
+    out.assert_error(
+        1,
+        "cannot connect to PostgreSQL at 127.0.0.1:1, database \"app\"",
+    );
+    assert!(
+        out.stderr.contains("pg_ctlcluster"),
+        "says how to start PostgreSQL: {out:?}"
+    );
+    assert!(!out.stderr.contains("CANARY"), "{out:?}");
+}
+
+#[tokio::test]
+async fn database_url_comes_from_the_environment_too() {
+    let out = herald_env(
+        &["list"],
+        &[("DATABASE_URL", "postgres://ann:CANARY-PW@127.0.0.1:1/envdb")],
+    )
+    .await;
+    out.assert_error(1, "database \"envdb\"");
+    assert!(!out.stderr.contains("CANARY"));
+}
+
+#[tokio::test]
+async fn a_malformed_database_url_is_a_usage_error() {
+    herald_env(&["--database-url", "mysql://h/db", "list"], &[])
+        .await
+        .assert_error(2, "invalid database URL");
+}
+
+#[tokio::test]
+async fn a_missing_database_points_at_migrate() {
+    let url = url_for("herald_no_such_database");
+    herald_env(&["--database-url", &url, "list"], &[])
+        .await
+        .assert_error(1, "`herald migrate` creates it");
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_unmigrated_database_points_at_migrate(pool: PgPool) {
+    herald::migrate(&pool).await.unwrap();
+    sqlx::query("drop schema herald cascade")
+        .execute(&pool)
+        .await
+        .unwrap();
+    herald(&pool, &["list"])
+        .await
+        .assert_error(1, "run `herald migrate` first");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_is_idempotent() {
+    let name = format!("herald_it_{}", uuid::Uuid::now_v7().simple());
+    let url = url_for(&name);
+    for _ in 0..2 {
+        let out = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(
+            out.stdout,
+            format!("migrations applied to database \"{name}\"\n")
+        );
+    }
+    let listed = herald_env(&["--database-url", &url, "list", "--json"], &[]).await;
+    assert_eq!(listed.stdout.trim(), "[]");
+    let admin = sqlx::PgPool::connect(&url_for("postgres")).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database \"{name}\" with (force)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn configuration_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "[smtp]\nprot = 25\n").unwrap();
+    let path = file.to_str().unwrap();
+    herald_env(&["--config", path, "list"], &[])
+        .await
+        .assert_error(2, "unknown field `prot`");
+    herald_env(&["list"], &[("HERALD_CONFIG", path)])
+        .await
+        .assert_error(2, "unknown field `prot`");
+    herald_env(&["list"], &[("HERALD_DISPATCHER__LEASE", "1s")])
+        .await
+        .assert_error(2, "dispatcher.lease");
+    herald_env(&["--config", "/nonexistent.toml", "list"], &[])
+        .await
+        .assert_error(2, "config file /nonexistent.toml");
+}
+
+#[tokio::test]
+async fn usage_errors_are_one_line_and_help_succeeds() {
+    herald_env(&["frobnicate"], &[])
+        .await
+        .assert_error(2, "unrecognized subcommand 'frobnicate'");
+    herald_env(&[], &[])
+        .await
+        .assert_error(2, "requires a subcommand");
+    let help = herald_env(&["enqueue", "--help"], &[]).await;
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("--business-id"), "{help:?}");
+    let version = herald_env(&["--version"], &[]).await;
+    assert_eq!(
+        version.stdout,
+        format!("herald {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_through_the_binary_on_an_existing_database(pool: PgPool) {
+    let out = herald(&pool, &["migrate"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    migrated(&pool).await; // and the library agrees nothing is left to do
+    let tables: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.tables where table_schema = 'herald'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables, 4,
+        "notifications, attempts, webhook_endpoints, _sqlx_migrations"
+    );
+}

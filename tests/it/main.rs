@@ -1,0 +1,13 @@
+//! herald's behaviour against a real PostgreSQL: one test binary, a fresh database per test
+//! (`#[sqlx::test]`, which reads `DATABASE_URL` for the server to create them on).
+
+mod cli_endpoints;
+mod cli_enqueue;
+mod cli_errors;
+mod cli_read;
+mod enqueue_batch;
+mod enqueue_races;
+mod enqueue_semantics;
+mod enqueue_validation;
+mod migrations;
+mod support;
