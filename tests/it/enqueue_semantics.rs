@@ -213,7 +213,7 @@ async fn enqueue_stores_what_it_was_given(pool: PgPool) {
         .to_utc();
     let n = shipped().tenant("acme").run_at(run_at).max_attempts(3);
     let id = herald::enqueue(&pool, &n).await.unwrap().id();
-    let row = herald::store::notifications::get(&mut *pool.acquire().await.unwrap(), id)
+    let row = herald::store::notifications::get(&mut pool.acquire().await.unwrap(), id)
         .await
         .unwrap()
         .unwrap();

@@ -111,7 +111,7 @@ pub async fn count_notifications(pool: &PgPool) -> i64 {
 pub async fn endpoint(pool: &PgPool, tenant: &str) -> Uuid {
     let id = Uuid::now_v7();
     herald::store::endpoints::insert(
-        &mut *pool.acquire().await.unwrap(),
+        &mut pool.acquire().await.unwrap(),
         id,
         tenant,
         "https://hooks.example.com/herald",
