@@ -38,6 +38,7 @@ create table herald.notifications (
     lease_token       uuid,
     lease_owner       text,
     lease_expires_at  timestamptz,
+    attempted_at      timestamptz,                -- start of the latest attempt (its claim)
     created_at        timestamptz not null default now(),
     finished_at       timestamptz,
     last_error        text,

@@ -24,13 +24,16 @@
 //! - [`wake`]: the debounced NOTIFY that wakes an idle dispatcher.
 //! - [`migrate`]: the schema, with bookkeeping apart from the host application's.
 //! - [`config`]: defaults < file < environment, validated once.
-//! - [`net`]: the SSRF guard for webhook targets. [`channel`]: delivery channels.
+//! - [`dispatch`]: the daemon: claim loop, workers, heartbeat, wake-up listener, retry policy.
+//! - [`channel`]: webhook (Standard Webhooks) and email (SMTP, templates) delivery.
+//! - [`net`]: the SSRF guard for webhook targets.
 //! - [`cli`]: the `herald` binary's commands; `main.rs` only calls [`cli::main`].
 
 pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod database;
+pub mod dispatch;
 pub mod enqueue;
 pub mod fingerprint;
 pub mod migrate;

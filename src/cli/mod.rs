@@ -9,6 +9,7 @@ mod enqueue;
 pub mod error;
 mod notifications;
 mod output;
+mod run;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ pub struct Cli {
 enum Command {
     /// Create the database if missing and apply herald's migrations (idempotent).
     Migrate,
+    /// Run the dispatcher daemon: claim due notifications, deliver, retry.
+    Run(run::RunArgs),
     /// Enqueue one notification; a replay of the same intent is a duplicate, not an error.
     Enqueue(enqueue::EnqueueArgs),
     /// List notifications, newest first.
@@ -99,7 +102,7 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    init_logging();
+    init_logging(matches!(cli.command, Command::Run(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -132,6 +135,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     };
     match cli.command {
         Command::Migrate => migrate(&ctx).await,
+        Command::Run(args) => run::run(&ctx, args).await,
         Command::Enqueue(args) => enqueue::run(&ctx, args).await,
         Command::List(args) => notifications::list(&ctx, args).await,
         Command::Show(args) => notifications::show(&ctx, args).await,
@@ -147,10 +151,12 @@ async fn migrate(ctx: &Context) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors).
-fn init_logging() {
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors, plus herald's own
+/// info lines for the daemon: one per attempt).
+fn init_logging(daemon: bool) {
+    let default = if daemon { "warn,herald=info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

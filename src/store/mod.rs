@@ -4,6 +4,7 @@
 //! Queries are runtime-checked `&'static str` constants; each is exercised by the tests in
 //! `tests/` against a real PostgreSQL.
 
+pub mod dispatch;
 pub mod endpoints;
 pub mod enqueue;
 pub mod notifications;

@@ -1,0 +1,172 @@
+//! Email delivery over SMTP with lettre's pooled async transport.
+//!
+//! Invariants:
+//! - `Message-ID: <{notification id}@{smtp.message_id_domain}>` on every attempt, so a receiving
+//!   system can drop the copy of a retry whose first attempt did arrive.
+//! - Every send runs under an outer timeout of `smtp.timeout`: lettre's own timeout covers only
+//!   the connect, and a server that accepts the connection but never answers would otherwise
+//!   hold a worker forever. A timeout is outcome `unknown` (the message may have been accepted).
+//! - 5xx is permanent (dead); 4xx, refused connections and dropped connections are retried.
+//!   A missing or failing template is permanent: retrying cannot fix it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::templates::Templates;
+use super::{AttemptKind, Outcome, truncate};
+use crate::config::{SmtpConfig, SmtpTls};
+use crate::store::dispatch::Claimed;
+
+pub struct EmailSender {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    message_id_domain: String,
+    timeout: Duration,
+    templates: Arc<Templates>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailSetupError {
+    #[error("smtp.from: {0}")]
+    From(String),
+    #[error("smtp.host: {0}")]
+    Tls(String),
+}
+
+impl EmailSender {
+    pub fn new(config: &SmtpConfig, pool_size: u32, templates: Arc<Templates>) -> Result<Self, EmailSetupError> {
+        let from: Mailbox = config.from.parse().map_err(|e| EmailSetupError::From(format!("{e}")))?;
+        let tls_parameters = || TlsParameters::new(config.host.clone()).map_err(|e| EmailSetupError::Tls(e.to_string()));
+        let tls = match config.tls {
+            SmtpTls::Starttls => Tls::Required(tls_parameters()?),
+            SmtpTls::Tls => Tls::Wrapper(tls_parameters()?),
+            SmtpTls::None => Tls::None,
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
+            .port(config.port)
+            .tls(tls)
+            .timeout(Some(config.timeout))
+            .pool_config(PoolConfig::new().max_size(pool_size.max(1)));
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
+        }
+        Ok(EmailSender {
+            transport: builder.build(),
+            from,
+            message_id_domain: config.message_id_domain.clone(),
+            timeout: config.timeout,
+            templates,
+        })
+    }
+
+    /// The `Message-ID` of a notification: stable across attempts.
+    pub fn message_id(&self, n: &Claimed) -> String {
+        format!("<{}@{}>", n.id, self.message_id_domain)
+    }
+
+    /// One attempt for a claimed email notification.
+    pub async fn deliver(&self, n: &Claimed) -> Outcome {
+        let rendered = match self.templates.render(&n.type_, &context(n)) {
+            Ok(rendered) => rendered,
+            Err(e) => return Outcome::give_up(e.to_string()),
+        };
+        let to: Mailbox = match n.destination.parse() {
+            Ok(to) => to,
+            Err(e) => return Outcome::give_up(format!("invalid recipient address: {e}")),
+        };
+        let builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .message_id(Some(self.message_id(n)));
+        let message = match rendered.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(rendered.text, html)),
+            None => builder.header(ContentType::TEXT_PLAIN).body(rendered.text),
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => return Outcome::give_up(format!("cannot build the message: {e}")),
+        };
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Err(_elapsed) => Outcome::Retry {
+                kind: AttemptKind::Unknown,
+                status: None,
+                error: format!(
+                    "no answer from the SMTP server within {} (smtp.timeout)",
+                    humantime::format_duration(self.timeout)
+                ),
+                retry_after: None,
+            },
+            Ok(Ok(response)) => Outcome::Delivered {
+                status: Some(u16::from(response.code()) as i32),
+                detail: Some(truncate(&response.message().collect::<Vec<_>>().join(" "))),
+            },
+            Ok(Err(e)) => judge_error(&e),
+        }
+    }
+}
+
+/// The template context: the payload's fields, plus `herald` with the notification's identity.
+fn context(n: &Claimed) -> Value {
+    let mut context = match &n.payload {
+        Value::Object(map) => map.clone(),
+        _ => Default::default(),
+    };
+    context.insert(
+        "herald".into(),
+        json!({
+            "id": n.id, "type": n.type_, "user_id": n.user_id, "business_id": n.business_id,
+            "tenant": n.tenant, "attempt": n.attempts,
+        }),
+    );
+    Value::Object(context)
+}
+
+fn judge_error(e: &lettre::transport::smtp::Error) -> Outcome {
+    let status = e.status().map(|code| u16::from(code) as i32);
+    let error = truncate(&describe(e));
+    if e.is_permanent() {
+        return Outcome::GiveUp { kind: AttemptKind::Failed, status, error, disable_endpoint: None };
+    }
+    let kind = if e.is_transient() || refused_connection(e) {
+        // A definite "not now" from the server, or no connection at all: nothing was accepted.
+        AttemptKind::Failed
+    } else {
+        // The conversation broke off: the server may have accepted the message.
+        AttemptKind::Unknown
+    };
+    Outcome::Retry { kind, status, error, retry_after: None }
+}
+
+fn refused_connection(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The error and its causes on one line.
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}

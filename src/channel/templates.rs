@@ -1,0 +1,222 @@
+//! Email templates: `<dir>/<type>/subject.txt`, `body.txt` and optionally `body.html`, rendered
+//! with minijinja.
+//!
+//! Invariants: undefined variables are errors (strict), never empty strings; `.html` templates
+//! are HTML-escaped automatically, `.txt` ones are not; the rendered subject has no control
+//! characters (no header folding or injection through a payload). A notification type names a
+//! directory only if it is a plain name (letters, digits, `_`, `-`, `.`, not starting with `.`),
+//! so no type can reach outside the templates directory. Templates are read from disk when
+//! first used, so a type added after start is found without a restart.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use serde::Serialize;
+
+/// The three parts of an email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// A type directory found at start, and whether it has an HTML body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedType {
+    pub type_: String,
+    pub html: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("missing template {0}")]
+    Missing(PathBuf),
+    #[error("type {0:?} cannot name a template directory (letters, digits, '_', '-', '.')")]
+    UnsafeType(String),
+    #[error("template {path}: {message}")]
+    Broken { path: PathBuf, message: String },
+}
+
+pub struct Templates {
+    env: Environment<'static>,
+    dir: PathBuf,
+}
+
+impl Templates {
+    /// Prepares `dir` and compiles every template found in it, so a syntax error stops the
+    /// start rather than a delivery. Returns the types found.
+    pub fn load(dir: &Path) -> Result<(Self, Vec<LoadedType>), TemplateError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_loader(minijinja::path_loader(dir));
+        let templates = Templates { env, dir: dir.to_owned() };
+        let mut loaded = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok((templates, loaded));
+        };
+        let mut types: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| is_safe_type(name))
+            .collect();
+        types.sort();
+        for type_ in types {
+            let mut html = false;
+            for file in ["subject.txt", "body.txt", "body.html"] {
+                match templates.compile(&type_, file) {
+                    Ok(()) => html |= file == "body.html",
+                    Err(TemplateError::Missing(_)) if file == "body.html" => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            loaded.push(LoadedType { type_, html });
+        }
+        Ok((templates, loaded))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn compile(&self, type_: &str, file: &str) -> Result<(), TemplateError> {
+        self.env.get_template(&format!("{type_}/{file}")).map(|_| ()).map_err(|e| self.error(type_, file, e))
+    }
+
+    /// Renders the email of `type_` with `context`.
+    pub fn render(&self, type_: &str, context: &impl Serialize) -> Result<Rendered, TemplateError> {
+        if !is_safe_type(type_) {
+            return Err(TemplateError::UnsafeType(type_.to_owned()));
+        }
+        let context = minijinja::Value::from(minijinja::value::Serde(context));
+        let render = |file: &str| -> Result<String, TemplateError> {
+            let template = self.env.get_template(&format!("{type_}/{file}")).map_err(|e| self.error(type_, file, e))?;
+            template.render(&context).map_err(|e| self.error(type_, file, e))
+        };
+        let subject = clean_subject(&render("subject.txt")?);
+        let text = render("body.txt")?;
+        let html = match render("body.html") {
+            Ok(html) => Some(html),
+            Err(TemplateError::Missing(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Rendered { subject, text, html })
+    }
+
+    fn error(&self, type_: &str, file: &str, e: minijinja::Error) -> TemplateError {
+        let path = self.dir.join(type_).join(file);
+        if e.kind() == ErrorKind::TemplateNotFound {
+            return TemplateError::Missing(path);
+        }
+        let mut message = e.to_string();
+        if let Some(line) = e.line() {
+            if !message.contains(&format!(":{line}")) {
+                message.push_str(&format!(" (line {line})"));
+            }
+        }
+        TemplateError::Broken { path, message }
+    }
+}
+
+fn is_safe_type(type_: &str) -> bool {
+    !type_.is_empty()
+        && !type_.starts_with('.')
+        && type_.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// One line: control characters (CR, LF, tabs, …) become spaces, runs of spaces collapse.
+fn clean_subject(subject: &str) -> String {
+    subject
+        .split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn write(dir: &Path, path: &str, text: &str) {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+
+    fn fixture() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "shipped/subject.txt", "Order {{ order }}\r\nBcc: evil@example.com\n");
+        write(dir.path(), "shipped/body.txt", "Hi {{ name }}, order {{ order }} <b>shipped</b>.");
+        write(dir.path(), "shipped/body.html", "<p>Hi {{ name }}</p>");
+        write(dir.path(), "plain/subject.txt", "Plain");
+        write(dir.path(), "plain/body.txt", "Just text");
+        dir
+    }
+
+    #[test]
+    fn renders_subject_text_and_escaped_html() {
+        let dir = fixture();
+        let (templates, loaded) = Templates::load(dir.path()).unwrap();
+        assert_eq!(
+            loaded,
+            [LoadedType { type_: "plain".into(), html: false }, LoadedType { type_: "shipped".into(), html: true }]
+        );
+        let r = templates.render("shipped", &json!({"order": "1001", "name": "<script>x</script>"})).unwrap();
+        assert_eq!(r.subject, "Order 1001 Bcc: evil@example.com", "one line, no header injection");
+        assert_eq!(r.text, "Hi <script>x</script>, order 1001 <b>shipped</b>.", "text is not escaped");
+        assert_eq!(r.html.unwrap(), "<p>Hi &lt;script&gt;x&lt;&#x2f;script&gt;</p>");
+        assert_eq!(templates.render("plain", &json!({})).unwrap().html, None);
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_naming_the_file() {
+        let dir = fixture();
+        let (templates, _) = Templates::load(dir.path()).unwrap();
+        let err = templates.render("shipped", &json!({"order": "1"})).unwrap_err().to_string();
+        assert!(err.contains("shipped/body.txt"), "{err}");
+        assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn missing_templates_name_the_path() {
+        let dir = fixture();
+        let (templates, _) = Templates::load(dir.path()).unwrap();
+        let err = templates.render("nope", &json!({})).unwrap_err();
+        assert_eq!(err.to_string(), format!("missing template {}", dir.path().join("nope/subject.txt").display()));
+    }
+
+    #[test]
+    fn types_cannot_escape_the_directory() {
+        let dir = fixture();
+        let (templates, _) = Templates::load(dir.path()).unwrap();
+        for bad in ["../etc", ".hidden", "a/b", ""] {
+            assert!(matches!(templates.render(bad, &json!({})), Err(TemplateError::UnsafeType(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_stop_the_load() {
+        let dir = fixture();
+        write(dir.path(), "broken/subject.txt", "{{ unclosed");
+        write(dir.path(), "broken/body.txt", "x");
+        let err = Templates::load(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("broken/subject.txt"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_templates_render() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let (templates, loaded) = Templates::load(&dir).unwrap();
+        assert!(!loaded.is_empty());
+        let context = json!({
+            "order": "1001", "name": "Ann", "carrier": "DHL", "tracking_url": "https://track.example/1",
+            "herald": {"id": "0", "type": "t", "user_id": "u", "business_id": "b", "tenant": "default", "attempt": 1}
+        });
+        for t in loaded {
+            let r = templates.render(&t.type_, &context).unwrap_or_else(|e| panic!("{}: {e}", t.type_));
+            assert!(!r.subject.is_empty() && !r.text.is_empty());
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! `herald run`: the dispatcher daemon, with signal handling.
+
+use std::sync::Arc;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use super::error::CliError;
+use crate::channel::email::EmailSender;
+use crate::channel::templates::Templates;
+use crate::channel::webhook::WebhookSender;
+use crate::dispatch::{Dispatcher, RunOptions, Senders};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Concurrent deliveries (default: dispatcher.workers).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    workers: Option<u32>,
+    /// Drain and exit 0: once nothing is running, nothing is due, and no retry of an attempt
+    /// this daemon made is still waiting.
+    #[arg(long)]
+    until_idle: bool,
+    /// Do not create the database or apply migrations at start.
+    #[arg(long)]
+    no_migrate: bool,
+}
+
+pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
+    let mut config = ctx.config.clone();
+    if let Some(workers) = args.workers {
+        config.dispatcher.workers = workers as usize;
+    }
+    let (templates, loaded) = Templates::load(&config.templates.dir).map_err(|e| CliError::usage(e.to_string()))?;
+    if loaded.is_empty() {
+        tracing::warn!(dir = %config.templates.dir.display(), "no email templates found: email notifications will go dead until their templates exist");
+    }
+    for t in &loaded {
+        tracing::info!(r#type = %t.type_, html = t.html, dir = %templates.dir().display(), "email template loaded");
+    }
+    let webhook = WebhookSender::new(&config.webhook)
+        .map_err(|e| CliError::runtime(format!("cannot set up the HTTP client: {e}")))?;
+    let email = EmailSender::new(&config.smtp, config.dispatcher.workers as u32, Arc::new(templates))
+        .map_err(|e| CliError::usage(format!("config: {e}")))?;
+
+    let pool = ctx.pool(!args.no_migrate).await?;
+    if !args.no_migrate {
+        crate::migrate(&pool).await?;
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    let dispatcher = Dispatcher::new(pool.clone(), config.clone(), Senders { webhook, email });
+    tracing::info!(
+        owner = dispatcher.owner(),
+        workers = config.dispatcher.workers,
+        until_idle = args.until_idle,
+        "herald dispatcher started"
+    );
+    let summary = dispatcher.run(RunOptions { until_idle: args.until_idle }, shutdown).await;
+    pool.close().await;
+    tracing::info!(attempts = summary.attempts, released = summary.released, "herald dispatcher stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = terminate => tracing::info!("SIGTERM: stopping"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,48 @@
+//! LISTEN for enqueue wake-ups. A hint only: notifications sent while the listener is
+//! reconnecting are lost, and the claim loop's polling covers them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::wake::CHANNEL;
+
+pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match subscribe(&shared).await {
+            Ok(mut listener) => {
+                pause = Duration::from_millis(100);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        received = listener.recv() => match received {
+                            Ok(_) => shared.wake.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %crate::database::reason_of(&e), "wake-up listener lost; polling meanwhile");
+                                break;
+                            }
+                        },
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %crate::database::reason_of(&e), "wake-up listener not connected; polling meanwhile"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn subscribe(shared: &Shared) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(&shared.pool).await?;
+    listener.listen(CHANNEL).await?;
+    // Anything enqueued before the subscription took effect is found by the next claim.
+    shared.wake.notify_one();
+    Ok(listener)
+}

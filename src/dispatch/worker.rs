@@ -1,0 +1,250 @@
+//! One delivery: send through the notification's channel, decide what the outcome means, and
+//! record the attempt, fenced by the lease token.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::retry::{NextStep, next_step};
+use super::{Shared, lock};
+use crate::channel::{AttemptKind, Outcome};
+use crate::config::RetryConfig;
+use crate::state::State;
+use crate::store::dispatch::{self as store, Claimed, Recorded};
+
+/// Delivers `n` and records the attempt. On `abort` (shutdown grace over) it stops at once and
+/// leaves the lease in `in_flight` for the dispatcher to release.
+pub(super) async fn deliver(
+    shared: Arc<Shared>,
+    n: Claimed,
+    abort: CancellationToken,
+    _worker: OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        outcome = shared.senders.deliver(&n) => outcome,
+        _ = abort.cancelled() => return,
+    };
+    let elapsed = started.elapsed();
+    shared.attempts.fetch_add(1, Ordering::Relaxed);
+    let decision = decide(&shared.config.retry, &n, &outcome, random_unit());
+
+    if let Outcome::GiveUp { disable_endpoint: Some(reason), .. } = &outcome {
+        disable_endpoint(&shared, &n, reason).await;
+    }
+    let recorded = record(&shared, &n, &decision, &abort).await;
+    if recorded && decision.next_state == State::Pending {
+        lock(&shared.retries_waiting).insert(n.id);
+    }
+    lock(&shared.in_flight).remove(&n.id);
+    shared.wake.notify_one();
+
+    let next = match decision.next_state {
+        State::Pending => format!("retry in {}", humantime::format_duration(round(decision.retry_in))),
+        other => other.to_string(),
+    };
+    tracing::info!(
+        id = %n.id,
+        r#type = %n.type_,
+        channel = %n.channel,
+        attempt = n.attempts,
+        outcome = outcome.kind().as_str(),
+        status = outcome.status(),
+        duration_ms = elapsed.as_millis() as u64,
+        next = %next,
+        error = decision.error.as_deref().filter(|_| outcome.kind() != AttemptKind::Delivered),
+        "attempt"
+    );
+}
+
+/// What an outcome means for the notification.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Decision {
+    pub next_state: State,
+    pub retry_in: Duration,
+    pub kind: AttemptKind,
+    pub status: Option<i32>,
+    /// The attempt's error, or the receiver's answer when delivered.
+    pub error: Option<String>,
+    pub last_error: Option<String>,
+}
+
+pub(super) fn decide(policy: &RetryConfig, n: &Claimed, outcome: &Outcome, random: f64) -> Decision {
+    match outcome {
+        Outcome::Delivered { status, detail } => Decision {
+            next_state: State::Delivered,
+            retry_in: Duration::ZERO,
+            kind: AttemptKind::Delivered,
+            status: *status,
+            error: detail.clone(),
+            last_error: None,
+        },
+        Outcome::Retry { kind, status, error, retry_after } => {
+            match next_step(policy, n.attempts, n.max_attempts, *retry_after, random) {
+                NextStep::RetryAfter(delay) => Decision {
+                    next_state: State::Pending,
+                    retry_in: delay,
+                    kind: *kind,
+                    status: *status,
+                    error: Some(error.clone()),
+                    last_error: Some(error.clone()),
+                },
+                NextStep::GiveUp => Decision {
+                    next_state: State::Dead,
+                    retry_in: Duration::ZERO,
+                    kind: *kind,
+                    status: *status,
+                    error: Some(error.clone()),
+                    last_error: Some(format!(
+                        "attempts exhausted ({} of {}): {error}",
+                        n.attempts, n.max_attempts
+                    )),
+                },
+            }
+        }
+        Outcome::GiveUp { kind, status, error, .. } => Decision {
+            next_state: State::Dead,
+            retry_in: Duration::ZERO,
+            kind: *kind,
+            status: *status,
+            error: Some(error.clone()),
+            last_error: Some(error.clone()),
+        },
+    }
+}
+
+/// Records the attempt, retrying through database errors for as long as the lease could still
+/// be ours. Returns whether it was recorded.
+async fn record(shared: &Shared, n: &Claimed, decision: &Decision, abort: &CancellationToken) -> bool {
+    let recorded = Recorded {
+        next_state: decision.next_state,
+        retry_in: decision.retry_in,
+        outcome: decision.kind.as_str(),
+        status: decision.status,
+        error: decision.error.as_deref(),
+        last_error: decision.last_error.as_deref(),
+    };
+    let give_up_at = Instant::now() + shared.config.dispatcher.lease;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let result = async {
+            let mut conn = shared.pool.acquire().await?;
+            store::record_outcome(&mut conn, n.id, n.lease_token, &recorded).await
+        }
+        .await;
+        match result {
+            Ok(true) => return true,
+            Ok(false) => {
+                tracing::warn!(id = %n.id, attempt = n.attempts, "lease lost before the outcome was recorded: another daemon owns this notification now");
+                return false;
+            }
+            Err(e) if Instant::now() + pause < give_up_at => {
+                tracing::warn!(id = %n.id, error = %crate::database::reason_of(&e), "cannot record the attempt yet; retrying");
+                tokio::select! {
+                    _ = abort.cancelled() => return false,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(id = %n.id, error = %crate::database::reason_of(&e), "gave up recording the attempt; the lease will expire and the notification will be retried");
+                return false;
+            }
+        }
+    }
+}
+
+async fn disable_endpoint(shared: &Shared, n: &Claimed, reason: &str) {
+    let Ok(endpoint) = n.destination.parse::<Uuid>() else {
+        return;
+    };
+    let result = async {
+        let mut conn = shared.pool.acquire().await?;
+        store::disable_endpoint(&mut conn, endpoint, reason).await
+    }
+    .await;
+    match result {
+        Ok(true) => tracing::warn!(%endpoint, reason, "webhook endpoint disabled"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(%endpoint, error = %crate::database::reason_of(&e), "could not disable the webhook endpoint"),
+    }
+}
+
+/// Uniform in [0, 1), for jitter.
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(attempts: i32, max_attempts: i32) -> Claimed {
+        Claimed {
+            id: Uuid::now_v7(),
+            tenant: "default".into(),
+            user_id: "u".into(),
+            type_: "t".into(),
+            business_id: "b".into(),
+            channel: crate::state::Channel::Webhook,
+            destination: Uuid::now_v7().to_string(),
+            payload: serde_json::json!({}),
+            attempts,
+            max_attempts,
+            created_at: chrono::Utc::now(),
+            lease_token: Uuid::now_v7(),
+            claimed_at_unix: 0,
+            endpoint: crate::store::dispatch::EndpointColumns {
+                endpoint_url: None,
+                endpoint_secret: None,
+                endpoint_previous_secret: None,
+                endpoint_enabled: None,
+                endpoint_disabled_reason: None,
+            },
+        }
+    }
+
+    fn retry(kind: AttemptKind) -> Outcome {
+        Outcome::Retry { kind, status: Some(503), error: "receiver answered 503".into(), retry_after: None }
+    }
+
+    #[test]
+    fn a_failure_with_attempts_left_is_retried() {
+        let policy = RetryConfig { schedule: vec![Duration::from_secs(5)], jitter: 0.0 };
+        let d = decide(&policy, &claimed(1, 3), &retry(AttemptKind::Failed), 0.5);
+        assert_eq!(d.next_state, State::Pending);
+        assert_eq!(d.retry_in, Duration::from_secs(5));
+        assert_eq!(d.last_error.as_deref(), Some("receiver answered 503"));
+    }
+
+    #[test]
+    fn the_last_failure_is_dead_with_the_reason() {
+        let policy = RetryConfig::default();
+        let d = decide(&policy, &claimed(3, 3), &retry(AttemptKind::Unknown), 0.5);
+        assert_eq!(d.next_state, State::Dead);
+        assert_eq!(d.kind, AttemptKind::Unknown);
+        assert_eq!(d.last_error.as_deref(), Some("attempts exhausted (3 of 3): receiver answered 503"));
+    }
+
+    #[test]
+    fn delivered_clears_the_last_error_and_give_up_is_final() {
+        let policy = RetryConfig::default();
+        let ok = Outcome::Delivered { status: Some(204), detail: None };
+        assert_eq!(decide(&policy, &claimed(2, 8), &ok, 0.5).last_error, None);
+        let gone = Outcome::give_up("missing template templates/x/subject.txt");
+        let d = decide(&policy, &claimed(1, 8), &gone, 0.5);
+        assert_eq!((d.next_state, d.kind), (State::Dead, AttemptKind::Failed));
+    }
+}

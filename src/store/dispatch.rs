@@ -1,0 +1,234 @@
+//! SQL of the dispatcher: claim due work under a fresh lease, extend leases, record outcomes
+//! fenced by the lease token, rescue expired leases, release leases at shutdown.
+//!
+//! Invariants:
+//! - Every time written comes from the database clock (`now()`); durations are bound as
+//!   seconds and added in SQL.
+//! - A claim issues a new `lease_token`; every later change to a running row is conditional on
+//!   `id` AND `lease_token` AND `state = 'running'`, so a worker whose lease expired and was
+//!   taken over changes nothing.
+//! - An attempt is counted when it is claimed, so a notification that crashes its daemon still
+//!   runs out of attempts instead of looping forever.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::state::{Channel, State};
+
+/// A notification claimed for one delivery attempt, with what delivering it needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub tenant: String,
+    pub user_id: String,
+    #[sqlx(rename = "type")]
+    pub type_: String,
+    pub business_id: String,
+    #[sqlx(try_from = "String")]
+    pub channel: Channel,
+    pub destination: String,
+    pub payload: serde_json::Value,
+    /// This attempt's number (1-based).
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub lease_token: Uuid,
+    /// Database time of the claim, in Unix seconds: the attempt's `webhook-timestamp`.
+    pub claimed_at_unix: i64,
+    #[sqlx(flatten)]
+    pub endpoint: EndpointColumns,
+}
+
+/// The webhook endpoint of a claimed webhook notification (all `None` for email, or when the
+/// endpoint row is gone).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EndpointColumns {
+    pub endpoint_url: Option<String>,
+    pub endpoint_secret: Option<String>,
+    /// The secret being rotated out, while its grace period lasts.
+    pub endpoint_previous_secret: Option<String>,
+    pub endpoint_enabled: Option<bool>,
+    pub endpoint_disabled_reason: Option<String>,
+}
+
+/// Claims up to `limit` due pending notifications, oldest `run_at` first, skipping rows other
+/// daemons hold locked.
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    owner: &str,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    const SQL: &str = "
+        with due as (
+            select id from herald.notifications
+            where state = 'pending' and run_at <= now()
+            order by run_at
+            limit $1
+            for update skip locked
+        ),
+        claimed as (
+            update herald.notifications n
+            set state = 'running',
+                attempts = n.attempts + 1,
+                lease_token = gen_random_uuid(),
+                lease_owner = $2,
+                lease_expires_at = now() + make_interval(secs => $3),
+                attempted_at = now()
+            from due
+            where n.id = due.id
+            returning n.id, n.tenant, n.user_id, n.type, n.business_id, n.channel, n.destination,
+                      n.payload, n.attempts, n.max_attempts, n.created_at, n.lease_token
+        )
+        select c.*, extract(epoch from now())::int8 as claimed_at_unix,
+               e.url as endpoint_url, e.secret as endpoint_secret,
+               case when e.previous_secret_expires_at > now() then e.previous_secret end
+                   as endpoint_previous_secret,
+               e.enabled as endpoint_enabled, e.disabled_reason as endpoint_disabled_reason
+        from claimed c
+        left join herald.webhook_endpoints e
+               on e.id = case when c.channel = 'webhook' then c.destination::uuid end";
+    sqlx::query_as(SQL)
+        .bind(limit)
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .fetch_all(conn)
+        .await
+}
+
+/// Extends the leases still held; returns the tokens that were extended (a token missing from
+/// the answer was lost: its lease expired and another daemon may have taken it over).
+pub async fn extend_leases(
+    conn: &mut PgConnection,
+    held: &[(Uuid, Uuid)],
+    lease: Duration,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    const SQL: &str = "
+        update herald.notifications n
+        set lease_expires_at = now() + make_interval(secs => $3)
+        from unnest($1::uuid[], $2::uuid[]) as held(id, token)
+        where n.id = held.id and n.lease_token = held.token and n.state = 'running'
+        returning n.lease_token";
+    let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
+    sqlx::query_scalar(SQL)
+        .bind(ids)
+        .bind(tokens)
+        .bind(lease.as_secs_f64())
+        .fetch_all(conn)
+        .await
+}
+
+/// The outcome of one attempt, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded<'a> {
+    /// `Delivered`, `Pending` (a retry) or `Dead`.
+    pub next_state: State,
+    /// For a retry: how long from now until it is due.
+    pub retry_in: Duration,
+    /// `delivered`, `failed` or `unknown`.
+    pub outcome: &'a str,
+    pub status: Option<i32>,
+    /// The attempt's error or response snippet.
+    pub error: Option<&'a str>,
+    /// The notification's `last_error` (None once delivered).
+    pub last_error: Option<&'a str>,
+}
+
+/// Records an attempt's outcome, fenced by the lease token: `false` when the lease was lost
+/// and nothing was written.
+pub async fn record_outcome(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lease_token: Uuid,
+    recorded: &Recorded<'_>,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "
+        with done as (
+            update herald.notifications
+            set state = $3,
+                run_at = case when $3 = 'pending' then now() + make_interval(secs => $4) else run_at end,
+                finished_at = case when $3 = 'pending' then null else now() end,
+                last_error = $5,
+                lease_token = null, lease_owner = null, lease_expires_at = null
+            where id = $1 and lease_token = $2 and state = 'running'
+            returning id, attempts, attempted_at
+        )
+        insert into herald.attempts
+            (notification_id, attempt, started_at, finished_at, outcome, status, error)
+        select id, attempts, coalesce(attempted_at, now()), now(), $6, $7, $8 from done
+        returning attempt";
+    let row: Option<i32> = sqlx::query_scalar(SQL)
+        .bind(id)
+        .bind(lease_token)
+        .bind(recorded.next_state.as_str())
+        .bind(recorded.retry_in.as_secs_f64())
+        .bind(recorded.last_error)
+        .bind(recorded.outcome)
+        .bind(recorded.status)
+        .bind(recorded.error)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Returns running notifications whose lease expired (their daemon crashed or lost the
+/// database) to `pending`, due at once, or to `dead` when that was their last attempt; each
+/// gets an attempt row with outcome `unknown`. Returns how many were rescued.
+pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, sqlx::Error> {
+    const SQL: &str = "
+        with expired as (
+            select id from herald.notifications
+            where state = 'running' and lease_expires_at < now()
+            order by lease_expires_at
+            limit $1
+            for update skip locked
+        ),
+        rescued as (
+            update herald.notifications n
+            set state = case when n.attempts >= n.max_attempts then 'dead' else 'pending' end,
+                finished_at = case when n.attempts >= n.max_attempts then now() end,
+                run_at = now(),
+                last_error = 'lease of ' || n.lease_owner || ' expired during attempt '
+                             || n.attempts || ': the daemon stopped without recording an outcome',
+                lease_token = null, lease_owner = null, lease_expires_at = null
+            from expired
+            where n.id = expired.id
+            returning n.id, n.attempts, n.attempted_at, n.last_error
+        )
+        insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome, error)
+        select id, attempts, coalesce(attempted_at, now()), now(), 'unknown', last_error from rescued";
+    Ok(sqlx::query(SQL).bind(limit).execute(conn).await?.rows_affected())
+}
+
+/// Shutdown: hands unfinished claims back at once, without spending their attempt (the
+/// delivery was interrupted by herald, not refused by the receiver; if it did reach the
+/// receiver, the retry carries the same delivery id). Returns how many were released.
+pub async fn release(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> Result<u64, sqlx::Error> {
+    const SQL: &str = "
+        update herald.notifications n
+        set state = 'pending', run_at = now(), attempts = n.attempts - 1,
+            lease_token = null, lease_owner = null, lease_expires_at = null
+        from unnest($1::uuid[], $2::uuid[]) as held(id, token)
+        where n.id = held.id and n.lease_token = held.token and n.state = 'running'";
+    let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
+    Ok(sqlx::query(SQL).bind(ids).bind(tokens).execute(conn).await?.rows_affected())
+}
+
+/// Disables an endpoint (a receiver answered 410 Gone); returns whether it was enabled.
+pub async fn disable_endpoint(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "
+        update herald.webhook_endpoints set enabled = false, disabled_reason = $2
+        where id = $1 and enabled";
+    Ok(sqlx::query(SQL).bind(id).bind(reason).execute(conn).await?.rows_affected() == 1)
+}
+
+/// How many of `ids` are still waiting for a retry or being delivered.
+pub async fn count_unfinished(conn: &mut PgConnection, ids: &[Uuid]) -> Result<i64, sqlx::Error> {
+    const SQL: &str = "
+        select count(*) from herald.notifications
+        where id = any($1) and state in ('pending', 'running')";
+    sqlx::query_scalar(SQL).bind(ids).fetch_one(conn).await
+}
