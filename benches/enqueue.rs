@@ -24,7 +24,10 @@ const DATABASE: &str = "herald_bench_enqueue";
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
     let duration = Duration::from_secs(seconds);
     println!("phase,value,unit,note");
 
@@ -42,7 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for chunk in seed.chunks(1000) {
         herald::enqueue_many(&pool, chunk).await?;
     }
-    let rate = timed(&pool, 16, duration, move |c, i| single((c * 7919 + i) % keys)).await?;
+    let rate = timed(&pool, 16, duration, move |c, i| {
+        single((c * 7919 + i) % keys)
+    })
+    .await?;
     println!("herald:enqueue_duplicate:c16,{rate:.0},notifications/s,replays of existing keys");
 
     let pool = fresh_database(&base, 4).await?;
@@ -59,8 +65,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// A typical notification: an email with a small payload.
 fn single(i: u64) -> Notification {
-    Notification::email(format!("user-{}", i % 100_000), "order_shipped", format!("order-{i}"), "ann@example.com")
-        .payload(json!({"order": i, "items": [{"sku": "A-1", "qty": 2}]}))
+    Notification::email(
+        format!("user-{}", i % 100_000),
+        "order_shipped",
+        format!("order-{i}"),
+        "ann@example.com",
+    )
+    .payload(json!({"order": i, "items": [{"sku": "A-1", "qty": 2}]}))
 }
 
 /// Runs `clients` loops of enqueue-in-a-transaction for `duration`; notifications per second.
@@ -80,7 +91,9 @@ async fn timed(
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let mut tx = pool.begin().await?;
-                    herald::enqueue(&mut *tx, &make(c, i)).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                    herald::enqueue(&mut *tx, &make(c, i))
+                        .await
+                        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
                     tx.commit().await?;
                     i += 1;
                     done.fetch_add(1, Ordering::Relaxed);
@@ -97,15 +110,27 @@ async fn timed(
     Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
-async fn fresh_database(base: &str, connections: u32) -> Result<PgPool, Box<dyn std::error::Error>> {
+async fn fresh_database(
+    base: &str,
+    connections: u32,
+) -> Result<PgPool, Box<dyn std::error::Error>> {
     let admin = PgPool::connect(base).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {DATABASE} with (force)"))).execute(&admin).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database {DATABASE}"))).execute(&admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {DATABASE} with (force)"
+    )))
+    .execute(&admin)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {DATABASE}")))
+        .execute(&admin)
+        .await?;
     sqlx::query("checkpoint").execute(&admin).await?;
     admin.close().await;
     let mut url = url::Url::parse(base)?;
     url.set_path(DATABASE);
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(connections).connect(url.as_str()).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(url.as_str())
+        .await?;
     herald::migrate(&pool).await?;
     Ok(pool)
 }

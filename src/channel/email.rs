@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart, header::ContentType};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -42,21 +42,34 @@ pub enum EmailSetupError {
 }
 
 impl EmailSender {
-    pub fn new(config: &SmtpConfig, pool_size: u32, templates: Arc<Templates>) -> Result<Self, EmailSetupError> {
-        let from: Mailbox = config.from.parse().map_err(|e| EmailSetupError::From(format!("{e}")))?;
-        let tls_parameters = || TlsParameters::new(config.host.clone()).map_err(|e| EmailSetupError::Tls(e.to_string()));
+    pub fn new(
+        config: &SmtpConfig,
+        pool_size: u32,
+        templates: Arc<Templates>,
+    ) -> Result<Self, EmailSetupError> {
+        let from: Mailbox = config
+            .from
+            .parse()
+            .map_err(|e| EmailSetupError::From(format!("{e}")))?;
+        let tls_parameters = || {
+            TlsParameters::new(config.host.clone()).map_err(|e| EmailSetupError::Tls(e.to_string()))
+        };
         let tls = match config.tls {
             SmtpTls::Starttls => Tls::Required(tls_parameters()?),
             SmtpTls::Tls => Tls::Wrapper(tls_parameters()?),
             SmtpTls::None => Tls::None,
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
-            .port(config.port)
-            .tls(tls)
-            .timeout(Some(config.timeout))
-            .pool_config(PoolConfig::new().max_size(pool_size.max(1)));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
+                .port(config.port)
+                .tls(tls)
+                .timeout(Some(config.timeout))
+                .pool_config(PoolConfig::new().max_size(pool_size.max(1)));
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            ));
         }
         Ok(EmailSender {
             transport: builder.build(),
@@ -134,7 +147,12 @@ fn judge_error(e: &lettre::transport::smtp::Error) -> Outcome {
     let status = e.status().map(|code| u16::from(code) as i32);
     let error = truncate(&describe(e));
     if e.is_permanent() {
-        return Outcome::GiveUp { kind: AttemptKind::Failed, status, error, disable_endpoint: None };
+        return Outcome::GiveUp {
+            kind: AttemptKind::Failed,
+            status,
+            error,
+            disable_endpoint: None,
+        };
     }
     let kind = if e.is_transient() || refused_connection(e) {
         // A definite "not now" from the server, or no connection at all: nothing was accepted.
@@ -143,7 +161,12 @@ fn judge_error(e: &lettre::transport::smtp::Error) -> Outcome {
         // The conversation broke off: the server may have accepted the message.
         AttemptKind::Unknown
     };
-    Outcome::Retry { kind, status, error, retry_after: None }
+    Outcome::Retry {
+        kind,
+        status,
+        error,
+        retry_after: None,
+    }
 }
 
 fn refused_connection(e: &lettre::transport::smtp::Error) -> bool {

@@ -50,7 +50,10 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_loader(minijinja::path_loader(dir));
-        let templates = Templates { env, dir: dir.to_owned() };
+        let templates = Templates {
+            env,
+            dir: dir.to_owned(),
+        };
         let mut loaded = Vec::new();
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Ok((templates, loaded));
@@ -81,7 +84,10 @@ impl Templates {
     }
 
     fn compile(&self, type_: &str, file: &str) -> Result<(), TemplateError> {
-        self.env.get_template(&format!("{type_}/{file}")).map(|_| ()).map_err(|e| self.error(type_, file, e))
+        self.env
+            .get_template(&format!("{type_}/{file}"))
+            .map(|_| ())
+            .map_err(|e| self.error(type_, file, e))
     }
 
     /// Renders the email of `type_` with `context`.
@@ -91,8 +97,13 @@ impl Templates {
         }
         let context = minijinja::Value::from(minijinja::value::Serde(context));
         let render = |file: &str| -> Result<String, TemplateError> {
-            let template = self.env.get_template(&format!("{type_}/{file}")).map_err(|e| self.error(type_, file, e))?;
-            template.render(&context).map_err(|e| self.error(type_, file, e))
+            let template = self
+                .env
+                .get_template(&format!("{type_}/{file}"))
+                .map_err(|e| self.error(type_, file, e))?;
+            template
+                .render(&context)
+                .map_err(|e| self.error(type_, file, e))
         };
         let subject = clean_subject(&render("subject.txt")?);
         let text = render("body.txt")?;
@@ -101,7 +112,11 @@ impl Templates {
             Err(TemplateError::Missing(_)) => None,
             Err(e) => return Err(e),
         };
-        Ok(Rendered { subject, text, html })
+        Ok(Rendered {
+            subject,
+            text,
+            html,
+        })
     }
 
     fn error(&self, type_: &str, file: &str, e: minijinja::Error) -> TemplateError {
@@ -110,10 +125,10 @@ impl Templates {
             return TemplateError::Missing(path);
         }
         let mut message = e.to_string();
-        if let Some(line) = e.line() {
-            if !message.contains(&format!(":{line}")) {
-                message.push_str(&format!(" (line {line})"));
-            }
+        if let Some(line) = e.line()
+            && !message.contains(&format!(":{line}"))
+        {
+            message.push_str(&format!(" (line {line})"));
         }
         TemplateError::Broken { path, message }
     }
@@ -122,7 +137,9 @@ impl Templates {
 fn is_safe_type(type_: &str) -> bool {
     !type_.is_empty()
         && !type_.starts_with('.')
-        && type_.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && type_
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// One line: control characters (CR, LF, tabs, …) become spaces, runs of spaces collapse.
@@ -147,8 +164,16 @@ mod tests {
 
     fn fixture() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "shipped/subject.txt", "Order {{ order }}\r\nBcc: evil@example.com\n");
-        write(dir.path(), "shipped/body.txt", "Hi {{ name }}, order {{ order }} <b>shipped</b>.");
+        write(
+            dir.path(),
+            "shipped/subject.txt",
+            "Order {{ order }}\r\nBcc: evil@example.com\n",
+        );
+        write(
+            dir.path(),
+            "shipped/body.txt",
+            "Hi {{ name }}, order {{ order }} <b>shipped</b>.",
+        );
         write(dir.path(), "shipped/body.html", "<p>Hi {{ name }}</p>");
         write(dir.path(), "plain/subject.txt", "Plain");
         write(dir.path(), "plain/body.txt", "Just text");
@@ -161,12 +186,35 @@ mod tests {
         let (templates, loaded) = Templates::load(dir.path()).unwrap();
         assert_eq!(
             loaded,
-            [LoadedType { type_: "plain".into(), html: false }, LoadedType { type_: "shipped".into(), html: true }]
+            [
+                LoadedType {
+                    type_: "plain".into(),
+                    html: false
+                },
+                LoadedType {
+                    type_: "shipped".into(),
+                    html: true
+                }
+            ]
         );
-        let r = templates.render("shipped", &json!({"order": "1001", "name": "<script>x</script>"})).unwrap();
-        assert_eq!(r.subject, "Order 1001 Bcc: evil@example.com", "one line, no header injection");
-        assert_eq!(r.text, "Hi <script>x</script>, order 1001 <b>shipped</b>.", "text is not escaped");
-        assert_eq!(r.html.unwrap(), "<p>Hi &lt;script&gt;x&lt;&#x2f;script&gt;</p>");
+        let r = templates
+            .render(
+                "shipped",
+                &json!({"order": "1001", "name": "<script>x</script>"}),
+            )
+            .unwrap();
+        assert_eq!(
+            r.subject, "Order 1001 Bcc: evil@example.com",
+            "one line, no header injection"
+        );
+        assert_eq!(
+            r.text, "Hi <script>x</script>, order 1001 <b>shipped</b>.",
+            "text is not escaped"
+        );
+        assert_eq!(
+            r.html.unwrap(),
+            "<p>Hi &lt;script&gt;x&lt;&#x2f;script&gt;</p>"
+        );
         assert_eq!(templates.render("plain", &json!({})).unwrap().html, None);
     }
 
@@ -174,7 +222,10 @@ mod tests {
     fn undefined_variables_are_errors_naming_the_file() {
         let dir = fixture();
         let (templates, _) = Templates::load(dir.path()).unwrap();
-        let err = templates.render("shipped", &json!({"order": "1"})).unwrap_err().to_string();
+        let err = templates
+            .render("shipped", &json!({"order": "1"}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shipped/body.txt"), "{err}");
         assert!(err.contains("undefined"), "{err}");
     }
@@ -184,7 +235,13 @@ mod tests {
         let dir = fixture();
         let (templates, _) = Templates::load(dir.path()).unwrap();
         let err = templates.render("nope", &json!({})).unwrap_err();
-        assert_eq!(err.to_string(), format!("missing template {}", dir.path().join("nope/subject.txt").display()));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "missing template {}",
+                dir.path().join("nope/subject.txt").display()
+            )
+        );
     }
 
     #[test]
@@ -192,7 +249,13 @@ mod tests {
         let dir = fixture();
         let (templates, _) = Templates::load(dir.path()).unwrap();
         for bad in ["../etc", ".hidden", "a/b", ""] {
-            assert!(matches!(templates.render(bad, &json!({})), Err(TemplateError::UnsafeType(_))), "{bad}");
+            assert!(
+                matches!(
+                    templates.render(bad, &json!({})),
+                    Err(TemplateError::UnsafeType(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
@@ -215,7 +278,9 @@ mod tests {
             "herald": {"id": "0", "type": "t", "user_id": "u", "business_id": "b", "tenant": "default", "attempt": 1}
         });
         for t in loaded {
-            let r = templates.render(&t.type_, &context).unwrap_or_else(|e| panic!("{}: {e}", t.type_));
+            let r = templates
+                .render(&t.type_, &context)
+                .unwrap_or_else(|e| panic!("{}: {e}", t.type_));
             assert!(!r.subject.is_empty() && !r.text.is_empty());
         }
     }

@@ -22,7 +22,9 @@ use serde::Serialize;
 use super::signature::{WebhookSecret, signature_header};
 use super::{AttemptKind, Outcome, truncate};
 use crate::config::WebhookConfig;
-use crate::net::ssrf::{AddressPolicy, ForbiddenResolution, GuardedResolver, check_ip_literal_target};
+use crate::net::ssrf::{
+    AddressPolicy, ForbiddenResolution, GuardedResolver, check_ip_literal_target,
+};
 use crate::store::dispatch::Claimed;
 
 /// Bytes of a receiver's answer read for the attempt log; the rest is not read.
@@ -67,21 +69,34 @@ impl WebhookSender {
     /// One attempt for a claimed webhook notification.
     pub async fn deliver(&self, n: &Claimed) -> Outcome {
         let endpoint = &n.endpoint;
-        let (Some(url), Some(secret), Some(enabled)) =
-            (&endpoint.endpoint_url, &endpoint.endpoint_secret, endpoint.endpoint_enabled)
-        else {
-            return Outcome::give_up(format!("webhook endpoint {} no longer exists", n.destination));
+        let (Some(url), Some(secret), Some(enabled)) = (
+            &endpoint.endpoint_url,
+            &endpoint.endpoint_secret,
+            endpoint.endpoint_enabled,
+        ) else {
+            return Outcome::give_up(format!(
+                "webhook endpoint {} no longer exists",
+                n.destination
+            ));
         };
         if !enabled {
-            let reason = endpoint.endpoint_disabled_reason.as_deref().unwrap_or("no reason given");
-            return Outcome::give_up(format!("webhook endpoint {} is disabled: {reason}", n.destination));
+            let reason = endpoint
+                .endpoint_disabled_reason
+                .as_deref()
+                .unwrap_or("no reason given");
+            return Outcome::give_up(format!(
+                "webhook endpoint {} is disabled: {reason}",
+                n.destination
+            ));
         }
         let url = match url::Url::parse(url) {
             Ok(url) => url,
             Err(e) => return Outcome::give_up(format!("webhook endpoint URL does not parse: {e}")),
         };
         if self.https_only && url.scheme() != "https" {
-            return Outcome::give_up("webhook endpoint URL is not https and webhook.https_only is set");
+            return Outcome::give_up(
+                "webhook endpoint URL is not https and webhook.https_only is set",
+            );
         }
         if let Err(refused) = check_ip_literal_target(&url, &self.policy) {
             return Outcome::give_up(format!("refused before connecting: {refused}"));
@@ -118,7 +133,13 @@ impl WebhookSender {
                 Err(e) => return Outcome::give_up(format!("invalid {name} header: {e}")),
             }
         }
-        let sent = self.client.post(url).headers(headers).body(body).send().await;
+        let sent = self
+            .client
+            .post(url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await;
         match sent {
             Ok(response) => self.judge(response).await,
             Err(e) => self.judge_error(e),
@@ -127,7 +148,10 @@ impl WebhookSender {
 
     async fn judge(&self, mut response: reqwest::Response) -> Outcome {
         let status = response.status();
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(parse_retry_after);
         let mut snippet = Vec::new();
         // The answer counts from its status line; a body that stalls or breaks only shortens
         // the snippet.
@@ -176,10 +200,16 @@ impl WebhookSender {
         }
         let (kind, what) = if e.is_timeout() {
             let limit = humantime::format_duration(self.timeout);
-            (AttemptKind::Unknown, format!("no answer within {limit} (webhook.timeout)"))
+            (
+                AttemptKind::Unknown,
+                format!("no answer within {limit} (webhook.timeout)"),
+            )
         } else if e.is_connect() {
             // Nothing was sent: a plain failure.
-            (AttemptKind::Failed, format!("could not connect: {}", describe(e)))
+            (
+                AttemptKind::Failed,
+                format!("could not connect: {}", describe(e)),
+            )
         } else {
             // Sent, perhaps in part, and the answer never came: the receiver may have it.
             (AttemptKind::Unknown, format!("no answer: {}", describe(e)))
@@ -218,7 +248,9 @@ fn describe(e: reqwest::Error) -> String {
     parts.join(": ")
 }
 
-fn find_source<'e, T: std::error::Error + 'static>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e T> {
+fn find_source<'e, T: std::error::Error + 'static>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(error) = current {
         if let Some(found) = error.downcast_ref::<T>() {
@@ -235,11 +267,20 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("7")), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("7")),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
         let future = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
         let parsed = parse_retry_after(&HeaderValue::from_str(&future).unwrap()).unwrap();
-        assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120), "{parsed:?}");
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert!(
+            parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120),
+            "{parsed:?}"
+        );
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
     }
 }

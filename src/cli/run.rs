@@ -31,7 +31,8 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     if let Some(workers) = args.workers {
         config.dispatcher.workers = workers as usize;
     }
-    let (templates, loaded) = Templates::load(&config.templates.dir).map_err(|e| CliError::usage(e.to_string()))?;
+    let (templates, loaded) =
+        Templates::load(&config.templates.dir).map_err(|e| CliError::usage(e.to_string()))?;
     if loaded.is_empty() {
         tracing::warn!(dir = %config.templates.dir.display(), "no email templates found: email notifications will go dead until their templates exist");
     }
@@ -40,8 +41,12 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     }
     let webhook = WebhookSender::new(&config.webhook)
         .map_err(|e| CliError::runtime(format!("cannot set up the HTTP client: {e}")))?;
-    let email = EmailSender::new(&config.smtp, config.dispatcher.workers as u32, Arc::new(templates))
-        .map_err(|e| CliError::usage(format!("config: {e}")))?;
+    let email = EmailSender::new(
+        &config.smtp,
+        config.dispatcher.workers as u32,
+        Arc::new(templates),
+    )
+    .map_err(|e| CliError::usage(format!("config: {e}")))?;
 
     let pool = ctx.pool(!args.no_migrate).await?;
     if !args.no_migrate {
@@ -57,9 +62,20 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
         until_idle = args.until_idle,
         "herald dispatcher started"
     );
-    let summary = dispatcher.run(RunOptions { until_idle: args.until_idle }, shutdown).await;
+    let summary = dispatcher
+        .run(
+            RunOptions {
+                until_idle: args.until_idle,
+            },
+            shutdown,
+        )
+        .await;
     pool.close().await;
-    tracing::info!(attempts = summary.attempts, released = summary.released, "herald dispatcher stopped");
+    tracing::info!(
+        attempts = summary.attempts,
+        released = summary.released,
+        "herald dispatcher stopped"
+    );
     Ok(())
 }
 

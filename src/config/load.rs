@@ -74,6 +74,10 @@ pub fn load(
         }
         if with_environment {
             builder = builder.add_source(environment_layer(env));
+            // An empty list variable means an empty list, not a list of one empty string.
+            for key in empty_lists(env) {
+                builder = builder.set_override(key, Vec::<String>::new())?;
+            }
         }
         builder.build().and_then(|c| c.try_deserialize::<Config>())
     };
@@ -112,12 +116,30 @@ fn choose_file(flag: Option<&Path>, env: &HashMap<String, String>) -> ConfigSour
     ConfigSource::BuiltIn
 }
 
+fn is_list_variable(name: &str) -> bool {
+    LIST_KEYS
+        .iter()
+        .any(|key| name == format!("HERALD_{}", key.to_uppercase().replace('.', "__")))
+}
+
+/// The list keys set to an empty value in the environment.
+fn empty_lists(env: &HashMap<String, String>) -> Vec<&'static str> {
+    LIST_KEYS
+        .into_iter()
+        .filter(|key| {
+            let name = format!("HERALD_{}", key.to_uppercase().replace('.', "__"));
+            env.get(&name).is_some_and(|value| value.trim().is_empty())
+        })
+        .collect()
+}
+
 /// `HERALD_SMTP__PORT=2525` sets `smtp.port`. Variables without the `__` section separator
 /// (such as `HERALD_CONFIG`) are not keys and are left out.
 fn environment_layer(env: &HashMap<String, String>) -> Environment {
     let keys: HashMap<String, String> = env
         .iter()
         .filter(|(name, _)| name.starts_with("HERALD_") && name.contains("__"))
+        .filter(|(name, value)| !(value.trim().is_empty() && is_list_variable(name)))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let mut layer = Environment::with_prefix("HERALD")
@@ -237,6 +259,15 @@ mod tests {
         assert_eq!(config.dispatcher.lease, Duration::from_secs(300));
         let config = load_text("", &[("HERALD_DISPATCHER__POLL_INTERVAL", "250ms")]).unwrap();
         assert_eq!(config.dispatcher.poll_interval, Duration::from_millis(250));
+        let config = load_text(
+            "[webhook]\nallowed_networks = [\"10.0.0.0/8\"]\n",
+            &[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "")],
+        )
+        .unwrap();
+        assert!(
+            config.webhook.allowed_networks.is_empty(),
+            "an empty variable empties the list"
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub(super) async fn extend_leases(shared: Arc<Shared>, stop: CancellationToken) 
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %crate::database::reason_of(&e), "cannot extend leases"),
+            Err(e) => {
+                tracing::warn!(error = %crate::database::reason_of(&e), "cannot extend leases")
+            }
         }
     }
 }

@@ -84,13 +84,18 @@ struct Shared {
 
 impl Shared {
     fn held_leases(&self) -> Vec<(Uuid, Uuid)> {
-        lock(&self.in_flight).iter().map(|(id, token)| (*id, *token)).collect()
+        lock(&self.in_flight)
+            .iter()
+            .map(|(id, token)| (*id, *token))
+            .collect()
     }
 }
 
 /// A poisoned lock only means another task panicked while holding it; the maps stay usable.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub struct Dispatcher {
@@ -132,7 +137,10 @@ impl Dispatcher {
 
         deliveries.close();
         let grace = shared.config.dispatcher.shutdown_grace;
-        if tokio::time::timeout(grace, deliveries.wait()).await.is_err() {
+        if tokio::time::timeout(grace, deliveries.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 in_flight = lock(&shared.in_flight).len(),
                 "shutdown grace of {} over: interrupting deliveries still running",
@@ -205,13 +213,21 @@ async fn claim_loop(
         if wanted > 0 && claimed == wanted {
             continue; // a full batch: more may be due, drain before waiting
         }
-        if options.until_idle && claimed == 0 && lock(&shared.in_flight).is_empty() && !retries_pending(shared).await {
+        if options.until_idle
+            && claimed == 0
+            && lock(&shared.in_flight).is_empty()
+            && !retries_pending(shared).await
+        {
             tracing::info!("idle: nothing running, nothing due, no retry waiting");
             break;
         }
         // A NOTIFY is debounced per enqueuing process: an enqueue that committed just after the
         // one that woke us may have sent none, so look again shortly after a wake-up.
-        let wait = if recheck_soon { crate::wake::DEBOUNCE } else { config.poll_interval };
+        let wait = if recheck_soon {
+            crate::wake::DEBOUNCE
+        } else {
+            config.poll_interval
+        };
         recheck_soon = false;
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -229,7 +245,10 @@ async fn rescue_expired(shared: &Shared) {
     .await;
     match result {
         Ok(0) => {}
-        Ok(n) => tracing::warn!(rescued = n, "returned notifications with expired leases to pending"),
+        Ok(n) => tracing::warn!(
+            rescued = n,
+            "returned notifications with expired leases to pending"
+        ),
         Err(e) => tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped"),
     }
 }
@@ -298,7 +317,9 @@ struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { next: Backoff::FIRST }
+        Backoff {
+            next: Backoff::FIRST,
+        }
     }
 }
 

@@ -40,7 +40,9 @@ pub fn next_step(
     };
     let factor = 1.0 - policy.jitter + 2.0 * policy.jitter * random.clamp(0.0, 1.0);
     let jittered = scheduled.mul_f64(factor.max(0.0));
-    let asked = retry_after.map(|d| d.min(RETRY_AFTER_CAP)).unwrap_or_default();
+    let asked = retry_after
+        .map(|d| d.min(RETRY_AFTER_CAP))
+        .unwrap_or_default();
     NextStep::RetryAfter(jittered.max(asked))
 }
 
@@ -70,7 +72,10 @@ mod tests {
     fn the_last_attempt_gives_up() {
         let p = policy(&[5], 0.2);
         assert_eq!(next_step(&p, 1, 1, None, 0.3), NextStep::GiveUp);
-        assert_eq!(next_step(&p, 8, 8, Some(Duration::from_secs(1)), 0.3), NextStep::GiveUp);
+        assert_eq!(
+            next_step(&p, 8, 8, Some(Duration::from_secs(1)), 0.3),
+            NextStep::GiveUp
+        );
     }
 
     #[test]
@@ -85,7 +90,10 @@ mod tests {
         assert!(delay(0.999_999) <= Duration::from_secs(120));
         for i in 0..100 {
             let d = delay(i as f64 / 100.0);
-            assert!(d >= Duration::from_secs(80) && d <= Duration::from_secs(120), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(80) && d <= Duration::from_secs(120),
+                "{d:?}"
+            );
         }
     }
 
@@ -93,7 +101,11 @@ mod tests {
     fn retry_after_lengthens_up_to_the_cap_but_never_shortens() {
         let p = policy(&[5], 0.0);
         let step = |after: u64| next_step(&p, 1, 5, Some(Duration::from_secs(after)), 0.5);
-        assert_eq!(step(1), NextStep::RetryAfter(Duration::from_secs(5)), "never shorter");
+        assert_eq!(
+            step(1),
+            NextStep::RetryAfter(Duration::from_secs(5)),
+            "never shorter"
+        );
         assert_eq!(step(60), NextStep::RetryAfter(Duration::from_secs(60)));
         assert_eq!(step(86_400), NextStep::RetryAfter(RETRY_AFTER_CAP));
     }
@@ -101,6 +113,9 @@ mod tests {
     #[test]
     fn an_empty_schedule_retries_at_once() {
         let p = policy(&[], 0.2);
-        assert_eq!(next_step(&p, 1, 3, None, 0.7), NextStep::RetryAfter(Duration::ZERO));
+        assert_eq!(
+            next_step(&p, 1, 3, None, 0.7),
+            NextStep::RetryAfter(Duration::ZERO)
+        );
     }
 }

@@ -29,7 +29,9 @@ pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
                     }
                 }
             }
-            Err(e) => tracing::debug!(error = %crate::database::reason_of(&e), "wake-up listener not connected; polling meanwhile"),
+            Err(e) => {
+                tracing::debug!(error = %crate::database::reason_of(&e), "wake-up listener not connected; polling meanwhile")
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => return,

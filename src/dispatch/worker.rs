@@ -33,7 +33,11 @@ pub(super) async fn deliver(
     shared.attempts.fetch_add(1, Ordering::Relaxed);
     let decision = decide(&shared.config.retry, &n, &outcome, random_unit());
 
-    if let Outcome::GiveUp { disable_endpoint: Some(reason), .. } = &outcome {
+    if let Outcome::GiveUp {
+        disable_endpoint: Some(reason),
+        ..
+    } = &outcome
+    {
         disable_endpoint(&shared, &n, reason).await;
     }
     let recorded = record(&shared, &n, &decision, &abort).await;
@@ -44,7 +48,10 @@ pub(super) async fn deliver(
     shared.wake.notify_one();
 
     let next = match decision.next_state {
-        State::Pending => format!("retry in {}", humantime::format_duration(round(decision.retry_in))),
+        State::Pending => format!(
+            "retry in {}",
+            humantime::format_duration(round(decision.retry_in))
+        ),
         other => other.to_string(),
     };
     tracing::info!(
@@ -73,7 +80,12 @@ pub(super) struct Decision {
     pub last_error: Option<String>,
 }
 
-pub(super) fn decide(policy: &RetryConfig, n: &Claimed, outcome: &Outcome, random: f64) -> Decision {
+pub(super) fn decide(
+    policy: &RetryConfig,
+    n: &Claimed,
+    outcome: &Outcome,
+    random: f64,
+) -> Decision {
     match outcome {
         Outcome::Delivered { status, detail } => Decision {
             next_state: State::Delivered,
@@ -83,30 +95,38 @@ pub(super) fn decide(policy: &RetryConfig, n: &Claimed, outcome: &Outcome, rando
             error: detail.clone(),
             last_error: None,
         },
-        Outcome::Retry { kind, status, error, retry_after } => {
-            match next_step(policy, n.attempts, n.max_attempts, *retry_after, random) {
-                NextStep::RetryAfter(delay) => Decision {
-                    next_state: State::Pending,
-                    retry_in: delay,
-                    kind: *kind,
-                    status: *status,
-                    error: Some(error.clone()),
-                    last_error: Some(error.clone()),
-                },
-                NextStep::GiveUp => Decision {
-                    next_state: State::Dead,
-                    retry_in: Duration::ZERO,
-                    kind: *kind,
-                    status: *status,
-                    error: Some(error.clone()),
-                    last_error: Some(format!(
-                        "attempts exhausted ({} of {}): {error}",
-                        n.attempts, n.max_attempts
-                    )),
-                },
-            }
-        }
-        Outcome::GiveUp { kind, status, error, .. } => Decision {
+        Outcome::Retry {
+            kind,
+            status,
+            error,
+            retry_after,
+        } => match next_step(policy, n.attempts, n.max_attempts, *retry_after, random) {
+            NextStep::RetryAfter(delay) => Decision {
+                next_state: State::Pending,
+                retry_in: delay,
+                kind: *kind,
+                status: *status,
+                error: Some(error.clone()),
+                last_error: Some(error.clone()),
+            },
+            NextStep::GiveUp => Decision {
+                next_state: State::Dead,
+                retry_in: Duration::ZERO,
+                kind: *kind,
+                status: *status,
+                error: Some(error.clone()),
+                last_error: Some(format!(
+                    "attempts exhausted ({} of {}): {error}",
+                    n.attempts, n.max_attempts
+                )),
+            },
+        },
+        Outcome::GiveUp {
+            kind,
+            status,
+            error,
+            ..
+        } => Decision {
             next_state: State::Dead,
             retry_in: Duration::ZERO,
             kind: *kind,
@@ -119,7 +139,12 @@ pub(super) fn decide(policy: &RetryConfig, n: &Claimed, outcome: &Outcome, rando
 
 /// Records the attempt, retrying through database errors for as long as the lease could still
 /// be ours. Returns whether it was recorded.
-async fn record(shared: &Shared, n: &Claimed, decision: &Decision, abort: &CancellationToken) -> bool {
+async fn record(
+    shared: &Shared,
+    n: &Claimed,
+    decision: &Decision,
+    abort: &CancellationToken,
+) -> bool {
     let recorded = Recorded {
         next_state: decision.next_state,
         retry_in: decision.retry_in,
@@ -170,7 +195,9 @@ async fn disable_endpoint(shared: &Shared, n: &Claimed, reason: &str) {
     match result {
         Ok(true) => tracing::warn!(%endpoint, reason, "webhook endpoint disabled"),
         Ok(false) => {}
-        Err(e) => tracing::warn!(%endpoint, error = %crate::database::reason_of(&e), "could not disable the webhook endpoint"),
+        Err(e) => {
+            tracing::warn!(%endpoint, error = %crate::database::reason_of(&e), "could not disable the webhook endpoint")
+        }
     }
 }
 
@@ -217,12 +244,20 @@ mod tests {
     }
 
     fn retry(kind: AttemptKind) -> Outcome {
-        Outcome::Retry { kind, status: Some(503), error: "receiver answered 503".into(), retry_after: None }
+        Outcome::Retry {
+            kind,
+            status: Some(503),
+            error: "receiver answered 503".into(),
+            retry_after: None,
+        }
     }
 
     #[test]
     fn a_failure_with_attempts_left_is_retried() {
-        let policy = RetryConfig { schedule: vec![Duration::from_secs(5)], jitter: 0.0 };
+        let policy = RetryConfig {
+            schedule: vec![Duration::from_secs(5)],
+            jitter: 0.0,
+        };
         let d = decide(&policy, &claimed(1, 3), &retry(AttemptKind::Failed), 0.5);
         assert_eq!(d.next_state, State::Pending);
         assert_eq!(d.retry_in, Duration::from_secs(5));
@@ -235,13 +270,19 @@ mod tests {
         let d = decide(&policy, &claimed(3, 3), &retry(AttemptKind::Unknown), 0.5);
         assert_eq!(d.next_state, State::Dead);
         assert_eq!(d.kind, AttemptKind::Unknown);
-        assert_eq!(d.last_error.as_deref(), Some("attempts exhausted (3 of 3): receiver answered 503"));
+        assert_eq!(
+            d.last_error.as_deref(),
+            Some("attempts exhausted (3 of 3): receiver answered 503")
+        );
     }
 
     #[test]
     fn delivered_clears_the_last_error_and_give_up_is_final() {
         let policy = RetryConfig::default();
-        let ok = Outcome::Delivered { status: Some(204), detail: None };
+        let ok = Outcome::Delivered {
+            status: Some(204),
+            detail: None,
+        };
         assert_eq!(decide(&policy, &claimed(2, 8), &ok, 0.5).last_error, None);
         let gone = Outcome::give_up("missing template templates/x/subject.txt");
         let d = decide(&policy, &claimed(1, 8), &gone, 0.5);

@@ -200,7 +200,11 @@ pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, 
         )
         insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome, error)
         select id, attempts, coalesce(attempted_at, now()), now(), 'unknown', last_error from rescued";
-    Ok(sqlx::query(SQL).bind(limit).execute(conn).await?.rows_affected())
+    Ok(sqlx::query(SQL)
+        .bind(limit)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
 
 /// Shutdown: hands unfinished claims back at once, without spending their attempt (the
@@ -214,15 +218,30 @@ pub async fn release(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> Result<u
         from unnest($1::uuid[], $2::uuid[]) as held(id, token)
         where n.id = held.id and n.lease_token = held.token and n.state = 'running'";
     let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
-    Ok(sqlx::query(SQL).bind(ids).bind(tokens).execute(conn).await?.rows_affected())
+    Ok(sqlx::query(SQL)
+        .bind(ids)
+        .bind(tokens)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
 
 /// Disables an endpoint (a receiver answered 410 Gone); returns whether it was enabled.
-pub async fn disable_endpoint(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+pub async fn disable_endpoint(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
     const SQL: &str = "
         update herald.webhook_endpoints set enabled = false, disabled_reason = $2
         where id = $1 and enabled";
-    Ok(sqlx::query(SQL).bind(id).bind(reason).execute(conn).await?.rows_affected() == 1)
+    Ok(sqlx::query(SQL)
+        .bind(id)
+        .bind(reason)
+        .execute(conn)
+        .await?
+        .rows_affected()
+        == 1)
 }
 
 /// How many of `ids` are still waiting for a retry or being delivered.

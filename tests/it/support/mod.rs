@@ -1,6 +1,12 @@
-//! Shared helpers: migrated test databases, running the `herald` binary, small queries.
+//! Shared helpers: migrated test databases, running the `herald` binary, small queries, and
+//! waiting on conditions (never on fixed sleeps).
+
+pub mod daemon;
+pub mod receiver;
+pub mod smtp;
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -65,6 +71,22 @@ impl Run {
 
 /// Runs `herald` with `args` and extra environment, outside any config file.
 pub async fn herald_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = command(args, env)
+        .output()
+        .await
+        .expect("the herald binary runs");
+    Run {
+        code: out
+            .status
+            .code()
+            .expect("herald exits rather than dying of a signal"),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// The `herald` command with `args` and extra environment, run away from any config file.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
     command
         .args(args)
@@ -77,15 +99,43 @@ pub async fn herald_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     for (key, value) in env {
         command.env(key, value);
     }
-    let out = command.output().await.expect("the herald binary runs");
-    Run {
-        code: out
-            .status
-            .code()
-            .expect("herald exits rather than dying of a signal"),
-        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    command
+}
+
+/// Waits until `condition` holds, checking every 20 ms; fails the test after 60 s.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `sql` (a scalar boolean query) is true.
+pub async fn wait_for_sql(pool: &PgPool, what: &str, sql: &'static str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: Option<bool> = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+        if done == Some(true) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Counts of notifications by state, sorted by state.
+pub async fn states(pool: &PgPool) -> Vec<(String, i64)> {
+    sqlx::query_as("select state, count(*) from herald.notifications group by state order by state")
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 /// Runs `herald --database-url <pool's database> args…`.
@@ -107,18 +157,21 @@ pub async fn count_notifications(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
+/// The secret of endpoints registered by [`endpoint`] and [`endpoint_at`].
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 /// Registers an enabled endpoint of `tenant` directly, as `endpoints add` would.
 pub async fn endpoint(pool: &PgPool, tenant: &str) -> Uuid {
+    endpoint_at(pool, tenant, "https://hooks.example.com/herald").await
+}
+
+/// Registers an endpoint with `url` without the registration check (the SSRF tests need
+/// targets that `endpoints add` would refuse).
+pub async fn endpoint_at(pool: &PgPool, tenant: &str, url: &str) -> Uuid {
     let id = Uuid::now_v7();
-    herald::store::endpoints::insert(
-        &mut pool.acquire().await.unwrap(),
-        id,
-        tenant,
-        "https://hooks.example.com/herald",
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    )
-    .await
-    .unwrap();
+    herald::store::endpoints::insert(&mut pool.acquire().await.unwrap(), id, tenant, url, SECRET)
+        .await
+        .unwrap();
     id
 }
 

@@ -1,0 +1,296 @@
+//! Leases, concurrency and shutdown: fencing of stale workers, expired leases, several daemons
+//! at once, SIGTERM with deliveries in flight, draining with `--until-idle`, wake-up.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use herald::Notification;
+use herald::State;
+use herald::store::dispatch::{self as store, Recorded};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::daemon::{Daemon, FAST, env_with, run_until_idle};
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::{endpoint_at, migrated, states, wait_for_sql};
+
+fn delivered() -> Recorded<'static> {
+    Recorded {
+        next_state: State::Delivered,
+        retry_in: Duration::ZERO,
+        outcome: "delivered",
+        status: Some(200),
+        error: None,
+        last_error: None,
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
+    migrated(&pool).await;
+    let n = Notification::email("u", "t", "b", "ann@example.com");
+    let id = herald::enqueue(&pool, &n).await.unwrap().id();
+    let mut conn = pool.acquire().await.unwrap();
+
+    let first = store::claim_due(&mut conn, "daemon-a", 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!((first.len(), first[0].attempts), (1, 1));
+    let again = store::claim_due(&mut conn, "daemon-b", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a live lease is not claimable");
+
+    // Daemon A stalls; its lease expires and the rescue hands the notification back.
+    wait_for_sql(
+        &pool,
+        "the lease to expire",
+        "select bool_and(lease_expires_at < now()) from herald.notifications",
+    )
+    .await;
+    assert_eq!(store::rescue_expired(&mut conn, 100).await.unwrap(), 1);
+    let second = store::claim_due(&mut conn, "daemon-b", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(
+        second[0].lease_token, first[0].lease_token,
+        "every claim issues a fresh token"
+    );
+    assert_eq!(second[0].attempts, 2);
+
+    // A wakes up: it can neither extend nor record.
+    let held = [(id, first[0].lease_token)];
+    assert!(
+        store::extend_leases(&mut conn, &held, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store::record_outcome(&mut conn, id, first[0].lease_token, &delivered())
+            .await
+            .unwrap()
+    );
+    let (state, owner): (String, String) =
+        sqlx::query_as("select state, lease_owner from herald.notifications")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), owner.as_str()),
+        ("running", "daemon-b"),
+        "B's claim is untouched"
+    );
+
+    // B records; the log shows A's lost attempt as unknown and B's as delivered.
+    assert!(
+        store::record_outcome(&mut conn, id, second[0].lease_token, &delivered())
+            .await
+            .unwrap()
+    );
+    let log: Vec<(i32, String)> =
+        sqlx::query_as("select attempt, outcome from herald.attempts order by attempt")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        log,
+        [(1, "unknown".to_string()), (2, "delivered".to_string())]
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_expired_lease_on_the_last_attempt_is_dead(pool: PgPool) {
+    migrated(&pool).await;
+    let n = Notification::email("u", "t", "b", "ann@example.com").max_attempts(1);
+    herald::enqueue(&pool, &n).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    store::claim_due(&mut conn, "crashing-daemon", 1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    wait_for_sql(
+        &pool,
+        "the lease to expire",
+        "select bool_and(lease_expires_at < now()) from herald.notifications",
+    )
+    .await;
+    store::rescue_expired(&mut conn, 100).await.unwrap();
+    let (state, error): (String, String) =
+        sqlx::query_as("select state, last_error from herald.notifications")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        state, "dead",
+        "a notification that keeps crashing daemons runs out of attempts"
+    );
+    assert!(
+        error.contains("lease of crashing-daemon expired during attempt 1"),
+        "{error}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn three_daemons_deliver_a_thousand_notifications_exactly_once(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    let batch: Vec<Notification> = (0..1000)
+        .map(|i| {
+            Notification::webhook(format!("user-{i}"), "tick", format!("b-{i}"), hook)
+                .payload(json!({"i": i}))
+        })
+        .collect();
+    let ids: Vec<String> = herald::enqueue_many(&pool, &batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id().to_string())
+        .collect();
+
+    let env = env_with(&[("HERALD_DATABASE__MAX_CONNECTIONS", "4")]);
+    let daemons: Vec<Daemon> = (0..3)
+        .map(|_| Daemon::spawn(&pool, &["--until-idle", "--workers", "8"], &env))
+        .collect();
+    for daemon in daemons {
+        let run = daemon.wait(Duration::from_secs(120)).await;
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for request in receiver.requests() {
+        *per_id.entry(request.header("webhook-id")).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 1000, "every notification arrived");
+    assert!(per_id.values().all(|&n| n == 1), "none arrived twice");
+    assert!(ids.iter().all(|id| per_id.contains_key(id)));
+    assert_eq!(states(&pool).await, [("delivered".to_string(), 1000)]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn sigterm_lets_in_flight_deliveries_finish(pool: PgPool) {
+    migrated(&pool).await;
+    let slow = Reply::status(200).after(Duration::from_millis(800));
+    let receiver = Receiver::start(vec![slow; 20]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    let batch: Vec<Notification> = (0..20)
+        .map(|i| Notification::webhook("u", "t", format!("b{i}"), hook))
+        .collect();
+    herald::enqueue_many(&pool, &batch).await.unwrap();
+
+    let daemon = Daemon::spawn(&pool, &["--workers", "4"], FAST);
+    receiver.wait_for_requests(1).await;
+    daemon.terminate().await;
+    let run = daemon.wait(Duration::from_secs(30)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let counts: HashMap<String, i64> = states(&pool).await.into_iter().collect();
+    assert_eq!(
+        counts.get("running"),
+        None,
+        "nothing left running: {counts:?}"
+    );
+    let delivered = counts.get("delivered").copied().unwrap_or(0);
+    assert!(
+        delivered >= 1,
+        "the deliveries in flight finished: {counts:?}"
+    );
+    assert_eq!(
+        delivered + counts.get("pending").copied().unwrap_or(0),
+        20,
+        "nothing lost: {counts:?}"
+    );
+    assert_eq!(
+        receiver.requests().len() as i64,
+        delivered,
+        "nothing sent without being recorded"
+    );
+
+    // Another daemon finishes the rest.
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(states(&pool).await, [("delivered".to_string(), 20)]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn sigterm_past_the_grace_hands_deliveries_back_unspent(pool: PgPool) {
+    migrated(&pool).await;
+    let stuck = Reply::status(200).after(Duration::from_secs(30));
+    let receiver = Receiver::start(vec![stuck.clone(), stuck]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    for i in 0..2 {
+        herald::enqueue(
+            &pool,
+            &Notification::webhook("u", "t", format!("b{i}"), hook),
+        )
+        .await
+        .unwrap();
+    }
+    let env = env_with(&[
+        ("HERALD_DISPATCHER__SHUTDOWN_GRACE", "300ms"),
+        ("HERALD_WEBHOOK__TIMEOUT", "40s"),
+    ]);
+    let daemon = Daemon::spawn(&pool, &[], &env);
+    receiver.wait_for_requests(2).await;
+    daemon.terminate().await;
+    let run = daemon.wait(Duration::from_secs(20)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let rows: Vec<(String, i32, Option<uuid::Uuid>)> =
+        sqlx::query_as("select state, attempts, lease_token from herald.notifications")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        vec![("pending".to_string(), 0, None); 2],
+        "released at once, attempt not spent"
+    );
+    assert!(
+        run.stderr.contains("handed unfinished deliveries back"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn until_idle_exits_at_once_when_there_is_nothing_to_do(pool: PgPool) {
+    migrated(&pool).await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    herald::enqueue(
+        &pool,
+        &Notification::email("u", "t", "b", "a@b.co").run_at(later),
+    )
+    .await
+    .unwrap();
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        states(&pool).await,
+        [("pending".to_string(), 1)],
+        "a notification not yet due is left alone"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_idle_daemon_is_woken_by_enqueue_not_by_polling(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    // Polling every 10 minutes: only the NOTIFY can bring the delivery within the test's wait.
+    let daemon = Daemon::spawn(
+        &pool,
+        &[],
+        &env_with(&[("HERALD_DISPATCHER__POLL_INTERVAL", "10m")]),
+    );
+    wait_for_sql(&pool, "the daemon to listen", "select exists (select 1 from pg_stat_activity where datname = current_database() and query ilike 'listen%')").await;
+    let mut tx = pool.begin().await.unwrap();
+    let id = herald::enqueue(&mut *tx, &Notification::webhook("u", "t", "b", hook))
+        .await
+        .unwrap()
+        .id();
+    tx.commit().await.unwrap();
+    let requests = receiver.wait_for_requests(1).await;
+    assert_eq!(requests[0].header("webhook-id"), id.to_string());
+    daemon.terminate().await;
+    assert_eq!(daemon.wait(Duration::from_secs(20)).await.code, 0);
+}

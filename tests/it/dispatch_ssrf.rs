@@ -1,0 +1,92 @@
+//! The SSRF guard at delivery: targets that are not global are refused before any connection
+//! is opened, whether the URL names them by IP literal or by a host name that resolves to them.
+
+use herald::Notification;
+use sqlx::PgPool;
+
+use crate::support::daemon::{env_with, run_until_idle};
+use crate::support::receiver::Receiver;
+use crate::support::{endpoint_at, migrated};
+
+#[sqlx::test(migrations = false)]
+async fn non_global_targets_are_refused_before_connecting(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let port = receiver.addr.port();
+    let targets = [
+        (format!("http://127.0.0.1:{port}/hook"), "loopback"),
+        (format!("http://localhost:{port}/hook"), "loopback"),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+            "127.0.0.1",
+        ),
+        (format!("http://[::1]:{port}/hook"), "loopback"),
+        ("http://10.1.2.3/hook".to_string(), "private"),
+        ("http://192.168.1.1/hook".to_string(), "private"),
+        (
+            "http://169.254.169.254/latest/meta-data".to_string(),
+            "link-local",
+        ),
+        ("http://100.64.0.1/hook".to_string(), "CGNAT"),
+        ("http://[fd00::1]/hook".to_string(), "unique-local"),
+    ];
+    let mut ids = Vec::new();
+    for (i, (url, _)) in targets.iter().enumerate() {
+        let hook = endpoint_at(&pool, "default", url).await;
+        let n = Notification::webhook("u", "t", format!("b{i}"), hook).max_attempts(3);
+        ids.push(herald::enqueue(&pool, &n).await.unwrap().id());
+    }
+    // No allowed networks: the defaults.
+    let run = run_until_idle(
+        &pool,
+        &env_with(&[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "")]),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        receiver.connections(),
+        0,
+        "no connection was opened to the receiver"
+    );
+    for (id, (url, class)) in ids.iter().zip(&targets) {
+        let (state, attempts, error): (String, i32, String) = sqlx::query_as(
+            "select state, attempts, last_error from herald.notifications where id = $1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            (state.as_str(), attempts),
+            ("dead", 1),
+            "{url}: refused at once, not retried"
+        );
+        assert!(
+            error.starts_with("refused before connecting"),
+            "{url}: {error}"
+        );
+        assert!(error.contains(class), "{url}: {error}");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn allowed_networks_open_the_guard(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(
+        &pool,
+        "default",
+        &format!("http://localhost:{}/hook", receiver.addr.port()),
+    )
+    .await;
+    herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook))
+        .await
+        .unwrap();
+    let run = run_until_idle(
+        &pool,
+        &env_with(&[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")]),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(receiver.requests().len(), 1);
+}

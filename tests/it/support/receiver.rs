@@ -1,0 +1,235 @@
+//! A real HTTP receiver on 127.0.0.1:0 (axum) that answers from a script and records every
+//! request and every accepted connection; plus a raw one that reads a request and hangs up.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::wait_until;
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub delay: Duration,
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Reply {
+            status,
+            delay: Duration::ZERO,
+            retry_after: None,
+            body: String::new(),
+        }
+    }
+
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn retry_after(mut self, value: &str) -> Self {
+        self.retry_after = Some(value.to_owned());
+        self
+    }
+
+    pub fn body(mut self, body: &str) -> Self {
+        self.body = body.to_owned();
+        self
+    }
+}
+
+/// A request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    script: Mutex<VecDeque<Reply>>,
+    requests: Mutex<Vec<Received>>,
+    connections: Arc<AtomicUsize>,
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Answers with `script` in order, then 204 No Content.
+    pub async fn start(script: Vec<Reply>) -> Self {
+        let inner = Arc::new(Inner {
+            script: Mutex::new(script.into()),
+            ..Default::default()
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counted = CountingListener {
+            listener,
+            accepted: inner.connections.clone(),
+        };
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(inner.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(counted, app).await.unwrap();
+        });
+        Receiver {
+            addr,
+            inner,
+            _server: server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.inner.requests.lock().unwrap().clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_for_requests(&self, n: usize) -> Vec<Received> {
+        wait_until(&format!("{n} request(s) at the receiver"), || {
+            self.requests().len() >= n
+        })
+        .await;
+        self.requests()
+    }
+}
+
+async fn answer(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    inner.requests.lock().unwrap().push(Received {
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    let reply = inner
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| Reply::status(204));
+    tokio::time::sleep(reply.delay).await;
+    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    if let Some(value) = reply.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", value.parse().unwrap());
+    }
+    response
+}
+
+struct CountingListener {
+    listener: TcpListener,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            if let Ok((io, addr)) = self.listener.accept().await {
+                self.accepted.fetch_add(1, Ordering::SeqCst);
+                return (io, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Reads each request whole, then hangs up without answering the first `hang_ups` of them;
+/// answers the rest `204 No Content`. Returns its address and a counter of requests read.
+pub async fn hanging_up_receiver(hang_ups: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                while read_request(&mut socket).await {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    if n < hang_ups {
+                        return; // drop the socket: the request was read, no answer is sent
+                    }
+                    let ok = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+                    if socket.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Reads one HTTP/1.1 request (headers and a content-length body); false at end of stream.
+async fn read_request(socket: &mut TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                match socket.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            return true;
+        }
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}

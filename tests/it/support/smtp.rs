@@ -1,0 +1,87 @@
+//! A real SMTP server for the email tests: aiosmtpd (installed by `.ci/run`) running
+//! `tests/support/smtp_sink.py`, plus a hostile server that never sends its greeting.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+
+pub struct SmtpSink {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    _server: tokio::process::Child,
+}
+
+impl SmtpSink {
+    /// `replies`: DATA answers in order, e.g. "451" then 250s, or "550,550".
+    pub async fn start(replies: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let mut server = tokio::process::Command::new("python3")
+            .arg(script)
+            .arg("--out")
+            .arg(dir.path())
+            .arg("--replies")
+            .arg(replies)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs (aiosmtpd is installed by .ci/run)");
+        let stdout = server.stdout.take().unwrap();
+        let mut first = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            BufReader::new(stdout).read_line(&mut first),
+        )
+        .await
+        .expect("the SMTP sink starts")
+        .unwrap();
+        let port = first.trim().parse().unwrap_or_else(|_| {
+            panic!("SMTP sink printed {first:?}, not a port (is aiosmtpd installed?)")
+        });
+        SmtpSink {
+            port,
+            dir,
+            _server: server,
+        }
+    }
+
+    /// Accepted messages, raw, oldest first.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    /// DATA answers given so far, in order ("451", "250", …).
+    pub fn answers(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("attempts.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Accepts connections and never says a word: lettre's own timeout does not cover this.
+pub async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (port, task)
+}
