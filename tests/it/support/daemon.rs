@@ -1,16 +1,17 @@
 //! Running `herald run` against a test database: to idleness, or in the background to be
-//! signalled.
+//! watched and signalled.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{Run, command, url_of};
 
 /// Settings that make the daemon quick to test against loopback receivers: loopback allowed
-/// as a webhook target, short retries and polling.
+/// as a webhook target, short retries and polling, plain SMTP.
 pub const FAST: &[(&str, &str)] = &[
     ("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
     (
@@ -35,28 +36,37 @@ pub async fn run_until_idle(pool: &PgPool, env: &[(&str, &str)]) -> Run {
     daemon.wait(Duration::from_secs(120)).await
 }
 
-/// A daemon running in the background; its output is read as it comes, so a chatty daemon
-/// never blocks on a full pipe.
+/// A daemon running in the background. Its output is read as it comes, so a chatty daemon
+/// never blocks on a full pipe, and a test can watch its log.
 pub struct Daemon {
     child: tokio::process::Child,
     stdout: tokio::task::JoinHandle<String>,
     stderr: tokio::task::JoinHandle<String>,
+    log: Arc<Mutex<String>>,
 }
 
 fn drain(
-    mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<String>>,
 ) -> tokio::task::JoinHandle<String> {
     tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text).await;
-        text
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = into.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+        into.lock().unwrap().clone()
     })
 }
 
 impl Daemon {
     pub fn spawn(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let url = url_of(pool);
-        let mut all = vec!["--database-url", url.as_str(), "run"];
+        Self::spawn_url(&url_of(pool), args, env)
+    }
+
+    pub fn spawn_url(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut all = vec!["--database-url", url, "run"];
         all.extend_from_slice(args);
         let mut child = command(&all, env)
             .stdout(Stdio::piped())
@@ -64,37 +74,51 @@ impl Daemon {
             .kill_on_drop(true)
             .spawn()
             .expect("herald run starts");
-        let stdout = drain(child.stdout.take().unwrap());
-        let stderr = drain(child.stderr.take().unwrap());
+        let log = Arc::new(Mutex::new(String::new()));
+        let stdout = drain(
+            child.stdout.take().unwrap(),
+            Arc::new(Mutex::new(String::new())),
+        );
+        let stderr = drain(child.stderr.take().unwrap(), log.clone());
         Daemon {
             child,
             stdout,
             stderr,
+            log,
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("running")
+    /// The log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Sends SIGTERM.
     pub async fn terminate(&self) {
+        let pid = self.child.id().expect("still running");
         let status = tokio::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .await
             .unwrap();
         assert!(status.success());
     }
 
-    /// Waits for the exit, reading its output; fails the test after `limit`.
+    /// Waits for the exit; fails the test (showing the log) after `limit`.
     pub async fn wait(mut self, limit: Duration) -> Run {
         let status = match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => {
                 let _ = self.child.kill().await;
-                let stderr = self.stderr.await.unwrap_or_default();
-                panic!("herald run did not exit within {limit:?}; its log:\n{stderr}");
+                panic!(
+                    "herald run did not exit within {limit:?}; its log:\n{}",
+                    self.log()
+                );
             }
         };
         Run {

@@ -1,6 +1,7 @@
 //! Shared helpers: migrated test databases, running the `herald` binary, small queries, and
 //! waiting on conditions (never on fixed sleeps).
 
+pub mod cluster;
 pub mod daemon;
 pub mod receiver;
 pub mod smtp;
