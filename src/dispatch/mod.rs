@@ -11,10 +11,12 @@
 //!   releases the leases of whatever is unfinished so another daemon takes it at once.
 //! - A database outage never ends the daemon: each loop logs, backs off and resumes.
 //!
-//! Layout: `claim_loop` (this file) · `worker` (one delivery, one recorded attempt) ·
-//! `heartbeat` (lease extension) · `wakeup` (LISTEN) · `retry` (the pure retry policy).
+//! Layout: `claim_loop` (this file) · `worker` (one delivery, one decided attempt) ·
+//! `recorder` (group commit of outcomes) · `heartbeat` (lease extension) · `wakeup` (LISTEN) ·
+//! `retry` (the pure retry policy).
 
 mod heartbeat;
+mod recorder;
 pub mod retry;
 mod wakeup;
 mod worker;
@@ -79,6 +81,7 @@ struct Shared {
     retries_waiting: Mutex<HashSet<Uuid>>,
     /// Signalled by NOTIFY and by every finished delivery.
     wake: Notify,
+    recorder: recorder::Recorder,
     attempts: std::sync::atomic::AtomicU64,
 }
 
@@ -100,12 +103,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub struct Dispatcher {
     shared: Arc<Shared>,
+    /// The recorder outlives every delivery: it stops only after they all finished.
+    recorder_stop: CancellationToken,
+    recorder_task: tokio::task::JoinHandle<()>,
 }
 
 impl Dispatcher {
     pub fn new(pool: PgPool, config: Config, senders: Senders) -> Self {
+        let recorder_stop = CancellationToken::new();
+        let (recorder, recorder_task) =
+            recorder::Recorder::start(pool.clone(), recorder_stop.clone());
         Dispatcher {
+            recorder_stop,
+            recorder_task,
             shared: Arc::new(Shared {
+                recorder,
                 pool,
                 config,
                 senders,
@@ -150,6 +162,8 @@ impl Dispatcher {
             deliveries.wait().await;
         }
         let released = release_unfinished(&shared).await;
+        self.recorder_stop.cancel();
+        let _ = self.recorder_task.await;
         background.cancel();
         helpers.close();
         helpers.wait().await;
@@ -172,12 +186,17 @@ async fn claim_loop(
     let mut backoff = Backoff::default();
     let mut last_rescue: Option<Instant> = None;
     let mut recheck_soon = false;
+    let claim_threshold = (config.batch_size.min(config.workers) / 4).max(1);
     while !shutdown.is_cancelled() {
         if last_rescue.is_none_or(|at| at.elapsed() >= config.poll_interval) {
             last_rescue = Some(Instant::now());
             rescue_expired(shared).await;
         }
-        let wanted = workers.available_permits().min(config.batch_size);
+        let free = workers.available_permits();
+        // While deliveries run, wait until a quarter of a batch's workers are free: claiming
+        // one row per finished delivery would spend a round trip and a commit on each.
+        let busy = free < config.workers;
+        let wanted = if busy && free < claim_threshold { 0 } else { free.min(config.batch_size) };
         let mut claimed = 0;
         if wanted > 0 {
             let result = async {

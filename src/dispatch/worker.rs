@@ -14,7 +14,7 @@ use super::{Shared, lock};
 use crate::channel::{AttemptKind, Outcome};
 use crate::config::RetryConfig;
 use crate::state::State;
-use crate::store::dispatch::{self as store, Claimed, Recorded};
+use crate::store::dispatch::{self as store, Claimed, Fenced, Recorded};
 
 /// Delivers `n` and records the attempt. On `abort` (shutdown grace over) it stops at once and
 /// leaves the lease in `in_flight` for the dispatcher to release.
@@ -69,28 +69,30 @@ pub(super) async fn deliver(
 }
 
 /// What an outcome means for the notification.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Decision {
-    pub next_state: State,
-    pub retry_in: Duration,
-    pub kind: AttemptKind,
-    pub status: Option<i32>,
-    /// The attempt's error, or the receiver's answer when delivered.
-    pub error: Option<String>,
-    pub last_error: Option<String>,
-}
-
 pub(super) fn decide(
     policy: &RetryConfig,
     n: &Claimed,
     outcome: &Outcome,
     random: f64,
-) -> Decision {
+) -> Recorded {
+    let recorded = |next_state,
+                    retry_in,
+                    kind: &AttemptKind,
+                    status: &Option<i32>,
+                    error: &str,
+                    last_error: String| Recorded {
+        next_state,
+        retry_in,
+        outcome: kind.as_str(),
+        status: *status,
+        error: Some(error.to_owned()),
+        last_error: Some(last_error),
+    };
     match outcome {
-        Outcome::Delivered { status, detail } => Decision {
+        Outcome::Delivered { status, detail } => Recorded {
             next_state: State::Delivered,
             retry_in: Duration::ZERO,
-            kind: AttemptKind::Delivered,
+            outcome: AttemptKind::Delivered.as_str(),
             status: *status,
             error: detail.clone(),
             last_error: None,
@@ -101,39 +103,30 @@ pub(super) fn decide(
             error,
             retry_after,
         } => match next_step(policy, n.attempts, n.max_attempts, *retry_after, random) {
-            NextStep::RetryAfter(delay) => Decision {
-                next_state: State::Pending,
-                retry_in: delay,
-                kind: *kind,
-                status: *status,
-                error: Some(error.clone()),
-                last_error: Some(error.clone()),
-            },
-            NextStep::GiveUp => Decision {
-                next_state: State::Dead,
-                retry_in: Duration::ZERO,
-                kind: *kind,
-                status: *status,
-                error: Some(error.clone()),
-                last_error: Some(format!(
+            NextStep::RetryAfter(delay) => {
+                recorded(State::Pending, delay, kind, status, error, error.clone())
+            }
+            NextStep::GiveUp => {
+                let exhausted = format!(
                     "attempts exhausted ({} of {}): {error}",
                     n.attempts, n.max_attempts
-                )),
-            },
+                );
+                recorded(State::Dead, Duration::ZERO, kind, status, error, exhausted)
+            }
         },
         Outcome::GiveUp {
             kind,
             status,
             error,
             ..
-        } => Decision {
-            next_state: State::Dead,
-            retry_in: Duration::ZERO,
-            kind: *kind,
-            status: *status,
-            error: Some(error.clone()),
-            last_error: Some(error.clone()),
-        },
+        } => recorded(
+            State::Dead,
+            Duration::ZERO,
+            kind,
+            status,
+            error,
+            error.clone(),
+        ),
     }
 }
 
@@ -142,33 +135,25 @@ pub(super) fn decide(
 async fn record(
     shared: &Shared,
     n: &Claimed,
-    decision: &Decision,
+    recorded: &Recorded,
     abort: &CancellationToken,
 ) -> bool {
-    let recorded = Recorded {
-        next_state: decision.next_state,
-        retry_in: decision.retry_in,
-        outcome: decision.kind.as_str(),
-        status: decision.status,
-        error: decision.error.as_deref(),
-        last_error: decision.last_error.as_deref(),
-    };
     let give_up_at = Instant::now() + shared.config.dispatcher.lease;
     let mut pause = Duration::from_millis(100);
     loop {
-        let result = async {
-            let mut conn = shared.pool.acquire().await?;
-            store::record_outcome(&mut conn, n.id, n.lease_token, &recorded).await
-        }
-        .await;
-        match result {
+        let attempt = Fenced {
+            id: n.id,
+            lease_token: n.lease_token,
+            recorded: recorded.clone(),
+        };
+        match shared.recorder.record(attempt).await {
             Ok(true) => return true,
             Ok(false) => {
                 tracing::warn!(id = %n.id, attempt = n.attempts, "lease lost before the outcome was recorded: another daemon owns this notification now");
                 return false;
             }
             Err(e) if Instant::now() + pause < give_up_at => {
-                tracing::warn!(id = %n.id, error = %crate::database::reason_of(&e), "cannot record the attempt yet; retrying");
+                tracing::warn!(id = %n.id, error = %e, "cannot record the attempt yet; retrying");
                 tokio::select! {
                     _ = abort.cancelled() => return false,
                     _ = tokio::time::sleep(pause) => {}
@@ -176,7 +161,7 @@ async fn record(
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
-                tracing::error!(id = %n.id, error = %crate::database::reason_of(&e), "gave up recording the attempt; the lease will expire and the notification will be retried");
+                tracing::error!(id = %n.id, error = %e, "gave up recording the attempt; the lease will expire and the notification will be retried");
                 return false;
             }
         }
@@ -269,7 +254,7 @@ mod tests {
         let policy = RetryConfig::default();
         let d = decide(&policy, &claimed(3, 3), &retry(AttemptKind::Unknown), 0.5);
         assert_eq!(d.next_state, State::Dead);
-        assert_eq!(d.kind, AttemptKind::Unknown);
+        assert_eq!(d.outcome, "unknown");
         assert_eq!(
             d.last_error.as_deref(),
             Some("attempts exhausted (3 of 3): receiver answered 503")
@@ -286,6 +271,6 @@ mod tests {
         assert_eq!(decide(&policy, &claimed(2, 8), &ok, 0.5).last_error, None);
         let gone = Outcome::give_up("missing template templates/x/subject.txt");
         let d = decide(&policy, &claimed(1, 8), &gone, 0.5);
-        assert_eq!((d.next_state, d.kind), (State::Dead, AttemptKind::Failed));
+        assert_eq!((d.next_state, d.outcome), (State::Dead, "failed"));
     }
 }

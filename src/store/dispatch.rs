@@ -106,11 +106,20 @@ pub async fn extend_leases(
     held: &[(Uuid, Uuid)],
     lease: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    // Rows are locked in id order, as `record_outcomes` does, so the two cannot deadlock.
     const SQL: &str = "
+        with locked as (
+            select n.id from herald.notifications n
+            join unnest($1::uuid[], $2::uuid[]) as held(id, token)
+              on n.id = held.id and n.lease_token = held.token
+            where n.state = 'running'
+            order by n.id
+            for update of n
+        )
         update herald.notifications n
         set lease_expires_at = now() + make_interval(secs => $3)
-        from unnest($1::uuid[], $2::uuid[]) as held(id, token)
-        where n.id = held.id and n.lease_token = held.token and n.state = 'running'
+        from locked
+        where n.id = locked.id
         returning n.lease_token";
     let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
     sqlx::query_scalar(SQL)
@@ -123,55 +132,105 @@ pub async fn extend_leases(
 
 /// The outcome of one attempt, as recorded.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Recorded<'a> {
+pub struct Recorded {
     /// `Delivered`, `Pending` (a retry) or `Dead`.
     pub next_state: State,
     /// For a retry: how long from now until it is due.
     pub retry_in: Duration,
     /// `delivered`, `failed` or `unknown`.
-    pub outcome: &'a str,
+    pub outcome: &'static str,
     pub status: Option<i32>,
-    /// The attempt's error or response snippet.
-    pub error: Option<&'a str>,
+    /// The attempt's error, or the receiver's answer.
+    pub error: Option<String>,
     /// The notification's `last_error` (None once delivered).
-    pub last_error: Option<&'a str>,
+    pub last_error: Option<String>,
 }
 
-/// Records an attempt's outcome, fenced by the lease token: `false` when the lease was lost
+/// One attempt to record, with the lease it was made under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fenced {
+    pub id: Uuid,
+    pub lease_token: Uuid,
+    pub recorded: Recorded,
+}
+
+/// Records one attempt's outcome, fenced by the lease token: `false` when the lease was lost
 /// and nothing was written.
-pub async fn record_outcome(
+pub async fn record_outcome(conn: &mut PgConnection, attempt: Fenced) -> Result<bool, sqlx::Error> {
+    let id = attempt.id;
+    Ok(record_outcomes(conn, &[attempt]).await?.contains(&id))
+}
+
+/// Records many attempts in one statement (one commit), each fenced by its own lease token.
+/// Returns the ids that were recorded; any other lost its lease and nothing was written for it.
+/// Rows are locked in id order, as `extend_leases` does, so the two cannot deadlock.
+pub async fn record_outcomes(
     conn: &mut PgConnection,
-    id: Uuid,
-    lease_token: Uuid,
-    recorded: &Recorded<'_>,
-) -> Result<bool, sqlx::Error> {
+    attempts: &[Fenced],
+) -> Result<Vec<Uuid>, sqlx::Error> {
     const SQL: &str = "
-        with done as (
-            update herald.notifications
-            set state = $3,
-                run_at = case when $3 = 'pending' then now() + make_interval(secs => $4) else run_at end,
-                finished_at = case when $3 = 'pending' then null else now() end,
-                last_error = $5,
+        with input as (
+            select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::text[],
+                                 $6::text[], $7::int4[], $8::text[])
+              as t(id, token, next_state, retry_secs, last_error, outcome, status, error)
+        ),
+        locked as (
+            select n.id from herald.notifications n
+            join input i on n.id = i.id and n.lease_token = i.token
+            where n.state = 'running'
+            order by n.id
+            for update of n
+        ),
+        done as (
+            update herald.notifications n
+            set state = i.next_state,
+                run_at = case when i.next_state = 'pending'
+                              then now() + make_interval(secs => i.retry_secs) else n.run_at end,
+                finished_at = case when i.next_state = 'pending' then null else now() end,
+                last_error = i.last_error,
                 lease_token = null, lease_owner = null, lease_expires_at = null
-            where id = $1 and lease_token = $2 and state = 'running'
-            returning id, attempts, attempted_at
+            from input i, locked l
+            where n.id = i.id and n.id = l.id
+            returning n.id, n.attempts, n.attempted_at, i.outcome, i.status, i.error
         )
         insert into herald.attempts
             (notification_id, attempt, started_at, finished_at, outcome, status, error)
-        select id, attempts, coalesce(attempted_at, now()), now(), $6, $7, $8 from done
-        returning attempt";
-    let row: Option<i32> = sqlx::query_scalar(SQL)
-        .bind(id)
-        .bind(lease_token)
-        .bind(recorded.next_state.as_str())
-        .bind(recorded.retry_in.as_secs_f64())
-        .bind(recorded.last_error)
-        .bind(recorded.outcome)
-        .bind(recorded.status)
-        .bind(recorded.error)
-        .fetch_optional(conn)
-        .await?;
-    Ok(row.is_some())
+        select id, attempts, coalesce(attempted_at, now()), now(), outcome, status, error from done
+        returning notification_id";
+    let n = attempts.len();
+    let (mut ids, mut tokens, mut states, mut retry) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut last_errors, mut outcomes, mut statuses, mut errors) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for a in attempts {
+        ids.push(a.id);
+        tokens.push(a.lease_token);
+        states.push(a.recorded.next_state.as_str());
+        retry.push(a.recorded.retry_in.as_secs_f64());
+        last_errors.push(a.recorded.last_error.as_deref());
+        outcomes.push(a.recorded.outcome);
+        statuses.push(a.recorded.status);
+        errors.push(a.recorded.error.as_deref());
+    }
+    sqlx::query_scalar(SQL)
+        .bind(ids)
+        .bind(tokens)
+        .bind(states)
+        .bind(retry)
+        .bind(last_errors)
+        .bind(outcomes)
+        .bind(statuses)
+        .bind(errors)
+        .fetch_all(conn)
+        .await
 }
 
 /// Returns running notifications whose lease expired (their daemon crashed or lost the

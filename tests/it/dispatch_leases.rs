@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use herald::Notification;
 use herald::State;
-use herald::store::dispatch::{self as store, Recorded};
+use herald::store::dispatch::{self as store, Fenced, Recorded};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -14,14 +14,18 @@ use crate::support::daemon::{Daemon, FAST, env_with, run_until_idle};
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::{endpoint_at, migrated, states, wait_for_sql};
 
-fn delivered() -> Recorded<'static> {
-    Recorded {
-        next_state: State::Delivered,
-        retry_in: Duration::ZERO,
-        outcome: "delivered",
-        status: Some(200),
-        error: None,
-        last_error: None,
+fn delivered(id: uuid::Uuid, lease_token: uuid::Uuid) -> Fenced {
+    Fenced {
+        id,
+        lease_token,
+        recorded: Recorded {
+            next_state: State::Delivered,
+            retry_in: Duration::ZERO,
+            outcome: "delivered",
+            status: Some(200),
+            error: None,
+            last_error: None,
+        },
     }
 }
 
@@ -68,7 +72,7 @@ async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
             .is_empty()
     );
     assert!(
-        !store::record_outcome(&mut conn, id, first[0].lease_token, &delivered())
+        !store::record_outcome(&mut conn, delivered(id, first[0].lease_token))
             .await
             .unwrap()
     );
@@ -85,7 +89,7 @@ async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
 
     // B records; the log shows A's lost attempt as unknown and B's as delivered.
     assert!(
-        store::record_outcome(&mut conn, id, second[0].lease_token, &delivered())
+        store::record_outcome(&mut conn, delivered(id, second[0].lease_token))
             .await
             .unwrap()
     );
