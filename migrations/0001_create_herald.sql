@@ -66,6 +66,9 @@ create index notifications_lease_expiry on herald.notifications (lease_expires_a
 -- The sweep of finished rows past their retention window.
 create index notifications_finished on herald.notifications (finished_at) where finished_at is not null;
 
+-- One row per delivery attempt. `attempt` numbers a notification's attempts 1, 2, 3, … over its
+-- whole life: a manual retry gives a fresh budget (notifications.attempts restarts at 0) but the
+-- log keeps counting.
 create table herald.attempts (
     notification_id  uuid not null references herald.notifications (id) on delete cascade,
     attempt          integer not null check (attempt >= 1),
@@ -76,6 +79,12 @@ create table herald.attempts (
     error            text,                       -- truncated error or response snippet
     primary key (notification_id, attempt)
 );
+
+-- The number of a notification's next attempt row. Only the holder of the notification's lease
+-- (or the rescue of an expired one, which holds its row lock) writes attempts, so there is no race.
+create function herald.next_attempt_number(notification uuid) returns integer
+    language sql stable
+    as $$ select coalesce(max(attempt), 0) + 1 from herald.attempts where notification_id = notification $$;
 
 -- Wakes listening dispatchers when the enqueueing transaction commits. Callers send it at most
 -- once per short window per process: every NOTIFY serialises commits on a global lock.

@@ -26,6 +26,7 @@
 //! - [`config`]: defaults < file < environment, validated once.
 //! - [`dispatch`]: the daemon: claim loop, workers, heartbeat, wake-up listener, retry policy.
 //! - [`channel`]: webhook (Standard Webhooks) and email (SMTP, templates) delivery.
+//! - [`sweeper`]: retention on a cron schedule, one sweeper at a time.
 //! - [`net`]: the SSRF guard for webhook targets.
 //! - [`cli`]: the `herald` binary's commands; `main.rs` only calls [`cli::main`].
 
@@ -41,6 +42,7 @@ pub mod net;
 pub mod notification;
 pub mod state;
 pub mod store;
+pub mod sweeper;
 pub mod wake;
 
 pub use enqueue::{

@@ -52,6 +52,18 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     if !args.no_migrate {
         crate::migrate(&pool).await?;
     }
+    if let Ok(schedule) = crate::sweeper::schedule::parse(&config.sweeper.schedule) {
+        let next: Vec<String> = crate::sweeper::schedule::next_fires(&schedule, 3)
+            .iter()
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .collect();
+        tracing::info!(
+            schedule = %config.sweeper.schedule,
+            retention = %humantime::format_duration(config.sweeper.retention),
+            next = %next.join(", "),
+            "sweeper scheduled (UTC)"
+        );
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
 

@@ -8,6 +8,7 @@
 
 mod load;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -135,6 +136,9 @@ pub struct WebhookConfig {
     /// Non-global networks that webhooks may target anyway (e.g. `"10.1.0.0/16"`).
     pub allowed_networks: Vec<IpNet>,
     pub https_only: bool,
+    /// How long `endpoints rotate-secret` keeps the old secret signing beside the new one.
+    #[serde(with = "humantime_serde")]
+    pub secret_rotation_grace: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -143,6 +147,7 @@ impl Default for WebhookConfig {
             timeout: Duration::from_secs(15),
             allowed_networks: Vec::new(),
             https_only: false,
+            secret_rotation_grace: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -199,6 +204,10 @@ pub struct SweeperConfig {
     pub retention: Duration,
     /// Rows deleted per short transaction.
     pub batch_size: u32,
+    /// Retention per notification type, overriding `retention` (type names match
+    /// case-insensitively).
+    #[serde(deserialize_with = "duration_map")]
+    pub retention_by_type: BTreeMap<String, Duration>,
 }
 
 impl Default for SweeperConfig {
@@ -207,8 +216,22 @@ impl Default for SweeperConfig {
             schedule: "0 */10 * * * *".into(),
             retention: Duration::from_secs(30 * 24 * 3600),
             batch_size: 1000,
+            retention_by_type: BTreeMap::new(),
         }
     }
+}
+
+/// A table of humane durations, `{ invoice = "7y" }`.
+fn duration_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, Duration>, D::Error> {
+    let texts = BTreeMap::<String, String>::deserialize(deserializer)?;
+    texts
+        .into_iter()
+        .map(|(key, text)| {
+            humantime::parse_duration(&text)
+                .map(|d| (key.clone(), d))
+                .map_err(|e| serde::de::Error::custom(format!("{key}: {text:?} is not a duration ({e})")))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -323,6 +346,10 @@ impl Config {
                 "username and password must be set together".into(),
             );
         }
+        crate::sweeper::schedule::parse(&self.sweeper.schedule).map_err(|e| ConfigError::Invalid {
+            key: "sweeper.schedule".into(),
+            problem: e.to_string().trim_start_matches("sweeper.schedule: ").to_owned(),
+        })?;
         if self.sweeper.batch_size == 0 {
             return bad("sweeper.batch_size", "must be at least 1".into());
         }

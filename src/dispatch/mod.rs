@@ -142,6 +142,11 @@ impl Dispatcher {
         let helpers = TaskTracker::new();
         helpers.spawn(wakeup::listen(shared.clone(), background.clone()));
         helpers.spawn(heartbeat::extend_leases(shared.clone(), background.clone()));
+        helpers.spawn(crate::sweeper::run_on_schedule(
+            shared.pool.clone(),
+            shared.config.sweeper.clone(),
+            background.clone(),
+        ));
 
         let deliveries = TaskTracker::new();
         let abort = CancellationToken::new();

@@ -195,7 +195,9 @@ pub async fn record_outcomes(
         )
         insert into herald.attempts
             (notification_id, attempt, started_at, finished_at, outcome, status, error)
-        select id, attempts, coalesce(attempted_at, now()), now(), outcome, status, error from done
+        select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(),
+               outcome, status, error
+        from done
         returning notification_id";
     let n = attempts.len();
     let (mut ids, mut tokens, mut states, mut retry) = (
@@ -258,7 +260,9 @@ pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, 
             returning n.id, n.attempts, n.attempted_at, n.last_error
         )
         insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome, error)
-        select id, attempts, coalesce(attempted_at, now()), now(), 'unknown', last_error from rescued";
+        select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(), 'unknown',
+               last_error
+        from rescued";
     Ok(sqlx::query(SQL)
         .bind(limit)
         .execute(conn)

@@ -49,3 +49,47 @@ pub async fn list(
         order by created_at, id";
     sqlx::query_as(SQL).bind(tenant).fetch_all(conn).await
 }
+
+/// Enables or disables an endpoint; `None` when there is no such endpoint.
+pub async fn set_enabled(
+    conn: &mut PgConnection,
+    id: Uuid,
+    disabled_reason: Option<&str>,
+) -> Result<Option<EndpointRow>, sqlx::Error> {
+    const SQL: &str = "
+        update herald.webhook_endpoints
+        set enabled = $2::text is null, disabled_reason = $2
+        where id = $1
+        returning id, tenant, url, enabled, disabled_reason, created_at";
+    sqlx::query_as(SQL).bind(id).bind(disabled_reason).fetch_optional(conn).await
+}
+
+/// Replaces the secret; the old one keeps signing (beside the new) for `grace`. `None` when
+/// there is no such endpoint.
+pub async fn rotate_secret(
+    conn: &mut PgConnection,
+    id: Uuid,
+    new_secret: &str,
+    grace: std::time::Duration,
+) -> Result<Option<(EndpointRow, DateTime<Utc>)>, sqlx::Error> {
+    const SQL: &str = "
+        update herald.webhook_endpoints
+        set previous_secret = secret,
+            previous_secret_expires_at = now() + make_interval(secs => $3),
+            secret = $2
+        where id = $1
+        returning id, tenant, url, enabled, disabled_reason, created_at, previous_secret_expires_at";
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        endpoint: EndpointRow,
+        previous_secret_expires_at: DateTime<Utc>,
+    }
+    let row: Option<Row> = sqlx::query_as(SQL)
+        .bind(id)
+        .bind(new_secret)
+        .bind(grace.as_secs_f64())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| (r.endpoint, r.previous_secret_expires_at)))
+}

@@ -4,7 +4,10 @@
 //! Queries are runtime-checked `&'static str` constants; each is exercised by the tests in
 //! `tests/` against a real PostgreSQL.
 
+#[macro_use]
+pub mod notifications;
+pub mod admin;
 pub mod dispatch;
 pub mod endpoints;
 pub mod enqueue;
-pub mod notifications;
+pub mod sweep;

@@ -1,0 +1,133 @@
+//! Operator actions on single notifications (`retry`, `cancel`), the numbers behind `stats`,
+//! and the lookup behind `explain`.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::notifications::NotificationRow;
+use crate::notification::Key;
+use crate::state::State;
+
+/// What an operator action found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Done; the notification is now in the target state.
+    Done,
+    /// The notification is in a state the action does not apply to.
+    Refused(State),
+    NotFound,
+}
+
+/// `dead` or `cancelled` → `pending`, due now, with a fresh attempt budget (the attempt log keeps
+/// its history and numbering). Wakes listening dispatchers.
+pub async fn retry(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sqlx::Error> {
+    const SQL: &str = "
+        with target as (
+            select id, state from herald.notifications where id = $1 for update
+        ),
+        retried as (
+            update herald.notifications n
+            set state = 'pending', attempts = 0, run_at = now(), finished_at = null, last_error = null
+            from target
+            where n.id = target.id and target.state in ('dead', 'cancelled')
+            returning n.id, herald.wake() as woke
+        )
+        select target.state, exists (select 1 from retried) as done from target";
+    transition(conn, SQL, id).await
+}
+
+/// `pending` → `cancelled`.
+pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sqlx::Error> {
+    const SQL: &str = "
+        with target as (
+            select id, state from herald.notifications where id = $1 for update
+        ),
+        cancelled as (
+            update herald.notifications n
+            set state = 'cancelled', finished_at = now(), last_error = 'cancelled by an operator'
+            from target
+            where n.id = target.id and target.state = 'pending'
+            returning n.id
+        )
+        select target.state, exists (select 1 from cancelled) as done from target";
+    transition(conn, SQL, id).await
+}
+
+async fn transition(conn: &mut PgConnection, sql: &'static str, id: Uuid) -> Result<Transition, sqlx::Error> {
+    let row: Option<(String, bool)> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
+    Ok(match row {
+        None => Transition::NotFound,
+        Some((_, true)) => Transition::Done,
+        Some((state, false)) => Transition::Refused(super::enqueue::parse_state(state)?),
+    })
+}
+
+/// Counts by state and channel.
+pub async fn counts(conn: &mut PgConnection) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    const SQL: &str = "
+        select state, channel, count(*) from herald.notifications group by state, channel";
+    sqlx::query_as(SQL).fetch_all(conn).await
+}
+
+/// The last hour, and the oldest due notification.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Recent {
+    /// Seconds since the oldest pending notification became due; None when nothing is due.
+    pub oldest_due_age_seconds: Option<f64>,
+    pub delivered: i64,
+    pub failed: i64,
+    pub unknown: i64,
+    /// From due to delivered, for notifications delivered in the last hour.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
+    const SQL: &str = "
+        select
+            (select extract(epoch from now() - min(run_at))::float8
+               from herald.notifications where state = 'pending' and run_at <= now())
+                as oldest_due_age_seconds,
+            count(*) filter (where a.outcome = 'delivered') as delivered,
+            count(*) filter (where a.outcome = 'failed') as failed,
+            count(*) filter (where a.outcome = 'unknown') as unknown,
+            (select percentile_cont(0.5) within group (order by extract(epoch from finished_at - run_at) * 1000)
+               from herald.notifications
+              where state = 'delivered' and finished_at > now() - interval '1 hour') as latency_p50_ms,
+            (select percentile_cont(0.99) within group (order by extract(epoch from finished_at - run_at) * 1000)
+               from herald.notifications
+              where state = 'delivered' and finished_at > now() - interval '1 hour') as latency_p99_ms
+        from herald.attempts a
+        where a.finished_at > now() - interval '1 hour'";
+    sqlx::query_as(SQL).fetch_one(conn).await
+}
+
+/// The notification holding `key`, with the fingerprint the decision needs.
+pub async fn holder_of(conn: &mut PgConnection, key: &Key) -> Result<Option<(NotificationRow, Vec<u8>)>, sqlx::Error> {
+    const SQL: &str = concat!(
+        "select ",
+        notification_columns!(),
+        ", fingerprint from herald.notifications
+          where tenant = $1 and user_id = $2 and type = $3 and business_id = $4"
+    );
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        notification: NotificationRow,
+        fingerprint: Vec<u8>,
+    }
+    let row: Option<Row> = sqlx::query_as(SQL)
+        .bind(&key.tenant)
+        .bind(&key.user_id)
+        .bind(&key.type_)
+        .bind(&key.business_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| (r.notification, r.fingerprint)))
+}
+
+/// The database's clock, for answers that compare times.
+pub async fn now(conn: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar("select now()").fetch_one(conn).await
+}
