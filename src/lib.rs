@@ -18,7 +18,8 @@
 //!
 //! # Layout
 //! - [`notification`]: the `Notification` builder, its key, and validation.
-//! - [`fingerprint`]: SHA-256 of channel, destination and canonical JSON payload.
+//! - [`fingerprint`]: SHA-256 of channel, destination and canonical JSON payload;
+//!   [`json_diff`]: the JSON paths where two payloads differ.
 //! - [`enqueue`]: `enqueue` / `enqueue_many`, the `Enqueued` result and `EnqueueError`.
 //! - [`store`]: all SQL, as functions over `&mut PgConnection`.
 //! - [`wake`]: the debounced NOTIFY that wakes an idle dispatcher.
@@ -37,6 +38,7 @@ pub mod database;
 pub mod dispatch;
 pub mod enqueue;
 pub mod fingerprint;
+pub mod json_diff;
 pub mod migrate;
 pub mod net;
 pub mod notification;

@@ -22,6 +22,53 @@ pub enum EndpointsCommand {
     Add(AddArgs),
     /// List endpoints (never their secrets).
     List(ListArgs),
+    /// Disable an endpoint: new notifications to it are refused, pending ones go dead.
+    Disable(DisableArgs),
+    /// Enable a disabled endpoint.
+    Enable(EndpointIdArgs),
+    /// Replace the signing secret; the old one keeps signing beside it for a grace period, so
+    /// receivers can switch without losing a delivery. Prints the new secret once.
+    RotateSecret(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointIdArgs {
+    #[arg(value_name = "ID")]
+    id: Uuid,
+    /// Print the endpoint as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    #[arg(value_name = "ID")]
+    id: Uuid,
+    /// Why; shown in `endpoints list` and in the last error of notifications it kills.
+    #[arg(long, value_name = "TEXT", default_value = "disabled by an operator")]
+    reason: String,
+    /// Print the endpoint as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[arg(value_name = "ID")]
+    id: Uuid,
+    /// How long the old secret keeps signing too (default: webhook.secret_rotation_grace).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    grace: Option<std::time::Duration>,
+    /// The new secret, whsec_<base64 of 24 to 64 bytes>. Default: 32 random bytes.
+    #[arg(long, value_name = "whsec_…")]
+    secret: Option<String>,
+    /// Print one JSON object, including the new secret.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("not a duration like \"24h\" ({e})"))
 }
 
 #[derive(Debug, Args)]
@@ -61,7 +108,77 @@ pub async fn run(ctx: &Context, command: EndpointsCommand) -> Result<(), CliErro
     match command {
         EndpointsCommand::Add(args) => add(ctx, args).await,
         EndpointsCommand::List(args) => list(ctx, args).await,
+        EndpointsCommand::Disable(args) => {
+            set_enabled(ctx, args.id, Some(args.reason), args.json).await
+        }
+        EndpointsCommand::Enable(args) => set_enabled(ctx, args.id, None, args.json).await,
+        EndpointsCommand::RotateSecret(args) => rotate(ctx, args).await,
     }
+}
+
+async fn set_enabled(
+    ctx: &Context,
+    id: Uuid,
+    reason: Option<String>,
+    json: bool,
+) -> Result<(), CliError> {
+    if let Some(reason) = &reason {
+        check_key_part("reason", reason).map_err(|e| CliError::usage(e.to_string()))?;
+    }
+    let pool = ctx.pool(false).await?;
+    let row = store::set_enabled(&mut *pool.acquire().await?, id, reason.as_deref())
+        .await?
+        .ok_or_else(|| CliError::not_found(format!("webhook endpoint {id} not found")))?;
+    if json {
+        return print_json(&row);
+    }
+    match &row.disabled_reason {
+        Some(reason) => println!("disabled {} ({reason})", row.id),
+        None => println!("enabled {}", row.id),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct RotatedEndpoint<'a> {
+    #[serde(flatten)]
+    endpoint: &'a EndpointRow,
+    secret: &'a str,
+    previous_secret_expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+async fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), CliError> {
+    let secret = match &args.secret {
+        Some(text) => WebhookSecret::parse(text).map_err(|e| CliError::usage(e.to_string()))?,
+        None => WebhookSecret::generate().map_err(|e| CliError::runtime(e.to_string()))?,
+    };
+    let grace = args
+        .grace
+        .unwrap_or(ctx.config.webhook.secret_rotation_grace);
+    let pool = ctx.pool(false).await?;
+    let (row, expires) =
+        store::rotate_secret(&mut *pool.acquire().await?, args.id, secret.expose(), grace)
+            .await?
+            .ok_or_else(|| {
+                CliError::not_found(format!("webhook endpoint {} not found", args.id))
+            })?;
+    if args.json {
+        return print_json(&RotatedEndpoint {
+            endpoint: &row,
+            secret: secret.expose(),
+            previous_secret_expires_at: expires,
+        });
+    }
+    print!(
+        "{}",
+        fields(&[
+            ("id", row.id.to_string()),
+            ("secret", secret.expose().to_owned()),
+            ("old secret valid until", time(expires)),
+        ])
+    );
+    println!("The new secret is shown only now. Until then deliveries carry both signatures.");
+    Ok(())
 }
 
 async fn add(ctx: &Context, args: AddArgs) -> Result<(), CliError> {

@@ -4,12 +4,16 @@
 //! [`error`]); commands that print data take `--json` and then write exactly one JSON
 //! document to stdout.
 
+mod actions;
 mod endpoints;
 mod enqueue;
 pub mod error;
+mod explain;
 mod notifications;
 mod output;
 mod run;
+mod stats;
+mod sweep;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -64,6 +68,19 @@ enum Command {
     List(notifications::ListArgs),
     /// Show one notification with its attempt log.
     Show(notifications::ShowArgs),
+    /// Put a dead or cancelled notification back to pending: same id (so the same delivery id
+    /// reaches the receiver), due now, with a fresh budget of attempts.
+    Retry(actions::IdArgs),
+    /// Cancel a pending notification (anything else is refused).
+    Cancel(actions::IdArgs),
+    /// Counts by state and channel, the oldest due notification, deliveries and failures and
+    /// latency over the last hour.
+    Stats(stats::StatsArgs),
+    /// Explain a key: which notification holds it, its state, when its dedup window ends, and
+    /// whether a payload would be a duplicate or a conflict (naming the JSON paths that differ).
+    Explain(explain::ExplainArgs),
+    /// Run the retention sweeper once.
+    Sweep(sweep::SweepArgs),
     /// Manage webhook endpoints.
     #[command(subcommand)]
     Endpoints(endpoints::EndpointsCommand),
@@ -139,6 +156,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Enqueue(args) => enqueue::run(&ctx, args).await,
         Command::List(args) => notifications::list(&ctx, args).await,
         Command::Show(args) => notifications::show(&ctx, args).await,
+        Command::Retry(args) => actions::retry(&ctx, args).await,
+        Command::Cancel(args) => actions::cancel(&ctx, args).await,
+        Command::Stats(args) => stats::run(&ctx, args).await,
+        Command::Explain(args) => explain::run(&ctx, args).await,
+        Command::Sweep(args) => sweep::run(&ctx, args).await,
         Command::Endpoints(command) => endpoints::run(&ctx, command).await,
     }
 }

@@ -253,11 +253,21 @@ mod tests {
     #[test]
     fn retention_by_type_and_the_schedule_are_checked() {
         let config = load_text("[sweeper.retention_by_type]\nlogin_code = \"1h\"\n", &[]).unwrap();
-        assert_eq!(config.sweeper.retention_by_type["login_code"], Duration::from_secs(3600));
-        let err = load_text("[sweeper.retention_by_type]\nlogin_code = \"soon\"\n", &[]).unwrap_err();
-        assert!(err.contains("login_code") && err.contains("sweeper.retention_by_type"), "{err}");
+        assert_eq!(
+            config.sweeper.retention_by_type["login_code"],
+            Duration::from_secs(3600)
+        );
+        let err =
+            load_text("[sweeper.retention_by_type]\nlogin_code = \"soon\"\n", &[]).unwrap_err();
+        assert!(
+            err.contains("login_code") && err.contains("sweeper.retention_by_type"),
+            "{err}"
+        );
         let err = load_text("", &[("HERALD_SWEEPER__SCHEDULE", "*/5 * * * *")]).unwrap_err();
-        assert!(err.starts_with("config: sweeper.schedule: \"*/5 * * * *\" has 5 fields"), "{err}");
+        assert!(
+            err.starts_with("config: sweeper.schedule: \"*/5 * * * *\" has 5 fields"),
+            "{err}"
+        );
         assert!(err.ends_with("use \"0 */5 * * * *\""), "{err}");
     }
 

@@ -222,14 +222,18 @@ impl Default for SweeperConfig {
 }
 
 /// A table of humane durations, `{ invoice = "7y" }`.
-fn duration_map<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, Duration>, D::Error> {
+fn duration_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Duration>, D::Error> {
     let texts = BTreeMap::<String, String>::deserialize(deserializer)?;
     texts
         .into_iter()
         .map(|(key, text)| {
             humantime::parse_duration(&text)
                 .map(|d| (key.clone(), d))
-                .map_err(|e| serde::de::Error::custom(format!("{key}: {text:?} is not a duration ({e})")))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!("{key}: {text:?} is not a duration ({e})"))
+                })
         })
         .collect()
 }
@@ -346,9 +350,14 @@ impl Config {
                 "username and password must be set together".into(),
             );
         }
-        crate::sweeper::schedule::parse(&self.sweeper.schedule).map_err(|e| ConfigError::Invalid {
-            key: "sweeper.schedule".into(),
-            problem: e.to_string().trim_start_matches("sweeper.schedule: ").to_owned(),
+        crate::sweeper::schedule::parse(&self.sweeper.schedule).map_err(|e| {
+            ConfigError::Invalid {
+                key: "sweeper.schedule".into(),
+                problem: e
+                    .to_string()
+                    .trim_start_matches("sweeper.schedule: ")
+                    .to_owned(),
+            }
         })?;
         if self.sweeper.batch_size == 0 {
             return bad("sweeper.batch_size", "must be at least 1".into());

@@ -201,7 +201,11 @@ async fn claim_loop(
         // While deliveries run, wait until a quarter of a batch's workers are free: claiming
         // one row per finished delivery would spend a round trip and a commit on each.
         let busy = free < config.workers;
-        let wanted = if busy && free < claim_threshold { 0 } else { free.min(config.batch_size) };
+        let wanted = if busy && free < claim_threshold {
+            0
+        } else {
+            free.min(config.batch_size)
+        };
         let mut claimed = 0;
         if wanted > 0 {
             let result = async {

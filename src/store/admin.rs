@@ -54,7 +54,11 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sql
     transition(conn, SQL, id).await
 }
 
-async fn transition(conn: &mut PgConnection, sql: &'static str, id: Uuid) -> Result<Transition, sqlx::Error> {
+async fn transition(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    id: Uuid,
+) -> Result<Transition, sqlx::Error> {
     let row: Option<(String, bool)> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
     Ok(match row {
         None => Transition::NotFound,
@@ -104,7 +108,10 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
 }
 
 /// The notification holding `key`, with the fingerprint the decision needs.
-pub async fn holder_of(conn: &mut PgConnection, key: &Key) -> Result<Option<(NotificationRow, Vec<u8>)>, sqlx::Error> {
+pub async fn holder_of(
+    conn: &mut PgConnection,
+    key: &Key,
+) -> Result<Option<(NotificationRow, Vec<u8>)>, sqlx::Error> {
     const SQL: &str = concat!(
         "select ",
         notification_columns!(),

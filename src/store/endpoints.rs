@@ -61,7 +61,11 @@ pub async fn set_enabled(
         set enabled = $2::text is null, disabled_reason = $2
         where id = $1
         returning id, tenant, url, enabled, disabled_reason, created_at";
-    sqlx::query_as(SQL).bind(id).bind(disabled_reason).fetch_optional(conn).await
+    sqlx::query_as(SQL)
+        .bind(id)
+        .bind(disabled_reason)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Replaces the secret; the old one keeps signing (beside the new) for `grace`. `None` when

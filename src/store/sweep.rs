@@ -22,7 +22,11 @@ impl Retention {
         let secs = self.by_type.iter().map(|(_, d)| d.as_secs_f64()).collect();
         let default = self.default.as_secs_f64();
         // The shortest window bounds the index range scan; each row's own window filters it.
-        let shortest = self.by_type.iter().map(|(_, d)| d.as_secs_f64()).fold(default, f64::min);
+        let shortest = self
+            .by_type
+            .iter()
+            .map(|(_, d)| d.as_secs_f64())
+            .fold(default, f64::min);
         (types, secs, default, shortest)
     }
 }
@@ -84,11 +88,17 @@ pub async fn delete_batch(
 }
 
 /// How many rows a sweep would delete now.
-pub async fn count_expired(conn: &mut PgConnection, retention: &Retention) -> Result<i64, sqlx::Error> {
-    const SQL: &str = concat!(
-        "select count(*)",
-        expired_rows!()
-    );
+pub async fn count_expired(
+    conn: &mut PgConnection,
+    retention: &Retention,
+) -> Result<i64, sqlx::Error> {
+    const SQL: &str = concat!("select count(*)", expired_rows!());
     let (types, secs, default, shortest) = retention.binds();
-    sqlx::query_scalar(SQL).bind(types).bind(secs).bind(default).bind(shortest).fetch_one(conn).await
+    sqlx::query_scalar(SQL)
+        .bind(types)
+        .bind(secs)
+        .bind(default)
+        .bind(shortest)
+        .fetch_one(conn)
+        .await
 }

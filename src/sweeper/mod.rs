@@ -37,7 +37,10 @@ pub fn retention(config: &SweeperConfig) -> Retention {
         .map(|(type_, window)| (type_.to_lowercase(), *window))
         .collect();
     by_type.sort();
-    Retention { default: config.retention, by_type }
+    Retention {
+        default: config.retention,
+        by_type,
+    }
 }
 
 /// Sweeps until no expired row is left (or another sweeper has the lock).
@@ -88,10 +91,19 @@ pub async fn run_on_schedule(pool: PgPool, config: SweeperConfig, stop: Cancella
         }
         match sweep(&pool, &config).await {
             Ok(report) if report.yielded => {
-                tracing::info!(deleted = report.deleted, "sweep: another daemon is sweeping; leaving it to finish")
+                tracing::info!(
+                    deleted = report.deleted,
+                    "sweep: another daemon is sweeping; leaving it to finish"
+                )
             }
-            Ok(report) => tracing::info!(deleted = report.deleted, batches = report.batches, "sweep done"),
-            Err(e) => tracing::warn!(error = %crate::database::reason_of(&e), "sweep failed; the next tick tries again"),
+            Ok(report) => tracing::info!(
+                deleted = report.deleted,
+                batches = report.batches,
+                "sweep done"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %crate::database::reason_of(&e), "sweep failed; the next tick tries again")
+            }
         }
     }
 }

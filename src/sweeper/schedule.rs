@@ -43,8 +43,14 @@ pub fn parse(expression: &str) -> Result<Schedule, ScheduleError> {
         // The crate's message repeats the expression and draws a caret under it; keep the
         // sentence that says what is wrong.
         let text = e.to_string();
-        let reason = text.lines().map(str::trim).rfind(|l| !l.is_empty() && *l != "^").unwrap_or("invalid");
-        ScheduleError(format!("{expression:?} is not a valid cron expression: {reason}"))
+        let reason = text
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && *l != "^")
+            .unwrap_or("invalid");
+        ScheduleError(format!(
+            "{expression:?} is not a valid cron expression: {reason}"
+        ))
     })?;
     if schedule.upcoming(Utc).next().is_none() {
         return Err(ScheduleError(format!("{expression:?} never fires again")));
@@ -74,7 +80,11 @@ fn with_named_days(fields: &[&str], at: usize) -> Option<String> {
             Some((range, step)) => (range, Some(step)),
             None => (item, None),
         };
-        let named = range.split('-').map(day).collect::<Option<Vec<_>>>()?.join("-");
+        let named = range
+            .split('-')
+            .map(day)
+            .collect::<Option<Vec<_>>>()?
+            .join("-");
         parts.push(match step {
             Some(step) => format!("{named}/{step}"),
             None => named,
@@ -92,7 +102,13 @@ mod tests {
 
     #[test]
     fn six_and_seven_fields_and_macros_are_accepted() {
-        for ok in ["0 */10 * * * *", "0 0 3 * * MON-FRI", "0 0 3 * * * 2099", "@daily", "0 30 2 ? * SUN"] {
+        for ok in [
+            "0 */10 * * * *",
+            "0 0 3 * * MON-FRI",
+            "0 0 3 * * * 2099",
+            "@daily",
+            "0 30 2 ? * SUN",
+        ] {
             assert!(parse(ok).is_ok(), "{ok}");
         }
     }
@@ -113,18 +129,27 @@ mod tests {
     fn numeric_days_of_week_are_refused_with_names() {
         let err = parse("0 0 9 * * 1-5").unwrap_err().to_string();
         assert!(err.contains("day-of-week \"1-5\" is numeric"), "{err}");
-        assert!(err.ends_with("write names instead: \"0 0 9 * * MON-FRI\""), "{err}");
+        assert!(
+            err.ends_with("write names instead: \"0 0 9 * * MON-FRI\""),
+            "{err}"
+        );
         let err = parse("0 0 9 * * 0,6").unwrap_err().to_string();
         assert!(err.ends_with("\"0 0 9 * * SUN,SAT\""), "{err}");
         let err = parse("0 0 9 * * */2").unwrap_err().to_string();
-        assert!(err.ends_with("\"0 0 9 * * */2\""), "a step stays a number: {err}");
+        assert!(
+            err.ends_with("\"0 0 9 * * */2\""),
+            "a step stays a number: {err}"
+        );
     }
 
     #[test]
     fn named_days_mean_what_they_say() {
         let schedule = parse("0 0 9 * * MON-FRI").unwrap();
         for fire in next_fires(&schedule, 10) {
-            assert!(!matches!(fire.weekday(), Weekday::Sat | Weekday::Sun), "{fire}");
+            assert!(
+                !matches!(fire.weekday(), Weekday::Sat | Weekday::Sun),
+                "{fire}"
+            );
             assert_eq!((fire.hour(), fire.minute(), fire.second()), (9, 0, 0));
         }
     }
@@ -132,9 +157,19 @@ mod tests {
     #[test]
     fn garbage_is_one_clear_line() {
         let err = parse("every ten minutes").unwrap_err().to_string();
-        assert!(err.starts_with("sweeper.schedule: \"every ten minutes\" is not a valid cron expression: "), "{err}");
+        assert!(
+            err.starts_with(
+                "sweeper.schedule: \"every ten minutes\" is not a valid cron expression: "
+            ),
+            "{err}"
+        );
         assert_eq!(err.lines().count(), 1);
-        assert!(parse("0 0 0 1 1 * 2001").unwrap_err().to_string().contains("never fires"));
+        assert!(
+            parse("0 0 0 1 1 * 2001")
+                .unwrap_err()
+                .to_string()
+                .contains("never fires")
+        );
     }
 
     #[test]

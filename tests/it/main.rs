@@ -1,6 +1,7 @@
 //! herald's behaviour against a real PostgreSQL: one test binary, a fresh database per test
 //! (`#[sqlx::test]`, which reads `DATABASE_URL` for the server to create them on).
 
+mod cli_admin;
 mod cli_endpoints;
 mod cli_enqueue;
 mod cli_errors;
@@ -17,3 +18,4 @@ mod enqueue_validation;
 mod migrations;
 mod secrets_in_logs;
 mod support;
+mod sweeper;

@@ -1,0 +1,243 @@
+//! `herald explain`: which notification holds a key, its state, when its dedup window ends, and
+//! whether a given payload would be a duplicate or a conflict — and where it differs.
+//!
+//! The verdict comes from the same fingerprint enqueue uses, so `explain` never disagrees with
+//! what an enqueue would do.
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Context;
+use super::error::CliError;
+use super::output::{fields, print_json, time};
+use crate::fingerprint::{canonical_json, fingerprint};
+use crate::notification::{DEFAULT_TENANT, Key, check_key_part};
+use crate::state::Channel;
+use crate::store::admin as store;
+use crate::store::notifications::NotificationRow;
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[arg(long, value_name = "U")]
+    user: String,
+    #[arg(long = "type", value_name = "T")]
+    type_: String,
+    #[arg(long, value_name = "B")]
+    business_id: String,
+    /// Default "default".
+    #[arg(long, value_name = "T")]
+    tenant: Option<String>,
+    /// A payload to judge: would enqueueing it be a duplicate or a conflict?
+    #[arg(long, value_name = "JSON", value_parser = parse_payload)]
+    payload: Option<Value>,
+    /// With --payload: the email destination to judge too (else only the payload is compared).
+    #[arg(long, value_name = "ADDR", conflicts_with = "webhook")]
+    email: Option<String>,
+    /// With --payload: the webhook endpoint to judge too.
+    #[arg(long, value_name = "ENDPOINT_ID")]
+    webhook: Option<Uuid>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Explanation {
+    key: KeyJson,
+    held: bool,
+    notification: Option<NotificationRow>,
+    /// Retention for this type, in seconds.
+    retention_seconds: u64,
+    /// When the key is free again: `finished_at` + retention (it is then deleted at the next
+    /// sweep). None while the notification is not finished.
+    dedup_window_ends_at: Option<DateTime<Utc>>,
+    /// `new`, `duplicate` or `conflict`; None when no payload was given.
+    verdict: Option<&'static str>,
+    /// `intent` (channel, destination and payload) or `payload` (no destination given).
+    compared: Option<&'static str>,
+    /// What differs: `channel`, `destination`, and JSON paths of the payload.
+    differences: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct KeyJson {
+    tenant: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    type_: String,
+    business_id: String,
+}
+
+pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
+    let key = Key {
+        tenant: args
+            .tenant
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
+        user_id: args.user.clone(),
+        type_: args.type_.clone(),
+        business_id: args.business_id.clone(),
+    };
+    for (field, value) in [
+        ("tenant", &key.tenant),
+        ("user_id", &key.user_id),
+        ("type", &key.type_),
+        ("business_id", &key.business_id),
+    ] {
+        check_key_part(field, value)?;
+    }
+    if args.payload.is_none() && (args.email.is_some() || args.webhook.is_some()) {
+        return Err(CliError::usage(
+            "--email and --webhook need --payload: they are judged with it",
+        ));
+    }
+    let pool = ctx.pool(false).await?;
+    let mut conn = pool.acquire().await?;
+    let holder = store::holder_of(&mut conn, &key).await?;
+    let retention = retention_for(ctx, &key.type_);
+    let mut explanation = Explanation {
+        key: KeyJson {
+            tenant: key.tenant.clone(),
+            user_id: key.user_id.clone(),
+            type_: key.type_.clone(),
+            business_id: key.business_id.clone(),
+        },
+        held: holder.is_some(),
+        notification: None,
+        retention_seconds: retention.as_secs(),
+        dedup_window_ends_at: None,
+        verdict: None,
+        compared: None,
+        differences: Vec::new(),
+    };
+    if let Some((row, stored_fingerprint)) = holder {
+        explanation.dedup_window_ends_at = row
+            .finished_at
+            .map(|f| f + chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX));
+        if let Some(payload) = &args.payload {
+            judge(&mut explanation, &row, &stored_fingerprint, payload, &args);
+        }
+        explanation.notification = Some(row);
+    } else if args.payload.is_some() {
+        explanation.verdict = Some("new");
+    }
+    if args.json {
+        return print_json(&explanation);
+    }
+    let now = store::now(&mut conn).await?;
+    print!("{}", human(&explanation, &key, retention, now));
+    Ok(())
+}
+
+/// Compares a candidate with the holder: the full intent when a destination was given, else the
+/// payload alone.
+fn judge(
+    e: &mut Explanation,
+    row: &NotificationRow,
+    stored: &[u8],
+    payload: &Value,
+    args: &ExplainArgs,
+) {
+    let candidate = match (&args.email, args.webhook) {
+        (Some(address), _) => Some((Channel::Email, address.clone())),
+        (None, Some(endpoint)) => Some((Channel::Webhook, endpoint.to_string())),
+        (None, None) => None,
+    };
+    let paths = crate::json_diff::differing_paths(&row.payload, payload);
+    match candidate {
+        Some((channel, destination)) => {
+            e.compared = Some("intent");
+            let same = fingerprint(channel, &destination, payload)[..] == *stored;
+            e.verdict = Some(if same { "duplicate" } else { "conflict" });
+            if channel != row.channel {
+                e.differences.push("channel".into());
+            }
+            if destination != row.destination {
+                e.differences.push("destination".into());
+            }
+        }
+        None => {
+            e.compared = Some("payload");
+            let same = canonical_json(payload) == canonical_json(&row.payload);
+            e.verdict = Some(if same { "duplicate" } else { "conflict" });
+        }
+    }
+    e.differences.extend(paths);
+}
+
+fn retention_for(ctx: &Context, type_: &str) -> std::time::Duration {
+    let sweeper = &ctx.config.sweeper;
+    sweeper
+        .retention_by_type
+        .iter()
+        .find(|(t, _)| t.eq_ignore_ascii_case(type_))
+        .map(|(_, d)| *d)
+        .unwrap_or(sweeper.retention)
+}
+
+fn human(e: &Explanation, key: &Key, retention: std::time::Duration, now: DateTime<Utc>) -> String {
+    let retention_text = humantime::format_duration(retention).to_string();
+    let mut lines: Vec<(&str, String)> = vec![("key", key.to_string())];
+    match &e.notification {
+        None => {
+            lines.push((
+                "held by",
+                "nothing: an enqueue of this key creates a new notification".into(),
+            ));
+        }
+        Some(n) => {
+            lines.push((
+                "held by",
+                format!("{} ({}, {} to {})", n.id, n.state, n.channel, n.destination),
+            ));
+            lines.push(("created", time(n.created_at)));
+            let window = match e.dedup_window_ends_at {
+                None => format!(
+                    "open: it is {}; the key stays held until {retention_text} after it finishes",
+                    n.state
+                ),
+                Some(ends) if ends > now => format!(
+                    "ends {} (finished {} + {retention_text})",
+                    time(ends),
+                    time(n.finished_at.unwrap_or(ends))
+                ),
+                Some(ends) => format!(
+                    "ended {}; the key is free once the next sweep deletes the row",
+                    time(ends)
+                ),
+            };
+            lines.push(("dedup window", window));
+            if let Some(error) = &n.last_error {
+                lines.push(("last error", error.clone()));
+            }
+        }
+    }
+    if let Some(verdict) = e.verdict {
+        let scope = match e.compared {
+            Some("payload") => {
+                " (payload compared; give --email or --webhook to judge the destination too)"
+            }
+            _ => "",
+        };
+        let text = match verdict {
+            "new" => "new: nothing holds the key".to_owned(),
+            "duplicate" => format!(
+                "duplicate of {}{scope}",
+                e.notification
+                    .as_ref()
+                    .map(|n| n.id.to_string())
+                    .unwrap_or_default()
+            ),
+            _ => format!("conflict{scope}: differs at {}", e.differences.join(", ")),
+        };
+        lines.push(("verdict", text));
+    }
+    fields(&lines)
+}
+
+fn parse_payload(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+}

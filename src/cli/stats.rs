@@ -1,0 +1,144 @@
+//! `herald stats`: counts by state and channel, the oldest due notification, the last hour.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::Context;
+use super::error::CliError;
+use super::output::{print_json, table};
+use crate::state::State;
+use crate::store::admin as store;
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    email: i64,
+    webhook: i64,
+    total: i64,
+}
+
+#[derive(Serialize)]
+struct LastHour {
+    delivered: i64,
+    failed: i64,
+    unknown: i64,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Stats {
+    counts: BTreeMap<&'static str, Counts>,
+    oldest_due_age_seconds: Option<f64>,
+    last_hour: LastHour,
+}
+
+pub async fn run(ctx: &Context, args: StatsArgs) -> Result<(), CliError> {
+    let pool = ctx.pool(false).await?;
+    let mut conn = pool.acquire().await?;
+    let rows = store::counts(&mut conn).await?;
+    let recent = store::recent(&mut conn).await?;
+    let mut counts: BTreeMap<&'static str, Counts> = State::ALL
+        .iter()
+        .map(|s| {
+            (
+                s.as_str(),
+                Counts {
+                    email: 0,
+                    webhook: 0,
+                    total: 0,
+                },
+            )
+        })
+        .collect();
+    for (state, channel, count) in rows {
+        if let Some(c) = State::ALL
+            .iter()
+            .find(|s| s.as_str() == state)
+            .and_then(|s| counts.get_mut(s.as_str()))
+        {
+            match channel.as_str() {
+                "email" => c.email += count,
+                _ => c.webhook += count,
+            }
+            c.total += count;
+        }
+    }
+    let stats = Stats {
+        counts,
+        oldest_due_age_seconds: recent.oldest_due_age_seconds,
+        last_hour: LastHour {
+            delivered: recent.delivered,
+            failed: recent.failed,
+            unknown: recent.unknown,
+            latency_p50_ms: recent.latency_p50_ms,
+            latency_p99_ms: recent.latency_p99_ms,
+        },
+    };
+    if args.json {
+        return print_json(&stats);
+    }
+    let cells: Vec<Vec<String>> = State::ALL
+        .iter()
+        .map(|s| {
+            let c = &stats.counts[s.as_str()];
+            vec![
+                s.to_string(),
+                c.email.to_string(),
+                c.webhook.to_string(),
+                c.total.to_string(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["STATE", "EMAIL", "WEBHOOK", "TOTAL"], &cells));
+    println!();
+    let oldest = match stats.oldest_due_age_seconds {
+        Some(age) => format!("due for {}", seconds(age)),
+        None => "nothing due".into(),
+    };
+    let latency = match (
+        stats.last_hour.latency_p50_ms,
+        stats.last_hour.latency_p99_ms,
+    ) {
+        (Some(p50), Some(p99)) => format!(
+            "p50 {}, p99 {} (from due to delivered)",
+            seconds(p50 / 1000.0),
+            seconds(p99 / 1000.0)
+        ),
+        _ => "no deliveries".into(),
+    };
+    print!(
+        "{}",
+        super::output::fields(&[
+            ("oldest due", oldest),
+            (
+                "last hour",
+                format!(
+                    "{} delivered, {} failed, {} unknown attempts",
+                    stats.last_hour.delivered, stats.last_hour.failed, stats.last_hour.unknown
+                )
+            ),
+            ("latency", latency),
+        ])
+    );
+    Ok(())
+}
+
+/// `850ms`, `12.3s`, `4m 10s`.
+fn seconds(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        humantime::format_duration(std::time::Duration::from_secs(s as u64)).to_string()
+    }
+}

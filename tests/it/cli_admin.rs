@@ -1,0 +1,525 @@
+//! The admin commands through the binary: retry, cancel, stats, explain, endpoint management.
+
+use herald::Notification;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::daemon::{FAST, run_until_idle};
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::{SECRET, endpoint_at, herald, herald_with, migrated};
+
+async fn one(pool: &PgPool, business_id: &str) -> String {
+    let n = Notification::email("ann", "order_shipped", business_id, "ann@example.com")
+        .payload(json!({"order": business_id, "items": [{"sku": "a", "qty": 1}]}));
+    herald::enqueue(pool, &n).await.unwrap().id().to_string()
+}
+
+async fn set_state(pool: &PgPool, id: &str, state: &str) {
+    sqlx::query("update herald.notifications set state = $2, finished_at = case when $2 in ('delivered', 'dead', 'cancelled') then now() end, last_error = 'boom' where id = $1::uuid")
+        .bind(id)
+        .bind(state)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn retry_brings_a_dead_notification_back_with_the_same_delivery_id(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![Reply::status(500)]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    let id = herald::enqueue(
+        &pool,
+        &Notification::webhook("u", "t", "b", hook).max_attempts(1),
+    )
+    .await
+    .unwrap()
+    .id()
+    .to_string();
+    run_until_idle(&pool, FAST).await;
+    let dead = herald(&pool, &["show", &id, "--json"]).await.json();
+    assert_eq!(dead["state"], "dead");
+
+    let retried = herald(&pool, &["retry", &id, "--json"]).await;
+    assert_eq!(retried.code, 0, "{retried:?}");
+    let n = retried.json();
+    assert_eq!(
+        (
+            n["id"].as_str(),
+            n["state"].as_str(),
+            n["attempts"].as_i64()
+        ),
+        (Some(id.as_str()), Some("pending"), Some(0))
+    );
+    assert_eq!(n["last_error"], serde_json::Value::Null);
+    assert_eq!(n["finished_at"], serde_json::Value::Null);
+
+    run_until_idle(&pool, FAST).await;
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests.iter().all(|r| r.header("webhook-id") == id),
+        "the same delivery id after a manual retry"
+    );
+    let shown = herald(&pool, &["show", &id, "--json"]).await.json();
+    assert_eq!(shown["state"], "delivered");
+    let attempts: Vec<i64> = shown["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attempt"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2], "the log keeps its history and numbering");
+}
+
+#[sqlx::test(migrations = false)]
+async fn retry_and_cancel_refuse_what_they_do_not_apply_to(pool: PgPool) {
+    migrated(&pool).await;
+    let pending = one(&pool, "p").await;
+    herald(&pool, &["retry", &pending]).await.assert_error(
+        2,
+        "it is pending; only dead or cancelled notifications can be retried",
+    );
+    let delivered = one(&pool, "d").await;
+    set_state(&pool, &delivered, "delivered").await;
+    herald(&pool, &["cancel", &delivered]).await.assert_error(
+        2,
+        "it is delivered; only pending notifications can be cancelled",
+    );
+    let unknown = uuid::Uuid::now_v7().to_string();
+    herald(&pool, &["retry", &unknown])
+        .await
+        .assert_error(4, "not found");
+    herald(&pool, &["cancel", &unknown])
+        .await
+        .assert_error(4, "not found");
+    herald(&pool, &["cancel", "nope"])
+        .await
+        .assert_error(2, "invalid value 'nope'");
+    let help = herald(&pool, &["retry", "--help"]).await;
+    assert!(
+        help.stdout.contains("same id") && help.stdout.contains("fresh budget"),
+        "{}",
+        help.stdout
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn cancel_finishes_a_pending_notification(pool: PgPool) {
+    migrated(&pool).await;
+    let id = one(&pool, "c").await;
+    let out = herald(&pool, &["cancel", &id]).await;
+    assert_eq!(out.stdout, format!("cancelled {id}\n"));
+    let n = herald(&pool, &["show", &id, "--json"]).await.json();
+    assert_eq!(n["state"], "cancelled");
+    assert!(n["finished_at"].is_string());
+    let again = herald(&pool, &["cancel", &id, "--json"]).await;
+    again.assert_error(2, "it is cancelled");
+    let retried = herald(&pool, &["retry", &id]).await;
+    assert!(
+        retried
+            .stdout
+            .starts_with(&format!("retried {id}: pending again")),
+        "{retried:?}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn stats_counts_by_state_and_channel(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![Reply::status(503)]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    herald::enqueue(&pool, &Notification::webhook("u", "t", "w1", hook))
+        .await
+        .unwrap();
+    run_until_idle(&pool, FAST).await; // one failed attempt, then delivered
+    one(&pool, "e1").await;
+    let dead = one(&pool, "e2").await;
+    set_state(&pool, &dead, "dead").await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    herald::enqueue(
+        &pool,
+        &Notification::email("u", "t", "later", "a@b.co").run_at(later),
+    )
+    .await
+    .unwrap();
+
+    let stats = herald(&pool, &["stats", "--json"]).await;
+    assert_eq!(stats.code, 0, "{stats:?}");
+    let s = stats.json();
+    assert_eq!(
+        s["counts"]["pending"],
+        json!({"email": 2, "webhook": 0, "total": 2})
+    );
+    assert_eq!(
+        s["counts"]["delivered"],
+        json!({"email": 0, "webhook": 1, "total": 1})
+    );
+    assert_eq!(s["counts"]["dead"]["total"], 1);
+    assert_eq!(s["counts"]["running"]["total"], 0);
+    assert!(
+        s["oldest_due_age_seconds"].as_f64().unwrap() >= 0.0,
+        "one email is due: {s}"
+    );
+    assert_eq!(s["last_hour"]["delivered"], 1);
+    assert_eq!(s["last_hour"]["failed"], 1);
+    assert_eq!(s["last_hour"]["unknown"], 0);
+    assert!(s["last_hour"]["latency_p50_ms"].as_f64().unwrap() >= 0.0);
+    assert!(
+        s["last_hour"]["latency_p99_ms"].as_f64().unwrap()
+            >= s["last_hour"]["latency_p50_ms"].as_f64().unwrap()
+    );
+
+    let human = herald(&pool, &["stats"]).await;
+    assert!(
+        human
+            .stdout
+            .starts_with("STATE      EMAIL  WEBHOOK  TOTAL\npending    2      0        2\n"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("last hour:  1 delivered, 1 failed, 0 unknown attempts"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool) {
+    migrated(&pool).await;
+    let key = [
+        "explain",
+        "--user",
+        "ann",
+        "--type",
+        "order_shipped",
+        "--business-id",
+        "o1",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut args = key.to_vec();
+        args.extend_from_slice(extra);
+        args
+    };
+    let free = herald(&pool, &with(&["--payload", "{}", "--json"]))
+        .await
+        .json();
+    assert_eq!(
+        (free["held"].as_bool(), free["verdict"].as_str()),
+        (Some(false), Some("new"))
+    );
+
+    let id = one(&pool, "o1").await;
+    let same = herald(
+        &pool,
+        &with(&[
+            "--payload",
+            r#"{"items":[{"qty":1,"sku":"a"}],"order":"o1"}"#,
+            "--json",
+        ]),
+    )
+    .await
+    .json();
+    assert_eq!(
+        same["verdict"], "duplicate",
+        "key order does not matter: {same}"
+    );
+    assert_eq!(same["notification"]["id"], id);
+    assert_eq!(
+        same["dedup_window_ends_at"],
+        serde_json::Value::Null,
+        "open while pending"
+    );
+
+    let changed = herald(
+        &pool,
+        &with(&[
+            "--payload",
+            r#"{"order":"o1","items":[{"sku":"a","qty":2}],"gift":true}"#,
+            "--json",
+        ]),
+    )
+    .await
+    .json();
+    assert_eq!(changed["verdict"], "conflict");
+    assert_eq!(changed["compared"], "payload");
+    assert_eq!(changed["differences"], json!(["$.gift", "$.items[0].qty"]));
+
+    let elsewhere = herald(
+        &pool,
+        &with(&[
+            "--payload",
+            r#"{"order":"o1","items":[{"sku":"a","qty":1}]}"#,
+            "--email",
+            "bob@example.com",
+            "--json",
+        ]),
+    )
+    .await
+    .json();
+    assert_eq!(
+        (
+            elsewhere["verdict"].as_str(),
+            elsewhere["compared"].as_str()
+        ),
+        (Some("conflict"), Some("intent"))
+    );
+    assert_eq!(elsewhere["differences"], json!(["destination"]));
+
+    // The conflict agrees with what enqueue does.
+    let enq = herald(
+        &pool,
+        &[
+            "enqueue",
+            "--user",
+            "ann",
+            "--type",
+            "order_shipped",
+            "--business-id",
+            "o1",
+            "--email",
+            "ann@example.com",
+            "--payload",
+            r#"{"order":"o1","items":[{"sku":"a","qty":2}],"gift":true}"#,
+        ],
+    )
+    .await;
+    enq.assert_error(3, &id);
+
+    let human = herald(
+        &pool,
+        &with(&[
+            "--payload",
+            r#"{"order":"o2","items":[{"sku":"a","qty":1}]}"#,
+        ]),
+    )
+    .await;
+    assert!(
+        human.stdout.contains(&format!(
+            "held by:      {id} (pending, email to ann@example.com)"
+        )),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("verdict:      conflict (payload compared; give --email or --webhook to judge the destination too): differs at $.order"), "{}", human.stdout);
+}
+
+#[sqlx::test(migrations = false)]
+async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
+    migrated(&pool).await;
+    let id = one(&pool, "o1").await;
+    sqlx::query(
+        "update herald.notifications set state = 'delivered', finished_at = '2030-01-01T00:00:00Z'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let args = [
+        "explain",
+        "--user",
+        "ann",
+        "--type",
+        "order_shipped",
+        "--business-id",
+        "o1",
+        "--json",
+    ];
+    let default = herald(&pool, &args).await.json();
+    assert_eq!(default["notification"]["id"], id);
+    assert_eq!(
+        default["dedup_window_ends_at"], "2030-01-31T00:00:00Z",
+        "finished_at + 30 days"
+    );
+    let by_type = herald_with(
+        &pool,
+        &args,
+        &[("HERALD_SWEEPER__RETENTION_BY_TYPE__ORDER_SHIPPED", "90d")],
+    )
+    .await
+    .json();
+    assert_eq!(
+        by_type["dedup_window_ends_at"], "2030-04-01T00:00:00Z",
+        "the type's own retention"
+    );
+    assert_eq!(by_type["retention_seconds"], 90 * 86400);
+    let human = herald(&pool, &args[..7]).await;
+    assert!(
+        human.stdout.contains(
+            "dedup window: ends 2030-01-31T00:00:00Z (finished 2030-01-01T00:00:00Z + 30days)"
+        ),
+        "{}",
+        human.stdout
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn explain_refuses_bad_input(pool: PgPool) {
+    migrated(&pool).await;
+    herald(
+        &pool,
+        &["explain", "--user", "", "--type", "t", "--business-id", "b"],
+    )
+    .await
+    .assert_error(2, "invalid user_id (--user): must not be empty");
+    herald(
+        &pool,
+        &[
+            "explain",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--email",
+            "a@b.co",
+        ],
+    )
+    .await
+    .assert_error(2, "need --payload");
+    herald(
+        &pool,
+        &[
+            "explain",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--payload",
+            "{",
+        ],
+    )
+    .await
+    .assert_error(2, "--payload");
+    herald(&pool, &["explain", "--user", "u", "--type", "t"])
+        .await
+        .assert_error(2, "--business-id");
+}
+
+#[sqlx::test(migrations = false)]
+async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url())
+        .await
+        .to_string();
+    let enqueue = |b: &'static str| {
+        [
+            "enqueue",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            b,
+            "--webhook",
+        ]
+    };
+
+    let disabled = herald(
+        &pool,
+        &[
+            "endpoints",
+            "disable",
+            &hook,
+            "--reason",
+            "receiver migrating",
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(
+        (
+            disabled["enabled"].as_bool(),
+            disabled["disabled_reason"].as_str()
+        ),
+        (Some(false), Some("receiver migrating"))
+    );
+    let mut args = enqueue("b1").to_vec();
+    args.push(&hook);
+    herald(&pool, &args)
+        .await
+        .assert_error(2, "is disabled: receiver migrating");
+    let listed = herald(&pool, &["endpoints", "list"]).await;
+    assert!(
+        listed.stdout.contains("receiver migrating"),
+        "{}",
+        listed.stdout
+    );
+
+    let enabled = herald(&pool, &["endpoints", "enable", &hook]).await;
+    assert_eq!(enabled.stdout, format!("enabled {hook}\n"));
+    assert_eq!(herald(&pool, &args).await.code, 0);
+
+    let rotated = herald(
+        &pool,
+        &[
+            "endpoints",
+            "rotate-secret",
+            &hook,
+            "--grace",
+            "1h",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(rotated.code, 0, "{rotated:?}");
+    let r = rotated.json();
+    let new_secret = r["secret"].as_str().unwrap().to_owned();
+    assert!(new_secret.starts_with("whsec_") && new_secret != SECRET);
+    let until =
+        chrono::DateTime::parse_from_rfc3339(r["previous_secret_expires_at"].as_str().unwrap())
+            .unwrap();
+    let grace = until.to_utc() - chrono::Utc::now();
+    assert!(
+        grace > chrono::Duration::minutes(59) && grace <= chrono::Duration::minutes(60),
+        "{grace}"
+    );
+    let listed = herald(&pool, &["endpoints", "list", "--json"]).await;
+    assert!(
+        !listed.stdout.contains(&new_secret),
+        "the new secret is shown once"
+    );
+
+    // During the grace period deliveries carry both signatures.
+    run_until_idle(&pool, FAST).await;
+    let request = &receiver.wait_for_requests(1).await[0];
+    for secret in [new_secret.as_str(), SECRET] {
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(&request.body, &request.headers)
+            .expect("both secrets verify");
+    }
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    herald(&pool, &["endpoints", "disable", &unknown])
+        .await
+        .assert_error(4, "webhook endpoint");
+    herald(
+        &pool,
+        &[
+            "endpoints",
+            "rotate-secret",
+            &hook,
+            "--secret",
+            "whsec_short",
+        ],
+    )
+    .await
+    .assert_error(2, "secret:");
+    herald(
+        &pool,
+        &["endpoints", "rotate-secret", &hook, "--grace", "a while"],
+    )
+    .await
+    .assert_error(2, "--grace");
+    herald(&pool, &["endpoints", "disable", &hook, "--reason", ""])
+        .await
+        .assert_error(2, "reason");
+}

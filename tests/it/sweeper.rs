@@ -1,0 +1,240 @@
+//! The retention sweeper: exactly the expired finished rows go, with their attempts, in
+//! batches, one sweeper at a time; the key is free afterwards.
+
+use std::time::Duration;
+
+use herald::Notification;
+use herald::config::SweeperConfig;
+use sqlx::PgPool;
+
+use crate::support::daemon::{Daemon, env_with};
+use crate::support::{herald, herald_with, migrated, wait_for_sql};
+
+/// Inserts `n` finished notifications of `type_`, finished `age` ago, each with one attempt.
+async fn finished_rows(pool: &PgPool, n: i64, type_: &str, state: &str, age: &str) {
+    sqlx::query(
+        "with made as (
+           insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts, attempts, state, finished_at)
+           select gen_random_uuid(), 'default', 'u', $2, $2 || '-' || $3 || '-' || $4 || '-' || g, decode(repeat('00', 32), 'hex'),
+                  'email', 'a@b.co', '{}', 3, 1, $3, now() - $4::interval
+           from generate_series(1, $1) g
+           returning id)
+         insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome)
+         select id, 1, now() - $4::interval, now() - $4::interval, 'delivered' from made",
+    )
+    .bind(n)
+    .bind(type_)
+    .bind(state)
+    .bind(age)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+fn config(batch_size: u32) -> SweeperConfig {
+    SweeperConfig {
+        batch_size,
+        ..SweeperConfig::default()
+    }
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn only_finished_rows_past_their_window_are_deleted(pool: PgPool) {
+    migrated(&pool).await;
+    finished_rows(&pool, 5, "welcome", "delivered", "31 days").await; // expired
+    finished_rows(&pool, 4, "welcome", "dead", "40 days").await; // expired
+    finished_rows(&pool, 3, "welcome", "cancelled", "30 days 1 minute").await; // expired
+    finished_rows(&pool, 2, "welcome", "delivered", "29 days").await; // inside the window
+    finished_rows(&pool, 6, "invoice", "delivered", "40 days").await; // kept: invoice keeps 1 year
+    finished_rows(&pool, 7, "login_code", "delivered", "2 hours").await; // expired: 1 hour
+    // Not finished, however old: never swept.
+    herald::enqueue(
+        &pool,
+        &Notification::email("u", "welcome", "pending-1", "a@b.co"),
+    )
+    .await
+    .unwrap();
+    sqlx::query("update herald.notifications set created_at = now() - interval '400 days', run_at = now() + interval '1 day' where business_id = 'pending-1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let mut config = config(2);
+    config
+        .retention_by_type
+        .insert("invoice".into(), Duration::from_secs(365 * 86400));
+    config
+        .retention_by_type
+        .insert("LOGIN_CODE".into(), Duration::from_secs(3600));
+    assert_eq!(herald::sweeper::dry_run(&pool, &config).await.unwrap(), 19);
+    assert_eq!(
+        count(&pool, "select count(*) from herald.notifications").await,
+        28,
+        "a dry run deletes nothing"
+    );
+
+    let report = herald::sweeper::sweep(&pool, &config).await.unwrap();
+    assert_eq!(report.deleted, 19);
+    assert_eq!(report.batches, 10, "batches of 2: nine full, one short");
+    assert!(!report.yielded);
+    let left: Vec<(String, String, i64)> = sqlx::query_as(
+        "select type, state, count(*) from herald.notifications group by type, state order by type, state",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        [
+            ("invoice".to_string(), "delivered".to_string(), 6),
+            ("welcome".to_string(), "delivered".to_string(), 2),
+            ("welcome".to_string(), "pending".to_string(), 1),
+        ]
+    );
+    assert_eq!(
+        count(&pool, "select count(*) from herald.attempts").await,
+        8,
+        "attempts went with their notifications"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn after_a_sweep_the_key_is_free(pool: PgPool) {
+    migrated(&pool).await;
+    let n = Notification::email("u", "welcome", "b", "a@b.co");
+    let first = herald::enqueue(&pool, &n).await.unwrap().id();
+    sqlx::query("update herald.notifications set state = 'delivered', finished_at = now() - interval '31 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        herald::enqueue(&pool, &n).await.unwrap().id(),
+        first,
+        "still held until swept"
+    );
+    assert_eq!(
+        herald::sweeper::sweep(&pool, &config(100))
+            .await
+            .unwrap()
+            .deleted,
+        1
+    );
+    let again = herald::enqueue(&pool, &n).await.unwrap();
+    assert!(again.is_created(), "{again:?}");
+    assert_ne!(again.id(), first, "a new notification with a new id");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_hundred_thousand_rows_two_sweepers_at_once(pool: PgPool) {
+    migrated(&pool).await;
+    finished_rows(&pool, 100_000, "welcome", "delivered", "60 days").await;
+    finished_rows(&pool, 10, "welcome", "delivered", "1 day").await;
+    // Two sweeps at once, through the binary, with batches of 1,000.
+    let env = [("HERALD_SWEEPER__BATCH_SIZE", "1000")];
+    let (a, b) = tokio::join!(
+        herald_with(&pool, &["sweep", "--json"], &env),
+        herald_with(&pool, &["sweep", "--json"], &env)
+    );
+    assert_eq!((a.code, b.code), (0, 0), "neither fails: {a:?} {b:?}");
+    let deleted = a.json()["deleted"].as_u64().unwrap() + b.json()["deleted"].as_u64().unwrap();
+    assert_eq!(deleted, 100_000, "no row counted twice, none missed");
+    assert_eq!(
+        count(&pool, "select count(*) from herald.notifications").await,
+        10
+    );
+    assert_eq!(
+        count(&pool, "select count(*) from herald.attempts").await,
+        10
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn sweep_through_the_binary_reports_counts(pool: PgPool) {
+    migrated(&pool).await;
+    finished_rows(&pool, 3, "welcome", "dead", "31 days").await;
+    let dry = herald(&pool, &["sweep", "--dry-run", "--json"]).await;
+    assert_eq!(
+        dry.json(),
+        serde_json::json!({"dry_run": true, "would_delete": 3})
+    );
+    let human = herald(&pool, &["sweep", "--dry-run"]).await;
+    assert_eq!(
+        human.stdout,
+        "would delete 3 finished notifications past their retention window\n"
+    );
+    let done = herald(&pool, &["sweep"]).await;
+    assert_eq!(
+        done.stdout,
+        "deleted 3 finished notifications past their retention window\n"
+    );
+    let shorter = herald_with(
+        &pool,
+        &["sweep", "--json"],
+        &[("HERALD_SWEEPER__RETENTION", "1h")],
+    )
+    .await;
+    assert_eq!(shorter.json()["deleted"], 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_daemon_sweeps_on_its_schedule(pool: PgPool) {
+    migrated(&pool).await;
+    finished_rows(&pool, 5, "welcome", "delivered", "31 days").await;
+    let daemon = Daemon::spawn(
+        &pool,
+        &[],
+        &env_with(&[("HERALD_SWEEPER__SCHEDULE", "* * * * * *")]),
+    );
+    wait_for_sql(
+        &pool,
+        "the scheduled sweep",
+        "select count(*) = 0 from herald.notifications",
+    )
+    .await;
+    daemon.terminate().await;
+    let run = daemon.wait(Duration::from_secs(20)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("sweeper scheduled (UTC)"),
+        "{}",
+        run.stderr
+    );
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("sweeper scheduled"))
+        .unwrap();
+    assert_eq!(
+        line.matches("Z").count(),
+        4,
+        "the next three fire times and the log's own: {line}"
+    );
+    assert!(
+        run.stderr.contains("sweep done deleted=5"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn crontab_habits_are_refused_with_the_fix(pool: PgPool) {
+    migrated(&pool).await;
+    let five = herald_with(
+        &pool,
+        &["run", "--until-idle"],
+        &[("HERALD_SWEEPER__SCHEDULE", "*/10 * * * *")],
+    )
+    .await;
+    five.assert_error(2, "use \"0 */10 * * * *\"");
+    let numeric = herald_with(
+        &pool,
+        &["sweep"],
+        &[("HERALD_SWEEPER__SCHEDULE", "0 0 3 * * 1-5")],
+    )
+    .await;
+    numeric.assert_error(2, "write names instead: \"0 0 3 * * MON-FRI\"");
+}
