@@ -33,14 +33,9 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     }
     let (templates, loaded) =
         Templates::load(&config.templates.dir).map_err(|e| CliError::usage(e.to_string()))?;
-    if loaded.is_empty() {
-        tracing::warn!(dir = %config.templates.dir.display(), "no email templates found: email notifications will go dead until their templates exist");
-    }
-    for t in &loaded {
-        tracing::info!(r#type = %t.type_, html = t.html, dir = %templates.dir().display(), "email template loaded");
-    }
     let webhook = WebhookSender::new(&config.webhook)
         .map_err(|e| CliError::runtime(format!("cannot set up the HTTP client: {e}")))?;
+    let templates_dir = templates.dir().to_owned();
     let email = EmailSender::new(
         &config.smtp,
         config.dispatcher.workers as u32,
@@ -49,8 +44,20 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     .map_err(|e| CliError::usage(format!("config: {e}")))?;
 
     let pool = ctx.pool(!args.no_migrate).await?;
-    if !args.no_migrate {
+    if args.no_migrate {
+        // Fail at start, not in the claim loop, when the schema is not there.
+        sqlx::query("select 1 from herald.notifications limit 0")
+            .execute(&pool)
+            .await?;
+    } else {
         crate::migrate(&pool).await?;
+    }
+    // Logged once the database answered, so a start that fails prints only its error.
+    if loaded.is_empty() {
+        tracing::warn!(dir = %templates_dir.display(), "no email templates found: email notifications will go dead until their templates exist");
+    }
+    for t in &loaded {
+        tracing::info!(r#type = %t.type_, html = t.html, dir = %templates_dir.display(), "email template loaded");
     }
     if let Ok(schedule) = crate::sweeper::schedule::parse(&config.sweeper.schedule) {
         let next: Vec<String> = crate::sweeper::schedule::next_fires(&schedule, 3)

@@ -65,6 +65,73 @@ async fn an_unmigrated_database_points_at_migrate(pool: PgPool) {
         .assert_error(1, "run `herald migrate` first");
 }
 
+#[sqlx::test(migrations = false)]
+async fn run_without_migrating_refuses_a_database_without_the_schema(pool: PgPool) {
+    herald(&pool, &["run", "--no-migrate", "--until-idle"])
+        .await
+        .assert_error(1, "run `herald migrate` first");
+}
+
+#[sqlx::test(migrations = false)]
+async fn unknown_ids_are_not_found_everywhere(pool: PgPool) {
+    migrated(&pool).await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for command in [
+        vec!["show", &unknown],
+        vec!["retry", &unknown],
+        vec!["cancel", &unknown],
+        vec!["endpoints", "enable", &unknown],
+        vec!["endpoints", "disable", &unknown],
+        vec!["endpoints", "rotate-secret", &unknown],
+    ] {
+        herald(&pool, &command).await.assert_error(4, &unknown);
+    }
+}
+
+#[tokio::test]
+async fn every_command_reports_an_unreachable_database_the_same_way() {
+    let url = "postgres://ann:CANARY-PW@127.0.0.1:1/app";
+    let id = uuid::Uuid::now_v7().to_string();
+    for command in [
+        vec!["migrate"],
+        vec!["run", "--until-idle"],
+        vec!["list"],
+        vec!["show", &id],
+        vec!["stats"],
+        vec!["sweep"],
+        vec![
+            "explain",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+        ],
+        vec!["endpoints", "list"],
+        vec![
+            "enqueue",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--email",
+            "a@b.co",
+        ],
+    ] {
+        let mut args = vec!["--database-url", url];
+        args.extend(command);
+        let out = herald_env(&args, &[]).await;
+        out.assert_error(
+            1,
+            "cannot connect to PostgreSQL at 127.0.0.1:1, database \"app\"",
+        );
+        assert!(!out.stderr.contains("CANARY"));
+    }
+}
+
 #[tokio::test]
 async fn migrate_creates_the_database_and_is_idempotent() {
     let name = format!("herald_it_{}", uuid::Uuid::now_v7().simple());
