@@ -11,6 +11,8 @@
 //! Environment: `BENCH_DATABASE_URL` (default the local server's `postgres` database; a fresh
 //! database `herald_bench_dispatch` is created), `N`, `SAMPLES` (default 200).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,8 +29,7 @@ const DATABASE: &str = "herald_bench_dispatch";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let base = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = common::base_url();
     let n: usize = std::env::var("N")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -46,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "baseline:http_post:c32,{rate:.0},requests/s,bare reqwest client to the same receiver"
     );
 
-    let pool = fresh_database(&base).await?;
+    let pool = common::fresh_database(&base, DATABASE, 16).await?;
     let config = bench_config();
     let hook = endpoint(&pool, &receiver).await?;
     let batch: Vec<Notification> = (0..n)
@@ -188,27 +189,6 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(|a, b| a.total_cmp(b));
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-async fn fresh_database(base: &str) -> Result<PgPool, Box<dyn std::error::Error>> {
-    let admin = PgPool::connect(base).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "drop database if exists {DATABASE} with (force)"
-    )))
-    .execute(&admin)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database {DATABASE}")))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let mut url = url::Url::parse(base)?;
-    url.set_path(DATABASE);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(16)
-        .connect(url.as_str())
-        .await?;
-    herald::migrate(&pool).await?;
-    Ok(pool)
 }
 
 /// A minimal receiver: counts requests, answers 204.

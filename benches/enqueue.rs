@@ -10,6 +10,8 @@
 //! prints the ratios. Environment: `BENCH_DATABASE_URL` (a server where the `postgres` role may
 //! create databases; default the local one), `BENCH_SECONDS` (default 15).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,8 +24,7 @@ const DATABASE: &str = "herald_bench_enqueue";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let base = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = common::base_url();
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -31,11 +32,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let duration = Duration::from_secs(seconds);
     println!("phase,value,unit,note");
 
-    let pool = fresh_database(&base, 20).await?;
+    let pool = common::fresh_database(&base, DATABASE, 20).await?;
     let rate = timed(&pool, 1, duration, |_, i| single(i)).await?;
     println!("herald:enqueue_single:c1,{rate:.0},notifications/s,one enqueue per transaction");
 
-    let pool = fresh_database(&base, 20).await?;
+    let pool = common::fresh_database(&base, DATABASE, 20).await?;
     let rate = timed(&pool, 16, duration, |c, i| single(c * 1_000_000_000 + i)).await?;
     println!("herald:enqueue_single:c16,{rate:.0},notifications/s,one enqueue per transaction");
 
@@ -51,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     println!("herald:enqueue_duplicate:c16,{rate:.0},notifications/s,replays of existing keys");
 
-    let pool = fresh_database(&base, 4).await?;
+    let pool = common::fresh_database(&base, DATABASE, 4).await?;
     let batches = (seconds * 4).max(20);
     let start = Instant::now();
     for b in 0..batches {
@@ -108,29 +109,4 @@ async fn timed(
         task.await.expect("bench task")?;
     }
     Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
-}
-
-async fn fresh_database(
-    base: &str,
-    connections: u32,
-) -> Result<PgPool, Box<dyn std::error::Error>> {
-    let admin = PgPool::connect(base).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "drop database if exists {DATABASE} with (force)"
-    )))
-    .execute(&admin)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database {DATABASE}")))
-        .execute(&admin)
-        .await?;
-    sqlx::query("checkpoint").execute(&admin).await?;
-    admin.close().await;
-    let mut url = url::Url::parse(base)?;
-    url.set_path(DATABASE);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(connections)
-        .connect(url.as_str())
-        .await?;
-    herald::migrate(&pool).await?;
-    Ok(pool)
 }

@@ -7,7 +7,7 @@ use super::Context;
 use super::error::CliError;
 use super::output::print_json;
 use crate::store::admin::{self as store, Transition};
-use crate::store::notifications;
+use crate::store::notifications::{self, NotificationRow};
 
 #[derive(Debug, Args)]
 pub struct IdArgs {
@@ -20,21 +20,7 @@ pub struct IdArgs {
 }
 
 pub async fn retry(ctx: &Context, args: IdArgs) -> Result<(), CliError> {
-    let pool = ctx.pool(false).await?;
-    let mut conn = pool.acquire().await?;
-    match store::retry(&mut conn, args.id).await? {
-        Transition::Done => {}
-        Transition::NotFound => return Err(not_found(args.id)),
-        Transition::Refused(state) => {
-            return Err(CliError::usage(format!(
-                "cannot retry notification {}: it is {state}; only dead or cancelled notifications can be retried",
-                args.id
-            )));
-        }
-    }
-    let n = notifications::get(&mut conn, args.id)
-        .await?
-        .ok_or_else(|| not_found(args.id))?;
+    let n = apply(ctx, &args, Action::Retry).await?;
     if args.json {
         return print_json(&n);
     }
@@ -46,26 +32,51 @@ pub async fn retry(ctx: &Context, args: IdArgs) -> Result<(), CliError> {
 }
 
 pub async fn cancel(ctx: &Context, args: IdArgs) -> Result<(), CliError> {
-    let pool = ctx.pool(false).await?;
-    let mut conn = pool.acquire().await?;
-    match store::cancel(&mut conn, args.id).await? {
-        Transition::Done => {}
-        Transition::NotFound => return Err(not_found(args.id)),
-        Transition::Refused(state) => {
-            return Err(CliError::usage(format!(
-                "cannot cancel notification {}: it is {state}; only pending notifications can be cancelled",
-                args.id
-            )));
-        }
-    }
-    let n = notifications::get(&mut conn, args.id)
-        .await?
-        .ok_or_else(|| not_found(args.id))?;
+    let n = apply(ctx, &args, Action::Cancel).await?;
     if args.json {
         return print_json(&n);
     }
     println!("cancelled {}", n.id);
     Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Retry,
+    Cancel,
+}
+
+/// Applies the action; returns the notification as it is afterwards.
+async fn apply(ctx: &Context, args: &IdArgs, action: Action) -> Result<NotificationRow, CliError> {
+    let pool = ctx.pool(false).await?;
+    let mut conn = pool.acquire().await?;
+    let (transition, verb, done, applies_to) = match action {
+        Action::Retry => (
+            store::retry(&mut conn, args.id).await?,
+            "retry",
+            "retried",
+            "dead or cancelled",
+        ),
+        Action::Cancel => (
+            store::cancel(&mut conn, args.id).await?,
+            "cancel",
+            "cancelled",
+            "pending",
+        ),
+    };
+    match transition {
+        Transition::Done => {}
+        Transition::NotFound => return Err(not_found(args.id)),
+        Transition::Refused(state) => {
+            return Err(CliError::usage(format!(
+                "cannot {verb} notification {}: it is {state}; only {applies_to} notifications can be {done}",
+                args.id
+            )));
+        }
+    }
+    notifications::get(&mut conn, args.id)
+        .await?
+        .ok_or_else(|| not_found(args.id))
 }
 
 fn not_found(id: Uuid) -> CliError {

@@ -40,13 +40,7 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
         "list never shows the secret"
     );
     let endpoint = &listed.json()[0];
-    let mut keys: Vec<&str> = endpoint
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort();
+    let keys = crate::support::sorted_keys(endpoint);
     assert_eq!(
         keys,
         [

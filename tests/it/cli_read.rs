@@ -55,13 +55,7 @@ async fn list_is_newest_first_filtered_and_limited(pool: PgPool) {
     assert_eq!(delivered.json(), json!([]));
 
     let first = &all.json()[0];
-    let mut keys: Vec<&str> = first
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort();
+    let keys = crate::support::sorted_keys(first);
     assert_eq!(
         keys,
         [
@@ -137,13 +131,7 @@ async fn show_prints_one_notification_with_its_attempt_log(pool: PgPool) {
     assert_eq!(shown["attempt_log"][0]["outcome"], "failed");
     assert_eq!(shown["attempt_log"][0]["status"], 451);
     assert_eq!(shown["attempt_log"][0]["error"], "mailbox busy");
-    let mut keys: Vec<&str> = shown["attempt_log"][0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort();
+    let keys = crate::support::sorted_keys(&shown["attempt_log"][0]);
     assert_eq!(
         keys,
         [

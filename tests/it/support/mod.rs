@@ -131,6 +131,18 @@ pub async fn wait_for_sql(pool: &PgPool, what: &str, sql: &'static str) {
     }
 }
 
+/// The member names of a JSON object, sorted.
+pub fn sorted_keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 /// Counts of notifications by state, sorted by state.
 pub async fn states(pool: &PgPool) -> Vec<(String, i64)> {
     sqlx::query_as("select state, count(*) from herald.notifications group by state order by state")
