@@ -50,6 +50,10 @@ create table herald.notifications (
     constraint notifications_user_id_valid check (char_length(user_id) between 1 and 255 and user_id !~ '[[:cntrl:]]'),
     constraint notifications_type_valid check (char_length(type) between 1 and 255 and type !~ '[[:cntrl:]]'),
     constraint notifications_business_id_valid check (char_length(business_id) between 1 and 255 and business_id !~ '[[:cntrl:]]'),
+    -- A webhook's destination is the id of an endpoint (writers using plain SQL included).
+    constraint notifications_webhook_destination_is_an_endpoint_id
+        check (channel <> 'webhook'
+               or destination ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'),
     constraint notifications_finished_at_iff_finished
         check ((state in ('delivered', 'dead', 'cancelled')) = (finished_at is not null)),
     -- A running notification always carries a complete lease; nothing else carries one.

@@ -139,7 +139,10 @@ fn classify(e: sqlx::Error, target: &Target) -> ConnectError {
 pub fn reason_of(e: &sqlx::Error) -> String {
     let text = match e {
         sqlx::Error::Database(db) => db.message().to_owned(),
-        sqlx::Error::PoolTimedOut => format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        sqlx::Error::PoolTimedOut => format!(
+            "no connection within {}s (the server does not answer, or every pooled connection is busy: see database.max_connections)",
+            CONNECT_TIMEOUT.as_secs()
+        ),
         other => other.to_string(),
     };
     text.lines().next().unwrap_or_default().to_owned()

@@ -143,9 +143,13 @@ where
 {
     let item = notification.validate(&limits)?;
     let mut conn = conn.acquire().await?;
-    let notify = wake::should_notify();
     for _ in 0..MAX_PASSES {
-        if let Some(state) = sql::insert_one(&mut conn, &item, notify).await? {
+        if let Some(state) = sql::insert_one(&mut conn, &item).await? {
+            // Only a created notification claims the debounce window: replays must not
+            // suppress the wake-up of the next new one.
+            if wake::should_notify() {
+                sql::wake(&mut conn).await?;
+            }
             return Ok(Enqueued::Created { id: item.id, state });
         }
         let found = sql::find_existing(&mut conn, &item.key, item.endpoint_id).await?;
@@ -184,6 +188,9 @@ where
     let settled = settle_batch(&mut tx, &items, &representative).await;
     match settled {
         Ok(results) => {
+            if results.iter().any(Enqueued::is_created) && wake::should_notify() {
+                sql::wake(&mut tx).await?;
+            }
             tx.commit().await?;
             Ok(results)
         }
@@ -204,13 +211,12 @@ async fn settle_batch(
     let mut pending: Vec<usize> = (0..items.len())
         .filter(|&i| representative[i] == i)
         .collect();
-    let notify = wake::should_notify();
     for _ in 0..MAX_PASSES {
         if pending.is_empty() {
             break;
         }
         let batch: Vec<&Validated> = pending.iter().map(|&i| &items[i]).collect();
-        let rows = sql::insert_batch(conn, &batch, notify).await?;
+        let rows = sql::insert_batch(conn, &batch).await?;
         let mut still_pending = Vec::new();
         for (row, &i) in rows.into_iter().zip(&pending) {
             let item = &items[i];

@@ -198,17 +198,17 @@ impl WebhookSender {
         if let Some(refused) = find_source::<ForbiddenResolution>(&e) {
             return Outcome::give_up(format!("refused before connecting: {refused}"));
         }
-        let (kind, what) = if e.is_timeout() {
+        let (kind, what) = if e.is_connect() {
+            // Nothing was sent (a connect timeout included): a plain failure.
+            (
+                AttemptKind::Failed,
+                format!("could not connect: {}", describe(e)),
+            )
+        } else if e.is_timeout() {
             let limit = humantime::format_duration(self.timeout);
             (
                 AttemptKind::Unknown,
                 format!("no answer within {limit} (webhook.timeout)"),
-            )
-        } else if e.is_connect() {
-            // Nothing was sent: a plain failure.
-            (
-                AttemptKind::Failed,
-                format!("could not connect: {}", describe(e)),
             )
         } else {
             // Sent, perhaps in part, and the answer never came: the receiver may have it.

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
-use super::output::print_json;
+use super::output::{outln, print_json};
 use crate::store::admin::{self as store, Transition};
 use crate::store::notifications::{self, NotificationRow};
 
@@ -24,9 +24,10 @@ pub async fn retry(ctx: &Context, args: IdArgs) -> Result<(), CliError> {
     if args.json {
         return print_json(&n);
     }
-    println!(
+    outln!(
         "retried {}: pending again, due now, with a fresh budget of {} attempts; same delivery id",
-        n.id, n.max_attempts
+        n.id,
+        n.max_attempts
     );
     Ok(())
 }
@@ -36,7 +37,7 @@ pub async fn cancel(ctx: &Context, args: IdArgs) -> Result<(), CliError> {
     if args.json {
         return print_json(&n);
     }
-    println!("cancelled {}", n.id);
+    outln!("cancelled {}", n.id);
     Ok(())
 }
 

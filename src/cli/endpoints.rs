@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
-use super::output::{fields, print_json, table, time};
+use super::output::{fields, out, outln, print_json, table, time};
 use crate::channel::signature::WebhookSecret;
 use crate::net::ssrf::{AddressPolicy, check_endpoint_url};
 use crate::notification::{DEFAULT_TENANT, check_key_part};
@@ -133,8 +133,8 @@ async fn set_enabled(
         return print_json(&row);
     }
     match &row.disabled_reason {
-        Some(reason) => println!("disabled {} ({reason})", row.id),
-        None => println!("enabled {}", row.id),
+        Some(reason) => outln!("disabled {} ({reason})", row.id),
+        None => outln!("enabled {}", row.id),
     }
     Ok(())
 }
@@ -169,7 +169,7 @@ async fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), CliError> {
             previous_secret_expires_at: expires,
         });
     }
-    print!(
+    out!(
         "{}",
         fields(&[
             ("id", row.id.to_string()),
@@ -177,7 +177,7 @@ async fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), CliError> {
             ("old secret valid until", time(expires)),
         ])
     );
-    println!("The new secret is shown only now. Until then deliveries carry both signatures.");
+    outln!("The new secret is shown only now. Until then deliveries carry both signatures.");
     Ok(())
 }
 
@@ -207,7 +207,7 @@ async fn add(ctx: &Context, args: AddArgs) -> Result<(), CliError> {
             secret: secret.expose(),
         });
     }
-    print!(
+    out!(
         "{}",
         fields(&[
             ("id", row.id.to_string()),
@@ -216,7 +216,7 @@ async fn add(ctx: &Context, args: AddArgs) -> Result<(), CliError> {
             ("secret", secret.expose().to_owned()),
         ])
     );
-    println!("The secret is shown only now: give it to the receiver to verify signatures.");
+    outln!("The secret is shown only now: give it to the receiver to verify signatures.");
     Ok(())
 }
 
@@ -239,7 +239,7 @@ async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
-use super::output::print_json;
+use super::output::{outln, print_json};
 use crate::notification::Notification;
 use crate::{Enqueued, State};
 
@@ -71,7 +71,7 @@ pub async fn run(ctx: &Context, args: EnqueueArgs) -> Result<(), CliError> {
             state: out.state(),
         })
     } else {
-        println!("{status} {} ({})", out.id(), out.state());
+        outln!("{status} {} ({})", out.id(), out.state());
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
-use super::output::{fields, print_json, time};
+use super::output::{fields, out, print_json, time};
 use crate::fingerprint::{canonical_json, fingerprint};
 use crate::notification::{DEFAULT_TENANT, Key, check_key_part};
 use crate::state::Channel;
@@ -114,9 +114,12 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
         differences: Vec::new(),
     };
     if let Some((row, stored_fingerprint)) = holder {
-        explanation.dedup_window_ends_at = row
-            .finished_at
-            .map(|f| f + chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX));
+        // Retention is at most 100 years (validated), so this cannot overflow; checked anyway.
+        explanation.dedup_window_ends_at = row.finished_at.and_then(|f| {
+            chrono::Duration::from_std(retention)
+                .ok()
+                .and_then(|r| f.checked_add_signed(r))
+        });
         if let Some(payload) = &args.payload {
             judge(&mut explanation, &row, &stored_fingerprint, payload, &args);
         }
@@ -128,7 +131,7 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
         return print_json(&explanation);
     }
     let now = store::now(&mut conn).await?;
-    print!("{}", human(&explanation, &key, retention, now));
+    out!("{}", human(&explanation, &key, retention, now));
     Ok(())
 }
 

@@ -26,6 +26,7 @@ use sqlx::PgPool;
 use crate::config::{self, Config};
 use crate::database;
 use error::CliError;
+use output::outln;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -169,7 +170,7 @@ async fn migrate(ctx: &Context) -> Result<(), CliError> {
     let pool = ctx.pool(true).await?;
     crate::migrate(&pool).await?;
     let (_, target) = database::parse_url(&ctx.database_url)?;
-    println!("migrations applied to database {:?}", target.database);
+    outln!("migrations applied to database {:?}", target.database);
     Ok(())
 }
 

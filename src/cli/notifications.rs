@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
-use super::output::{fields, optional_time, print_json, table, time};
+use super::output::{fields, optional_time, out, outln, print_json, table, time};
 use crate::State;
 use crate::store::notifications::{self as store, AttemptRow, ListFilter, NotificationRow};
 
@@ -74,7 +74,7 @@ pub async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
         "RUN_AT",
         "CREATED_AT",
     ];
-    print!("{}", table(&headers, &cells));
+    out!("{}", table(&headers, &cells));
     Ok(())
 }
 
@@ -112,7 +112,7 @@ pub async fn show(ctx: &Context, args: ShowArgs) -> Result<(), CliError> {
         });
     }
     let n = &notification;
-    print!(
+    out!(
         "{}",
         fields(&[
             ("id", n.id.to_string()),
@@ -135,7 +135,7 @@ pub async fn show(ctx: &Context, args: ShowArgs) -> Result<(), CliError> {
         ])
     );
     if attempt_log.is_empty() {
-        println!("\nno attempts yet");
+        outln!("\nno attempts yet");
         return Ok(());
     }
     let cells: Vec<Vec<String>> = attempt_log
@@ -153,8 +153,8 @@ pub async fn show(ctx: &Context, args: ShowArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    println!();
-    print!(
+    outln!();
+    out!(
         "{}",
         table(
             &[

@@ -1,17 +1,48 @@
 //! Printing: `--json` writes one JSON document to stdout; otherwise aligned tables and
 //! `key: value` blocks for people.
 
+use std::io::Write;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::error::CliError;
 
+/// Writes `text` to stdout. A reader that went away (`herald list | head`) is not an error:
+/// the rest of the output is dropped quietly, as other command-line tools do.
+pub fn emit(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::runtime(format!("cannot write the output: {e}"))),
+    }
+}
+
+/// `print!` through [`emit`]; use inside functions returning `Result<_, CliError>`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::emit(&format!($($arg)*))?
+    };
+}
+
+/// `println!` through [`emit`].
+macro_rules! outln {
+    () => {
+        $crate::cli::output::emit("\n")?
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::emit(&format!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+pub(crate) use {out, outln};
+
 /// Prints `value` as one pretty JSON document.
 pub fn print_json(value: &impl Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::runtime(format!("cannot encode JSON output: {e}")))?;
-    println!("{text}");
-    Ok(())
+    emit(&format!("{text}\n"))
 }
 
 /// Left-aligned columns separated by two spaces; widths count characters, not bytes. Cells are

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Context;
 use super::error::CliError;
-use super::output::{print_json, table};
+use super::output::{out, outln, print_json, table};
 use crate::state::State;
 use crate::store::admin as store;
 
@@ -98,8 +98,8 @@ pub async fn run(ctx: &Context, args: StatsArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!("{}", table(&["STATE", "EMAIL", "WEBHOOK", "TOTAL"], &cells));
-    println!();
+    out!("{}", table(&["STATE", "EMAIL", "WEBHOOK", "TOTAL"], &cells));
+    outln!();
     let oldest = match stats.oldest_due_age_seconds {
         Some(age) => format!("due for {}", seconds(age)),
         None => "nothing due".into(),
@@ -115,7 +115,7 @@ pub async fn run(ctx: &Context, args: StatsArgs) -> Result<(), CliError> {
         ),
         _ => "no deliveries".into(),
     };
-    print!(
+    out!(
         "{}",
         super::output::fields(&[
             ("oldest due", oldest),

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::Context;
 use super::error::CliError;
-use super::output::print_json;
+use super::output::{outln, print_json};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -25,10 +25,11 @@ pub async fn run(ctx: &Context, args: SweepArgs) -> Result<(), CliError> {
         if args.json {
             return print_json(&json!({"dry_run": true, "would_delete": would}));
         }
-        println!("would delete {would} finished notifications past their retention window");
+        outln!("would delete {would} finished notifications past their retention window");
         return Ok(());
     }
-    let report = crate::sweeper::sweep(&pool, config).await?;
+    let report =
+        crate::sweeper::sweep(&pool, config, &tokio_util::sync::CancellationToken::new()).await?;
     if args.json {
         return print_json(&json!({
             "dry_run": false,
@@ -36,12 +37,12 @@ pub async fn run(ctx: &Context, args: SweepArgs) -> Result<(), CliError> {
             "another_sweeper_running": report.yielded,
         }));
     }
-    println!(
+    outln!(
         "deleted {} finished notifications past their retention window",
         report.deleted
     );
     if report.yielded {
-        println!("another sweeper is running and will finish the rest");
+        outln!("another sweeper is running and will finish the rest");
     }
     Ok(())
 }

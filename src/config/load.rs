@@ -58,12 +58,15 @@ pub fn load(
     let source = choose_file(flag, env);
     let file_text = match &source {
         ConfigSource::Flag(path) | ConfigSource::Env(path) | ConfigSource::DefaultFile(path) => {
-            Some(
-                std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    problem: e.to_string(),
-                })?,
-            )
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                problem: e.to_string(),
+            })?;
+            check_syntax(&text).map_err(|problem| ConfigError::File {
+                path: path.clone(),
+                problem,
+            })?;
+            Some(text)
         }
         ConfigSource::BuiltIn => None,
     };
@@ -74,9 +77,8 @@ pub fn load(
         }
         if with_environment {
             builder = builder.add_source(environment_layer(env));
-            // An empty list variable means an empty list, not a list of one empty string.
-            for key in empty_lists(env) {
-                builder = builder.set_override(key, Vec::<String>::new())?;
+            for (key, items) in list_variables(env) {
+                builder = builder.set_override(key, items)?;
             }
         }
         builder.build().and_then(|c| c.try_deserialize::<Config>())
@@ -102,6 +104,32 @@ pub fn load(
     Ok((config, source))
 }
 
+/// TOML syntax, checked before the config loader sees the file: its errors quote the offending
+/// source line, which may hold a password. This one names the line and column only.
+fn check_syntax(text: &str) -> Result<(), String> {
+    let Err(e) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let at = e.span().map(|span| span.start).unwrap_or(0).min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count() + 1)
+        .unwrap_or(1);
+    let message: Vec<&str> = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Err(format!(
+        "TOML syntax error at line {line}, column {column}: {}",
+        message.join("; ")
+    ))
+}
+
 fn choose_file(flag: Option<&Path>, env: &HashMap<String, String>) -> ConfigSource {
     if let Some(path) = flag {
         return ConfigSource::Flag(path.to_owned());
@@ -116,42 +144,45 @@ fn choose_file(flag: Option<&Path>, env: &HashMap<String, String>) -> ConfigSour
     ConfigSource::BuiltIn
 }
 
-fn is_list_variable(name: &str) -> bool {
-    LIST_KEYS
-        .iter()
-        .any(|key| name == format!("HERALD_{}", key.to_uppercase().replace('.', "__")))
+/// The environment variable that sets `key`: `smtp.port` → `HERALD_SMTP__PORT`.
+fn variable_of(key: &str) -> String {
+    format!("HERALD_{}", key.to_uppercase().replace('.', "__"))
 }
 
-/// The list keys set to an empty value in the environment.
-fn empty_lists(env: &HashMap<String, String>) -> Vec<&'static str> {
+/// List keys set in the environment, split on commas (an empty value is an empty list).
+fn list_variables(env: &HashMap<String, String>) -> Vec<(&'static str, Vec<String>)> {
     LIST_KEYS
         .into_iter()
-        .filter(|key| {
-            let name = format!("HERALD_{}", key.to_uppercase().replace('.', "__"));
-            env.get(&name).is_some_and(|value| value.trim().is_empty())
+        .filter_map(|key| {
+            let value = env.get(&variable_of(key))?;
+            let items = value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Some((key, items))
         })
         .collect()
 }
 
-/// `HERALD_SMTP__PORT=2525` sets `smtp.port`. Variables without the `__` section separator
-/// (such as `HERALD_CONFIG`) are not keys and are left out.
+/// `HERALD_SMTP__PORT=2525` sets `smtp.port`. Values stay strings (a password of `0123` must not
+/// become the number 123); the loader converts them where a key wants a number or a boolean.
+/// Variables without the `__` section separator (such as `HERALD_CONFIG`) are not keys, and list
+/// keys are handled by [`list_variables`].
 fn environment_layer(env: &HashMap<String, String>) -> Environment {
+    let lists: Vec<String> = LIST_KEYS.iter().map(|key| variable_of(key)).collect();
     let keys: HashMap<String, String> = env
         .iter()
         .filter(|(name, _)| name.starts_with("HERALD_") && name.contains("__"))
-        .filter(|(name, value)| !(value.trim().is_empty() && is_list_variable(name)))
+        .filter(|(name, _)| !lists.contains(name))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    let mut layer = Environment::with_prefix("HERALD")
+    Environment::with_prefix("HERALD")
         .prefix_separator("_")
         .separator("__")
-        .try_parsing(true)
-        .list_separator(",")
-        .source(Some(keys));
-    for key in LIST_KEYS {
-        layer = layer.with_list_parse_key(key);
-    }
-    layer
+        .try_parsing(false)
+        .source(Some(keys))
 }
 
 #[cfg(test)]
@@ -294,6 +325,44 @@ mod tests {
     }
 
     #[test]
+    fn toml_syntax_errors_do_not_quote_the_file() {
+        let err =
+            load_text("[smtp]\nusername = \"u\"\npassword = hunter2-secret\n", &[]).unwrap_err();
+        assert!(
+            err.contains("TOML syntax error at line 3, column 12"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let err =
+            load_text("[database]\nurl = \"postgres://app:S3cretPw@db/app\n", &[]).unwrap_err();
+        assert!(!err.contains("S3cretPw"), "{err}");
+    }
+
+    #[test]
+    fn numeric_looking_strings_stay_as_typed() {
+        let config = load_text(
+            "[smtp]\nusername = \"u\"\n",
+            &[
+                ("HERALD_SMTP__PASSWORD", "0123"),
+                ("HERALD_TEMPLATES__DIR", "1.50"),
+                ("HERALD_SMTP__PORT", "2525"),
+                ("HERALD_WEBHOOK__HTTPS_ONLY", "true"),
+                ("HERALD_RETRY__JITTER", "0.5"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.smtp.password.as_ref().unwrap().expose_secret(),
+            "0123"
+        );
+        assert_eq!(config.templates.dir, std::path::PathBuf::from("1.50"));
+        assert_eq!(config.smtp.port, 2525, "numbers are still read as numbers");
+        assert!(config.webhook.https_only);
+        assert_eq!(config.retry.jitter, 0.5);
+    }
+
+    #[test]
     fn secrets_from_the_environment_stay_strings_and_stay_hidden() {
         let config = load_text(
             "[smtp]\nusername = \"u\"\n",
@@ -345,6 +414,18 @@ mod tests {
         assert!(err.contains("smtp.tls"), "{err}");
         let err = load_text("[webhook]\nallowed_networks = [\"10.0.0.0/33\"]\n", &[]).unwrap_err();
         assert!(err.contains("webhook.allowed_networks"), "{err}");
+        let err = load_text("[database]\nmax_connections = 1\n", &[]).unwrap_err();
+        assert_eq!(err, "config: database.max_connections: must be at least 2");
+        let err = load_text("[sweeper]\nretention = \"300000years\"\n", &[]).unwrap_err();
+        assert!(
+            err.starts_with("config: sweeper.retention: must be at most 100 years"),
+            "{err}"
+        );
+        let err = load_text("[sweeper.retention_by_type]\nx = \"200y\"\n", &[]).unwrap_err();
+        assert!(
+            err.starts_with("config: sweeper.retention_by_type.x: must be at most 100 years"),
+            "{err}"
+        );
         let err = load_text("[smtp]\nfrom = \"not a mailbox\"\n", &[]).unwrap_err();
         assert!(err.starts_with("config: smtp.from:"), "{err}");
     }

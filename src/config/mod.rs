@@ -20,6 +20,9 @@ pub use load::{ConfigError, ConfigSource, load};
 
 use crate::notification::{DEFAULT_MAX_PAYLOAD_BYTES, Limits};
 
+/// The longest duration any key accepts: longer ones overflow date arithmetic and mean nothing.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The database a bare `herald` uses: the local server's `postgres` role, database `herald`.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/herald";
 
@@ -282,8 +285,49 @@ impl Config {
                 problem,
             })
         };
-        if self.database.max_connections == 0 {
-            return bad("database.max_connections", "must be at least 1".into());
+        if self.database.max_connections < 2 {
+            // `herald run` needs one for claims and one for recording outcomes at the same time.
+            return bad("database.max_connections", "must be at least 2".into());
+        }
+        let mut durations: Vec<(String, Duration)> = vec![
+            ("dispatcher.lease".into(), self.dispatcher.lease),
+            (
+                "dispatcher.poll_interval".into(),
+                self.dispatcher.poll_interval,
+            ),
+            (
+                "dispatcher.shutdown_grace".into(),
+                self.dispatcher.shutdown_grace,
+            ),
+            ("webhook.timeout".into(), self.webhook.timeout),
+            (
+                "webhook.secret_rotation_grace".into(),
+                self.webhook.secret_rotation_grace,
+            ),
+            ("smtp.timeout".into(), self.smtp.timeout),
+            ("sweeper.retention".into(), self.sweeper.retention),
+        ];
+        durations.extend(
+            self.retry
+                .schedule
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("retry.schedule[{i}]"), *d)),
+        );
+        durations.extend(
+            self.sweeper
+                .retention_by_type
+                .iter()
+                .map(|(t, d)| (format!("sweeper.retention_by_type.{t}"), *d)),
+        );
+        if let Some((key, d)) = durations.iter().find(|(_, d)| *d > MAX_DURATION) {
+            return bad(
+                key,
+                format!(
+                    "must be at most 100 years, got {}",
+                    humantime::format_duration(*d)
+                ),
+            );
         }
         if self.dispatcher.workers == 0 {
             return bad("dispatcher.workers", "must be at least 1".into());

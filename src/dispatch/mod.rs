@@ -166,12 +166,14 @@ impl Dispatcher {
             abort.cancel();
             deliveries.wait().await;
         }
-        let released = release_unfinished(&shared).await;
-        self.recorder_stop.cancel();
-        let _ = self.recorder_task.await;
+        // Stop the heartbeat (and the listener and sweeper) before releasing, so nothing else
+        // touches this daemon's leases meanwhile.
         background.cancel();
         helpers.close();
         helpers.wait().await;
+        let released = release_unfinished(&shared).await;
+        self.recorder_stop.cancel();
+        let _ = self.recorder_task.await;
         RunSummary {
             attempts: shared.attempts.load(std::sync::atomic::Ordering::Relaxed),
             released,
@@ -241,8 +243,11 @@ async fn claim_loop(
         if wanted > 0 && claimed == wanted {
             continue; // a full batch: more may be due, drain before waiting
         }
+        // Idle only on evidence: a claim that ran and found nothing, with every worker free.
         if options.until_idle
+            && wanted > 0
             && claimed == 0
+            && workers.available_permits() == config.workers
             && lock(&shared.in_flight).is_empty()
             && !retries_pending(shared).await
         {

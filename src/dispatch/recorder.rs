@@ -80,7 +80,8 @@ async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Job>, stop: Cance
         match result {
             Ok(recorded) => {
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Ok(recorded.contains(&job.attempt.id)));
+                    let held = (job.attempt.id, job.attempt.lease_token);
+                    let _ = job.reply.send(Ok(recorded.contains(&held)));
                 }
             }
             Err(e) => {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -42,7 +42,14 @@ pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 async fn subscribe(shared: &Shared) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(&shared.pool).await?;
+    // A connection of its own, outside the daemon's pool: a listener holds its connection for
+    // as long as it listens, and must not take one from the claims and the recorder.
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with((*shared.pool.connect_options()).clone());
+    let mut listener = PgListener::connect_with(&own).await?;
     listener.listen(CHANNEL).await?;
     // Anything enqueued before the subscription took effect is found by the next claim.
     shared.wake.notify_one();

@@ -22,7 +22,7 @@ pub(super) async fn deliver(
     shared: Arc<Shared>,
     n: Claimed,
     abort: CancellationToken,
-    _worker: OwnedSemaphorePermit,
+    worker: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
     let outcome = tokio::select! {
@@ -33,26 +33,49 @@ pub(super) async fn deliver(
     shared.attempts.fetch_add(1, Ordering::Relaxed);
     let decision = decide(&shared.config.retry, &n, &outcome, random_unit());
 
-    if let Outcome::GiveUp {
-        disable_endpoint: Some(reason),
-        ..
-    } = &outcome
+    let written = record(&shared, &n, &decision, &abort).await;
+    match written {
+        Written::Recorded => {
+            if decision.next_state == State::Pending {
+                lock(&shared.retries_waiting).insert(n.id);
+            }
+            // Only the lease holder may disable the endpoint, so only after the fenced write.
+            if let Outcome::GiveUp {
+                disable_endpoint: Some(reason),
+                ..
+            } = &outcome
+            {
+                disable_endpoint(&shared, &n, reason).await;
+            }
+        }
+        Written::LeaseLost => {}
+        // The lease runs out and the notification comes back; `--until-idle` waits for it.
+        Written::GaveUp => {
+            lock(&shared.retries_waiting).insert(n.id);
+        }
+        // Shutdown: the dispatcher releases the lease still listed in `in_flight`.
+        Written::Aborted => return,
+    }
     {
-        disable_endpoint(&shared, &n, reason).await;
+        let mut in_flight = lock(&shared.in_flight);
+        // The same notification may have been claimed again meanwhile (a new lease, after this
+        // one expired): leave that entry alone.
+        if in_flight.get(&n.id) == Some(&n.lease_token) {
+            in_flight.remove(&n.id);
+        }
     }
-    let recorded = record(&shared, &n, &decision, &abort).await;
-    if recorded && decision.next_state == State::Pending {
-        lock(&shared.retries_waiting).insert(n.id);
-    }
-    lock(&shared.in_flight).remove(&n.id);
+    // Free the worker before waking the claim loop, so it sees the capacity.
+    drop(worker);
     shared.wake.notify_one();
 
-    let next = match decision.next_state {
-        State::Pending => format!(
+    let next = match (written, decision.next_state) {
+        (Written::LeaseLost, _) => "lease lost, not recorded".to_owned(),
+        (Written::GaveUp, _) => "not recorded (database unavailable)".to_owned(),
+        (_, State::Pending) => format!(
             "retry in {}",
             humantime::format_duration(round(decision.retry_in))
         ),
-        other => other.to_string(),
+        (_, other) => other.to_string(),
     };
     tracing::info!(
         id = %n.id,
@@ -66,6 +89,18 @@ pub(super) async fn deliver(
         error = decision.error.as_deref().filter(|_| outcome.kind() != AttemptKind::Delivered),
         "attempt"
     );
+}
+
+/// What became of an attempt's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Recorded,
+    /// The lease was taken over: nothing was written.
+    LeaseLost,
+    /// The database stayed unavailable for as long as the lease could last.
+    GaveUp,
+    /// Shutdown interrupted the write.
+    Aborted,
 }
 
 /// What an outcome means for the notification.
@@ -131,13 +166,13 @@ pub(super) fn decide(
 }
 
 /// Records the attempt, retrying through database errors for as long as the lease could still
-/// be ours. Returns whether it was recorded.
+/// be ours.
 async fn record(
     shared: &Shared,
     n: &Claimed,
     recorded: &Recorded,
     abort: &CancellationToken,
-) -> bool {
+) -> Written {
     let give_up_at = Instant::now() + shared.config.dispatcher.lease;
     let mut pause = Duration::from_millis(100);
     loop {
@@ -147,22 +182,22 @@ async fn record(
             recorded: recorded.clone(),
         };
         match shared.recorder.record(attempt).await {
-            Ok(true) => return true,
+            Ok(true) => return Written::Recorded,
             Ok(false) => {
-                tracing::warn!(id = %n.id, attempt = n.attempts, "lease lost before the outcome was recorded: another daemon owns this notification now");
-                return false;
+                tracing::warn!(id = %n.id, attempt = n.attempts, "lease lost before the outcome was recorded: another claim owns this notification now");
+                return Written::LeaseLost;
             }
             Err(e) if Instant::now() + pause < give_up_at => {
                 tracing::warn!(id = %n.id, error = %e, "cannot record the attempt yet; retrying");
                 tokio::select! {
-                    _ = abort.cancelled() => return false,
+                    _ = abort.cancelled() => return Written::Aborted,
                     _ = tokio::time::sleep(pause) => {}
                 }
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
                 tracing::error!(id = %n.id, error = %e, "gave up recording the attempt; the lease will expire and the notification will be retried");
-                return false;
+                return Written::GaveUp;
             }
         }
     }

@@ -245,6 +245,13 @@ pub fn check_endpoint_url(
         return Err(EndpointUrlError::Credentials);
     }
     check_ip_literal_target(&url, policy)?;
+    // Parsing percent-encodes non-ASCII paths, so the URL that is stored can be several times
+    // longer than the one typed: the limit applies to what is stored.
+    if url.as_str().len() > MAX_URL_BYTES {
+        return Err(EndpointUrlError::TooLong {
+            len: url.as_str().len(),
+        });
+    }
     Ok(url)
 }
 

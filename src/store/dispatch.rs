@@ -90,7 +90,9 @@ pub async fn claim_due(
                e.enabled as endpoint_enabled, e.disabled_reason as endpoint_disabled_reason
         from claimed c
         left join herald.webhook_endpoints e
-               on e.id = case when c.channel = 'webhook' then c.destination::uuid end";
+               on e.tenant = c.tenant
+              and e.id = case when c.channel = 'webhook' and c.destination ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                              then c.destination::uuid end";
     sqlx::query_as(SQL)
         .bind(limit)
         .bind(owner)
@@ -157,8 +159,8 @@ pub struct Fenced {
 /// Records one attempt's outcome, fenced by the lease token: `false` when the lease was lost
 /// and nothing was written.
 pub async fn record_outcome(conn: &mut PgConnection, attempt: Fenced) -> Result<bool, sqlx::Error> {
-    let id = attempt.id;
-    Ok(record_outcomes(conn, &[attempt]).await?.contains(&id))
+    let held = (attempt.id, attempt.lease_token);
+    Ok(record_outcomes(conn, &[attempt]).await?.contains(&held))
 }
 
 /// Records many attempts in one statement (one commit), each fenced by its own lease token.
@@ -167,7 +169,7 @@ pub async fn record_outcome(conn: &mut PgConnection, attempt: Fenced) -> Result<
 pub async fn record_outcomes(
     conn: &mut PgConnection,
     attempts: &[Fenced],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
     const SQL: &str = "
         with input as (
             select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::text[],
@@ -190,15 +192,17 @@ pub async fn record_outcomes(
                 last_error = i.last_error,
                 lease_token = null, lease_owner = null, lease_expires_at = null
             from input i, locked l
-            where n.id = i.id and n.id = l.id
-            returning n.id, n.attempts, n.attempted_at, i.outcome, i.status, i.error
+            where n.id = i.id and n.lease_token = i.token and n.id = l.id
+            returning n.id, i.token, n.attempts, n.attempted_at, i.outcome, i.status, i.error
+        ),
+        logged as (
+            insert into herald.attempts
+                (notification_id, attempt, started_at, finished_at, outcome, status, error)
+            select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(),
+                   outcome, status, error
+            from done
         )
-        insert into herald.attempts
-            (notification_id, attempt, started_at, finished_at, outcome, status, error)
-        select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(),
-               outcome, status, error
-        from done
-        returning notification_id";
+        select id, token from done";
     let n = attempts.len();
     let (mut ids, mut tokens, mut states, mut retry) = (
         Vec::with_capacity(n),
@@ -222,7 +226,7 @@ pub async fn record_outcomes(
         statuses.push(a.recorded.status);
         errors.push(a.recorded.error.as_deref());
     }
-    sqlx::query_scalar(SQL)
+    sqlx::query_as(SQL)
         .bind(ids)
         .bind(tokens)
         .bind(states)
@@ -275,11 +279,19 @@ pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, 
 /// receiver, the retry carries the same delivery id). Returns how many were released.
 pub async fn release(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> Result<u64, sqlx::Error> {
     const SQL: &str = "
+        with locked as (
+            select n.id from herald.notifications n
+            join unnest($1::uuid[], $2::uuid[]) as held(id, token)
+              on n.id = held.id and n.lease_token = held.token
+            where n.state = 'running'
+            order by n.id
+            for update of n
+        )
         update herald.notifications n
         set state = 'pending', run_at = now(), attempts = n.attempts - 1,
             lease_token = null, lease_owner = null, lease_expires_at = null
-        from unnest($1::uuid[], $2::uuid[]) as held(id, token)
-        where n.id = held.id and n.lease_token = held.token and n.state = 'running'";
+        from locked
+        where n.id = locked.id";
     let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
     Ok(sqlx::query(SQL)
         .bind(ids)

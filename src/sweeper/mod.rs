@@ -43,13 +43,22 @@ pub fn retention(config: &SweeperConfig) -> Retention {
     }
 }
 
-/// Sweeps until no expired row is left (or another sweeper has the lock).
-pub async fn sweep(pool: &PgPool, config: &SweeperConfig) -> Result<SweepReport, sqlx::Error> {
+/// Sweeps until no expired row is left, another sweeper has the lock, or `stop` is cancelled
+/// (checked between batches). Each batch takes a pooled connection and gives it back.
+pub async fn sweep(
+    pool: &PgPool,
+    config: &SweeperConfig,
+    stop: &CancellationToken,
+) -> Result<SweepReport, sqlx::Error> {
     let retention = retention(config);
     let mut report = SweepReport::default();
-    let mut conn = pool.acquire().await?;
-    loop {
-        match store::delete_batch(&mut conn, &retention, config.batch_size).await? {
+    while !stop.is_cancelled() {
+        let batch = async {
+            let mut conn = pool.acquire().await?;
+            store::delete_batch(&mut conn, &retention, config.batch_size).await
+        }
+        .await?;
+        match batch {
             None => {
                 report.yielded = true;
                 return Ok(report);
@@ -63,6 +72,7 @@ pub async fn sweep(pool: &PgPool, config: &SweeperConfig) -> Result<SweepReport,
             }
         }
     }
+    Ok(report)
 }
 
 /// How many rows a sweep would delete now.
@@ -89,7 +99,7 @@ pub async fn run_on_schedule(pool: PgPool, config: SweeperConfig, stop: Cancella
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        match sweep(&pool, &config).await {
+        match sweep(&pool, &config, &stop).await {
             Ok(report) if report.yielded => {
                 tracing::info!(
                     deleted = report.deleted,

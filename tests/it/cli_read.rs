@@ -168,3 +168,34 @@ async fn show_reports_unknown_and_malformed_ids(pool: PgPool) {
         .await
         .assert_error(2, "invalid value 'nope'");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_reader_that_goes_away_is_not_an_error(pool: PgPool) {
+    migrated(&pool).await;
+    let batch: Vec<herald::Notification> = (0..400)
+        .map(|i| {
+            herald::Notification::email("u", "t", format!("b{i}"), "a@b.co")
+                .payload(json!({"pad": "x".repeat(200)}))
+        })
+        .collect();
+    herald::enqueue_many(&pool, &batch).await.unwrap();
+    let url = crate::support::url_of(&pool);
+    let mut child = crate::support::command(
+        &["--database-url", &url, "list", "--limit", "400", "--json"],
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    tokio::io::AsyncReadExt::read_exact(&mut stdout, &mut first)
+        .await
+        .unwrap();
+    drop(stdout); // like `herald list --json | head -c 10`
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

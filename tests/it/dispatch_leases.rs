@@ -298,3 +298,105 @@ async fn an_idle_daemon_is_woken_by_enqueue_not_by_polling(pool: PgPool) {
     daemon.terminate().await;
     assert_eq!(daemon.wait(Duration::from_secs(20)).await.code, 0);
 }
+
+#[sqlx::test(migrations = false)]
+async fn until_idle_with_one_worker_drains_everything(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    let batch: Vec<Notification> = (0..60)
+        .map(|i| Notification::webhook("u", "t", format!("b{i}"), hook))
+        .collect();
+    herald::enqueue_many(&pool, &batch).await.unwrap();
+    let daemon = Daemon::spawn(&pool, &["--until-idle", "--workers", "1"], FAST);
+    let run = daemon.wait(Duration::from_secs(120)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        states(&pool).await,
+        [("delivered".to_string(), 60)],
+        "idle means nothing left to do"
+    );
+    assert_eq!(receiver.requests().len(), 60);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stale_and_a_current_outcome_in_one_batch_record_only_the_current(pool: PgPool) {
+    migrated(&pool).await;
+    let id = herald::enqueue(&pool, &Notification::email("u", "t", "b", "a@b.co"))
+        .await
+        .unwrap()
+        .id();
+    let mut conn = pool.acquire().await.unwrap();
+    let stale = store::claim_due(&mut conn, "a", 1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .remove(0);
+    wait_for_sql(
+        &pool,
+        "the lease to expire",
+        "select bool_and(lease_expires_at < now()) from herald.notifications",
+    )
+    .await;
+    store::rescue_expired(&mut conn, 10).await.unwrap();
+    let current = store::claim_due(&mut conn, "b", 1, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .remove(0);
+    let retry = Recorded {
+        next_state: State::Pending,
+        retry_in: Duration::from_secs(60),
+        outcome: "failed",
+        status: Some(503),
+        error: Some("receiver answered 503".into()),
+        last_error: Some("receiver answered 503".into()),
+    };
+    // The stale one says delivered; the current one says retry. Both in one statement, stale first.
+    let batch = [
+        delivered(id, stale.lease_token),
+        Fenced {
+            id,
+            lease_token: current.lease_token,
+            recorded: retry,
+        },
+    ];
+    let recorded = store::record_outcomes(&mut conn, &batch).await.unwrap();
+    assert_eq!(recorded, [(id, current.lease_token)]);
+    let (state, status): (String, Option<i32>) = sqlx::query_as(
+        "select n.state, a.status from herald.notifications n join herald.attempts a on a.notification_id = n.id and a.outcome = 'failed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (state.as_str(), status),
+        ("pending", Some(503)),
+        "the current lease's outcome, not the stale one's"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_webhook_row_naming_another_tenants_endpoint_is_not_sent(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let foreign = endpoint_at(&pool, "other-tenant", &receiver.url()).await;
+    // Written with plain SQL, bypassing enqueue's tenant check.
+    sqlx::query(
+        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
+         values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'), 'webhook', $1, '{}', 3)",
+    )
+    .bind(foreign.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(receiver.requests().len(), 0);
+    let error: String = sqlx::query_scalar("select last_error from herald.notifications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        error,
+        format!("webhook endpoint {foreign} no longer exists")
+    );
+}

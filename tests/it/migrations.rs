@@ -140,3 +140,20 @@ async fn plain_sql_writers_meet_the_same_key_rules(pool: PgPool) {
         "{err}"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_webhook_destination_must_be_an_endpoint_id(pool: PgPool) {
+    migrated(&pool).await;
+    let err = sqlx::query(
+        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
+         values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'), 'webhook', 'not-a-uuid', '{}', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("notifications_webhook_destination_is_an_endpoint_id"),
+        "{err}"
+    );
+}

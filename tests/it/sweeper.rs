@@ -6,6 +6,7 @@ use std::time::Duration;
 use herald::Notification;
 use herald::config::SweeperConfig;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::support::daemon::{Daemon, env_with};
 use crate::support::{herald, herald_with, migrated, wait_for_sql};
@@ -77,7 +78,9 @@ async fn only_finished_rows_past_their_window_are_deleted(pool: PgPool) {
         "a dry run deletes nothing"
     );
 
-    let report = herald::sweeper::sweep(&pool, &config).await.unwrap();
+    let report = herald::sweeper::sweep(&pool, &config, &CancellationToken::new())
+        .await
+        .unwrap();
     assert_eq!(report.deleted, 19);
     assert_eq!(report.batches, 10, "batches of 2: nine full, one short");
     assert!(!report.yielded);
@@ -117,7 +120,7 @@ async fn after_a_sweep_the_key_is_free(pool: PgPool) {
         "still held until swept"
     );
     assert_eq!(
-        herald::sweeper::sweep(&pool, &config(100))
+        herald::sweeper::sweep(&pool, &config(100), &CancellationToken::new())
             .await
             .unwrap()
             .deleted,
@@ -237,4 +240,24 @@ async fn crontab_habits_are_refused_with_the_fix(pool: PgPool) {
     )
     .await;
     numeric.assert_error(2, "write names instead: \"0 0 3 * * MON-FRI\"");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stopped_sweep_stops_between_batches(pool: PgPool) {
+    migrated(&pool).await;
+    finished_rows(&pool, 10, "welcome", "delivered", "31 days").await;
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let report = herald::sweeper::sweep(&pool, &config(2), &stop)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.deleted, report.batches),
+        (0, 0),
+        "shutdown does not wait for a long sweep"
+    );
+    assert_eq!(
+        count(&pool, "select count(*) from herald.notifications").await,
+        10
+    );
 }

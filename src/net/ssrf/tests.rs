@@ -258,6 +258,12 @@ fn refuses_each_structural_problem() {
         check(&over_limit),
         Err(EndpointUrlError::TooLong { len: 2049 })
     );
+    // Short as typed, long as stored: each 'é' is percent-encoded into six bytes.
+    let expands = format!("https://example.com/{}", "é".repeat(1000));
+    assert!(expands.len() <= MAX_URL_BYTES);
+    assert!(
+        matches!(check(&expands), Err(EndpointUrlError::TooLong { len }) if len > MAX_URL_BYTES)
+    );
 
     use url::ParseError;
     assert_eq!(
