@@ -302,3 +302,43 @@ async fn during_a_rotation_both_secrets_sign(pool: PgPool) {
             .expect("each secret verifies");
     }
 }
+
+#[sqlx::test(migrations = false)]
+async fn redirects_are_not_followed(pool: PgPool) {
+    migrated(&pool).await;
+    let elsewhere = Receiver::start(vec![]).await;
+    let redirecting = Receiver::start(vec![Reply::status(302).location(&elsewhere.url())]).await;
+    let (id, _) = enqueue_to(&pool, &redirecting.url(), 1).await;
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        elsewhere.requests().len(),
+        0,
+        "the redirect target was never contacted"
+    );
+    let log = attempt_log(&pool, id).await;
+    assert_eq!(
+        (log[0].outcome.as_str(), log[0].status),
+        ("failed", Some(302))
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_huge_answer_is_read_only_in_part_and_stored_truncated(pool: PgPool) {
+    migrated(&pool).await;
+    let huge = "x".repeat(5 * 1024 * 1024);
+    let receiver = Receiver::start(vec![Reply::status(500).body(&huge)]).await;
+    let (id, _) = enqueue_to(&pool, &receiver.url(), 2).await;
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let error = attempt_log(&pool, id).await[0].error.clone().unwrap();
+    assert!(
+        error.starts_with("receiver answered 500 Internal Server Error: xxx"),
+        "{error}"
+    );
+    assert_eq!(
+        error.chars().count(),
+        herald::channel::MAX_DETAIL_CHARS + 1,
+        "truncated, with an ellipsis"
+    );
+}

@@ -22,6 +22,7 @@ pub struct Reply {
     pub status: u16,
     pub delay: Duration,
     pub retry_after: Option<String>,
+    pub location: Option<String>,
     pub body: String,
 }
 
@@ -31,6 +32,7 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             retry_after: None,
+            location: None,
             body: String::new(),
         }
     }
@@ -42,6 +44,11 @@ impl Reply {
 
     pub fn retry_after(mut self, value: &str) -> Self {
         self.retry_after = Some(value.to_owned());
+        self
+    }
+
+    pub fn location(mut self, url: &str) -> Self {
+        self.location = Some(url.to_owned());
         self
     }
 
