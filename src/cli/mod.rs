@@ -175,16 +175,22 @@ async fn migrate(ctx: &Context) -> Result<(), CliError> {
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors, plus herald's own
-/// info lines for the daemon: one per attempt).
+/// info lines for the daemon: one per attempt), as text or, with `HERALD_LOG_FORMAT=json`, JSON.
 fn init_logging(daemon: bool) {
     let default = if daemon { "warn,herald=info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // `HERALD_LOG_FORMAT=json`: one JSON object per line, for log shippers.
+    let _ = if std::env::var("HERALD_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 /// Folds a multi-line message (clap's errors carry usage and tips) into its first paragraph on

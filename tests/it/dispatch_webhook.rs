@@ -342,3 +342,26 @@ async fn a_huge_answer_is_read_only_in_part_and_stored_truncated(pool: PgPool) {
         "truncated, with an ellipsis"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn json_logs_give_one_object_per_attempt(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let (id, _) = enqueue_to(&pool, &receiver.url(), 8).await;
+    let run = run_until_idle(&pool, &env_with(&[("HERALD_LOG_FORMAT", "json")])).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let attempt = lines
+        .iter()
+        .find(|l| l["message"] == "attempt")
+        .expect("an attempt line");
+    assert_eq!(attempt["id"], id.to_string());
+    assert_eq!(attempt["channel"], "webhook");
+    assert_eq!(attempt["outcome"], "delivered");
+    assert_eq!(attempt["attempt"], 1);
+    assert!(attempt["duration_ms"].is_u64());
+}
