@@ -110,6 +110,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&latencies, 0.99)
     );
     pool.close().await;
+    let admin = PgPool::connect(&base).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {DATABASE} with (force)"
+    )))
+    .execute(&admin)
+    .await?;
     Ok(())
 }
 

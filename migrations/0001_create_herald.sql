@@ -81,6 +81,7 @@ create table herald.attempts (
     outcome          text not null check (outcome in ('delivered', 'failed', 'unknown')),
     status           integer,                    -- HTTP or SMTP status code, when there was one
     error            text,                       -- truncated error or response snippet
+    lease_token      uuid,                       -- the claim the attempt was made under
     primary key (notification_id, attempt)
 );
 

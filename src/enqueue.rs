@@ -144,11 +144,12 @@ where
     let item = notification.validate(&limits)?;
     let mut conn = conn.acquire().await?;
     for _ in 0..MAX_PASSES {
-        if let Some(state) = sql::insert_one(&mut conn, &item).await? {
+        let notify = wake::window_open();
+        if let Some(state) = sql::insert_one(&mut conn, &item, notify).await? {
             // Only a created notification claims the debounce window: replays must not
             // suppress the wake-up of the next new one.
-            if wake::should_notify() {
-                sql::wake(&mut conn).await?;
+            if notify {
+                wake::mark_notified();
             }
             return Ok(Enqueued::Created { id: item.id, state });
         }
@@ -188,9 +189,6 @@ where
     let settled = settle_batch(&mut tx, &items, &representative).await;
     match settled {
         Ok(results) => {
-            if results.iter().any(Enqueued::is_created) && wake::should_notify() {
-                sql::wake(&mut tx).await?;
-            }
             tx.commit().await?;
             Ok(results)
         }
@@ -216,7 +214,11 @@ async fn settle_batch(
             break;
         }
         let batch: Vec<&Validated> = pending.iter().map(|&i| &items[i]).collect();
-        let rows = sql::insert_batch(conn, &batch).await?;
+        let notify = wake::window_open();
+        let rows = sql::insert_batch(conn, &batch, notify).await?;
+        if notify && rows.iter().any(|row| row.created.is_some()) {
+            wake::mark_notified();
+        }
         let mut still_pending = Vec::new();
         for (row, &i) in rows.into_iter().zip(&pending) {
             let item = &items[i];

@@ -20,10 +20,21 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 static ENQUEUE_WAKES: Debouncer = Debouncer::new(DEBOUNCE);
 
-/// Whether this enqueue should send the NOTIFY; claims the window if so.
-pub fn should_notify() -> bool {
-    // +1 so that a claim at the very start of the process is distinguishable from "never".
-    ENQUEUE_WAKES.try_claim(EPOCH.elapsed().as_millis() as u64 + 1)
+/// Whether an enqueue should send the NOTIFY with its insert: the window is open. Checking does
+/// not claim it; [`mark_notified`] does, once a row was actually created, so replays (which
+/// write nothing) never use up the window of the next new notification.
+pub fn window_open() -> bool {
+    ENQUEUE_WAKES.is_open(now_ms())
+}
+
+/// Claims the window after a NOTIFY was sent with a created row.
+pub fn mark_notified() {
+    ENQUEUE_WAKES.try_claim(now_ms());
+}
+
+/// Milliseconds since the process's first call; +1 so that the very first is not "never".
+fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64 + 1
 }
 
 /// Lets one caller through per window.
@@ -39,6 +50,11 @@ impl Debouncer {
             window_ms: window.as_millis() as u64,
             last_claim: AtomicU64::new(0),
         }
+    }
+
+    fn is_open(&self, now_ms: u64) -> bool {
+        let last = self.last_claim.load(Ordering::Relaxed);
+        last == 0 || now_ms.saturating_sub(last) >= self.window_ms
     }
 
     fn try_claim(&self, now_ms: u64) -> bool {
@@ -65,6 +81,18 @@ mod tests {
         assert!(!d.try_claim(100));
         assert!(d.try_claim(101), "the window has passed");
         assert!(!d.try_claim(150));
+    }
+
+    #[test]
+    fn looking_does_not_claim() {
+        let d = Debouncer::new(Duration::from_millis(100));
+        assert!(
+            d.is_open(1) && d.is_open(1),
+            "a replay may look without closing the window"
+        );
+        assert!(d.try_claim(1));
+        assert!(!d.is_open(50));
+        assert!(d.is_open(101));
     }
 
     #[test]

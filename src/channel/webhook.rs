@@ -51,7 +51,9 @@ impl WebhookSender {
         let policy = Arc::new(AddressPolicy::new(config.allowed_networks.clone()));
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            // Strictly inside the total: a connect that times out must be reported as a
+            // connect failure (nothing sent), not as the request's own timeout.
+            .connect_timeout((config.timeout * 2 / 3).min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
             .no_proxy()

@@ -41,8 +41,8 @@ use crate::store::dispatch::{self as store, Claimed};
 /// How a daemon runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
-    /// Exit once nothing is running, nothing is due, and no retry of an attempt this daemon
-    /// made is still waiting.
+    /// Exit once nothing is running (on any daemon), nothing is due, and no retry of an attempt
+    /// this daemon made is still waiting.
     pub until_idle: bool,
 }
 
@@ -250,6 +250,7 @@ async fn claim_loop(
             && workers.available_permits() == config.workers
             && lock(&shared.in_flight).is_empty()
             && !retries_pending(shared).await
+            && !running_anywhere(shared).await
         {
             tracing::info!("idle: nothing running, nothing due, no retry waiting");
             break;
@@ -306,6 +307,18 @@ async fn retries_pending(shared: &Shared) -> bool {
         // Cannot tell: keep waiting rather than exit early.
         Err(_) => true,
     }
+}
+
+/// Whether any daemon is delivering something (rows another daemon left `running` when it
+/// stopped come back once their leases expire, and are drained too).
+async fn running_anywhere(shared: &Shared) -> bool {
+    let result = async {
+        let mut conn = shared.pool.acquire().await?;
+        store::any_running(&mut conn).await
+    }
+    .await;
+    // Cannot tell: keep waiting rather than exit early.
+    result.unwrap_or(true)
 }
 
 async fn release_unfinished(shared: &Shared) -> u64 {

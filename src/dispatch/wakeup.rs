@@ -13,7 +13,11 @@ use crate::wake::CHANNEL;
 pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
     let mut pause = Duration::from_millis(100);
     loop {
-        match subscribe(&shared).await {
+        let subscribed = tokio::select! {
+            _ = stop.cancelled() => return,
+            subscribed = subscribe(&shared) => subscribed,
+        };
+        match subscribed {
             Ok(mut listener) => {
                 pause = Duration::from_millis(100);
                 loop {
@@ -46,6 +50,7 @@ async fn subscribe(shared: &Shared) -> Result<PgListener, sqlx::Error> {
     // as long as it listens, and must not take one from the claims and the recorder.
     let own = PgPoolOptions::new()
         .max_connections(1)
+        .acquire_timeout(crate::database::CONNECT_TIMEOUT)
         .max_lifetime(None)
         .idle_timeout(None)
         .connect_lazy_with((*shared.pool.connect_options()).clone());

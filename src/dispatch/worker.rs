@@ -175,6 +175,7 @@ async fn record(
 ) -> Written {
     let give_up_at = Instant::now() + shared.config.dispatcher.lease;
     let mut pause = Duration::from_millis(100);
+    let mut failed_before = false;
     loop {
         let attempt = Fenced {
             id: n.id,
@@ -184,10 +185,15 @@ async fn record(
         match shared.recorder.record(attempt).await {
             Ok(true) => return Written::Recorded,
             Ok(false) => {
+                // After an error, the earlier write may have committed with its answer lost.
+                if failed_before && logged_before(shared, n).await {
+                    return Written::Recorded;
+                }
                 tracing::warn!(id = %n.id, attempt = n.attempts, "lease lost before the outcome was recorded: another claim owns this notification now");
                 return Written::LeaseLost;
             }
             Err(e) if Instant::now() + pause < give_up_at => {
+                failed_before = true;
                 tracing::warn!(id = %n.id, error = %e, "cannot record the attempt yet; retrying");
                 tokio::select! {
                     _ = abort.cancelled() => return Written::Aborted,
@@ -201,6 +207,16 @@ async fn record(
             }
         }
     }
+}
+
+/// Whether this lease's attempt is in the log already (`false` when that cannot be read).
+async fn logged_before(shared: &Shared, n: &Claimed) -> bool {
+    let result = async {
+        let mut conn = shared.pool.acquire().await?;
+        store::attempt_logged(&mut conn, n.id, n.lease_token).await
+    }
+    .await;
+    result.unwrap_or(false)
 }
 
 async fn disable_endpoint(shared: &Shared, n: &Claimed, reason: &str) {

@@ -197,9 +197,9 @@ pub async fn record_outcomes(
         ),
         logged as (
             insert into herald.attempts
-                (notification_id, attempt, started_at, finished_at, outcome, status, error)
+                (notification_id, attempt, started_at, finished_at, outcome, status, error, lease_token)
             select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(),
-                   outcome, status, error
+                   outcome, status, error, token
             from done
         )
         select id, token from done";
@@ -239,13 +239,29 @@ pub async fn record_outcomes(
         .await
 }
 
+/// Whether an attempt made under this lease is in the log: after a write whose answer was lost
+/// (the connection dropped after the commit), it tells "recorded" from "lease lost".
+pub async fn attempt_logged(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lease_token: Uuid,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "
+        select exists (select 1 from herald.attempts where notification_id = $1 and lease_token = $2)";
+    sqlx::query_scalar(SQL)
+        .bind(id)
+        .bind(lease_token)
+        .fetch_one(conn)
+        .await
+}
+
 /// Returns running notifications whose lease expired (their daemon crashed or lost the
 /// database) to `pending`, due at once, or to `dead` when that was their last attempt; each
 /// gets an attempt row with outcome `unknown`. Returns how many were rescued.
 pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, sqlx::Error> {
     const SQL: &str = "
         with expired as (
-            select id from herald.notifications
+            select id, lease_token from herald.notifications
             where state = 'running' and lease_expires_at < now()
             order by lease_expires_at
             limit $1
@@ -261,11 +277,12 @@ pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, 
                 lease_token = null, lease_owner = null, lease_expires_at = null
             from expired
             where n.id = expired.id
-            returning n.id, n.attempts, n.attempted_at, n.last_error
+            returning n.id, n.attempts, n.attempted_at, n.last_error, expired.lease_token
         )
-        insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome, error)
+        insert into herald.attempts
+            (notification_id, attempt, started_at, finished_at, outcome, error, lease_token)
         select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(), 'unknown',
-               last_error
+               last_error, lease_token
         from rescued";
     Ok(sqlx::query(SQL)
         .bind(limit)
@@ -317,6 +334,14 @@ pub async fn disable_endpoint(
         .await?
         .rows_affected()
         == 1)
+}
+
+/// Whether any notification is being delivered, by any daemon (or was, by one that stopped
+/// without finishing: its lease has yet to expire).
+pub async fn any_running(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists (select 1 from herald.notifications where state = 'running')")
+        .fetch_one(conn)
+        .await
 }
 
 /// How many of `ids` are still waiting for a retry or being delivered.

@@ -29,9 +29,12 @@ pub enum EndpointStatus {
 
 /// Inserts one notification unless its key exists (or its webhook endpoint is not an enabled
 /// endpoint of its tenant). Returns the new row's state when it wrote one.
+/// With `notify`, a created row also sends `NOTIFY herald_wake` (delivered at commit), in the
+/// same statement, so the wake-up can neither fail apart from the insert nor cost a round trip.
 pub async fn insert_one(
     conn: &mut PgConnection,
     item: &Validated,
+    notify: bool,
 ) -> Result<Option<State>, sqlx::Error> {
     const SQL: &str = "
         insert into herald.notifications
@@ -42,8 +45,8 @@ pub async fn insert_one(
            or exists (select 1 from herald.webhook_endpoints e
                       where e.id = $12 and e.tenant = $2 and e.enabled)
         on conflict (tenant, user_id, type, business_id) do nothing
-        returning state";
-    let row: Option<String> = sqlx::query_scalar(SQL)
+        returning state, case when $13 then herald.wake() else false end as woke";
+    let row: Option<(String, bool)> = sqlx::query_as(SQL)
         .bind(item.id)
         .bind(&item.key.tenant)
         .bind(&item.key.user_id)
@@ -56,9 +59,10 @@ pub async fn insert_one(
         .bind(item.run_at)
         .bind(item.max_attempts)
         .bind(item.endpoint_id)
+        .bind(notify)
         .fetch_optional(conn)
         .await?;
-    row.map(parse_state).transpose()
+    row.map(|(state, _)| parse_state(state)).transpose()
 }
 
 /// The row holding `key`, if any, and the status of `endpoint_id` in the key's tenant. Runs as
@@ -152,6 +156,7 @@ pub struct BatchRow {
 pub async fn insert_batch(
     conn: &mut PgConnection,
     items: &[&Validated],
+    notify: bool,
 ) -> Result<Vec<BatchRow>, sqlx::Error> {
     // The final SELECT sees the table as of the statement's snapshot: rows inserted by
     // `inserted` are not visible to it, rows that existed before are.
@@ -177,11 +182,16 @@ pub async fn insert_batch(
             order by tenant, user_id, type, business_id
             on conflict (tenant, user_id, type, business_id) do nothing
             returning id, state
+        ),
+        woke as (
+            select case when $14 and exists (select 1 from inserted) then herald.wake()
+                        else false end as woke
         )
         select i.ord, ins.state as created_state,
                n.id, n.state, n.fingerprint, n.channel, n.destination,
-               e.enabled as endpoint_enabled, e.disabled_reason
+               e.enabled as endpoint_enabled, e.disabled_reason, w.woke
         from input i
+        cross join woke w
         left join inserted ins on ins.id = i.id
         left join herald.notifications n
                on ins.id is null
@@ -231,6 +241,7 @@ pub async fn insert_batch(
         .bind(payload)
         .bind(run_at)
         .bind(max_attempts)
+        .bind(notify)
         .fetch_all(conn)
         .await?;
     rows.into_iter()
@@ -271,14 +282,6 @@ fn endpoint_status(
             EndpointStatus::Disabled(disabled_reason.unwrap_or_else(|| "no reason given".into()))
         }
     }
-}
-
-/// `NOTIFY herald_wake`, delivered when the current transaction commits.
-pub async fn wake(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("select herald.wake()")
-        .execute(conn)
-        .await
-        .map(|_| ())
 }
 
 pub(crate) fn parse_state(state: String) -> Result<State, sqlx::Error> {

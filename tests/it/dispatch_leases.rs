@@ -400,3 +400,49 @@ async fn a_webhook_row_naming_another_tenants_endpoint_is_not_sent(pool: PgPool)
         format!("webhook endpoint {foreign} no longer exists")
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn until_idle_drains_what_a_crashed_daemon_left_running(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    let id = herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook))
+        .await
+        .unwrap()
+        .id();
+    // A daemon claims it and dies (kill -9): the row stays running until its lease expires.
+    let mut conn = pool.acquire().await.unwrap();
+    let claimed = store::claim_due(&mut conn, "killed-daemon", 1, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        states(&pool).await,
+        [("delivered".to_string(), 1)],
+        "it waited for the lease, then delivered"
+    );
+    assert_eq!(receiver.requests()[0].header("webhook-id"), id.to_string());
+    // The log names both attempts and the claims they were made under.
+    let logged: Vec<(String, Option<uuid::Uuid>)> =
+        sqlx::query_as("select outcome, lease_token from herald.attempts order by attempt")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        logged[0],
+        ("unknown".to_string(), Some(claimed[0].lease_token))
+    );
+    assert_eq!(logged[1].0, "delivered");
+    assert!(
+        !store::attempt_logged(&mut conn, id, uuid::Uuid::now_v7())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store::attempt_logged(&mut conn, id, claimed[0].lease_token)
+            .await
+            .unwrap()
+    );
+}
