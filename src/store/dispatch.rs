@@ -54,6 +54,23 @@ pub struct EndpointColumns {
     pub endpoint_disabled_reason: Option<String>,
 }
 
+/// The rows of held leases (`$1` ids, `$2` tokens) still running, locked in id order. Every
+/// statement that updates several of a daemon's leases locks them this way (`record_outcomes`
+/// too), so they cannot deadlock one another.
+macro_rules! locked_leases {
+    () => {
+        "
+        with locked as (
+            select n.id from herald.notifications n
+            join unnest($1::uuid[], $2::uuid[]) as held(id, token)
+              on n.id = held.id and n.lease_token = held.token
+            where n.state = 'running'
+            order by n.id
+            for update of n
+        )"
+    };
+}
+
 /// Claims up to `limit` due pending notifications, oldest `run_at` first, skipping rows other
 /// daemons hold locked.
 pub async fn claim_due(
@@ -108,21 +125,15 @@ pub async fn extend_leases(
     held: &[(Uuid, Uuid)],
     lease: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    // Rows are locked in id order, as `record_outcomes` does, so the two cannot deadlock.
-    const SQL: &str = "
-        with locked as (
-            select n.id from herald.notifications n
-            join unnest($1::uuid[], $2::uuid[]) as held(id, token)
-              on n.id = held.id and n.lease_token = held.token
-            where n.state = 'running'
-            order by n.id
-            for update of n
-        )
+    const SQL: &str = concat!(
+        locked_leases!(),
+        "
         update herald.notifications n
         set lease_expires_at = now() + make_interval(secs => $3)
         from locked
         where n.id = locked.id
-        returning n.lease_token";
+        returning n.lease_token"
+    );
     let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
     sqlx::query_scalar(SQL)
         .bind(ids)
@@ -295,20 +306,15 @@ pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, 
 /// delivery was interrupted by herald, not refused by the receiver; if it did reach the
 /// receiver, the retry carries the same delivery id). Returns how many were released.
 pub async fn release(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> Result<u64, sqlx::Error> {
-    const SQL: &str = "
-        with locked as (
-            select n.id from herald.notifications n
-            join unnest($1::uuid[], $2::uuid[]) as held(id, token)
-              on n.id = held.id and n.lease_token = held.token
-            where n.state = 'running'
-            order by n.id
-            for update of n
-        )
+    const SQL: &str = concat!(
+        locked_leases!(),
+        "
         update herald.notifications n
         set state = 'pending', run_at = now(), attempts = n.attempts - 1,
             lease_token = null, lease_owner = null, lease_expires_at = null
         from locked
-        where n.id = locked.id";
+        where n.id = locked.id"
+    );
     let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
     Ok(sqlx::query(SQL)
         .bind(ids)

@@ -380,14 +380,9 @@ async fn a_webhook_row_naming_another_tenants_endpoint_is_not_sent(pool: PgPool)
     let receiver = Receiver::start(vec![]).await;
     let foreign = endpoint_at(&pool, "other-tenant", &receiver.url()).await;
     // Written with plain SQL, bypassing enqueue's tenant check.
-    sqlx::query(
-        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
-         values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'), 'webhook', $1, '{}', 3)",
-    )
-    .bind(foreign.to_string())
-    .execute(&pool)
-    .await
-    .unwrap();
+    crate::support::insert_raw(&pool, "u", "webhook", &foreign.to_string())
+        .await
+        .unwrap();
     let run = run_until_idle(&pool, FAST).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(receiver.requests().len(), 0);

@@ -167,16 +167,9 @@ async fn a_410_kills_the_notification_and_disables_the_endpoint(pool: PgPool) {
 
     // Later notifications to the disabled endpoint go dead with that reason, unsent. (Enqueue
     // refuses new ones, so this one was accepted before the 410.)
-    let later = uuid::Uuid::now_v7();
-    sqlx::query(
-        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
-         values ($1, 'default', 'u', 't', 'later', decode(repeat('00', 32), 'hex'), 'webhook', $2, '{}', 3)",
-    )
-    .bind(later)
-    .bind(hook.to_string())
-    .execute(&pool)
-    .await
-    .unwrap();
+    let later = crate::support::insert_raw(&pool, "u", "webhook", &hook.to_string())
+        .await
+        .unwrap();
     run_until_idle(&pool, FAST).await;
     let (state, error) = state_and_error(&pool, later).await;
     assert_eq!(state, "dead");

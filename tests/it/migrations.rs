@@ -128,13 +128,9 @@ async fn finished_at_is_set_exactly_when_finished(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn plain_sql_writers_meet_the_same_key_rules(pool: PgPool) {
     migrated(&pool).await;
-    let err = sqlx::query(
-        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
-         values (gen_random_uuid(), 'default', '', 't', 'b', decode(repeat('00', 32), 'hex'), 'email', 'a@b.co', '{}', 1)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap_err();
+    let err = crate::support::insert_raw(&pool, "", "email", "a@b.co")
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("notifications_user_id_valid"),
         "{err}"
@@ -144,13 +140,9 @@ async fn plain_sql_writers_meet_the_same_key_rules(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_webhook_destination_must_be_an_endpoint_id(pool: PgPool) {
     migrated(&pool).await;
-    let err = sqlx::query(
-        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
-         values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'), 'webhook', 'not-a-uuid', '{}', 1)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap_err();
+    let err = crate::support::insert_raw(&pool, "u", "webhook", "not-a-uuid")
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("notifications_webhook_destination_is_an_endpoint_id"),

@@ -131,6 +131,26 @@ pub async fn wait_for_sql(pool: &PgPool, what: &str, sql: &'static str) {
     }
 }
 
+/// Inserts a notification with plain SQL, as a writer in another language would, bypassing the
+/// library's checks (the schema's own constraints still apply).
+pub async fn insert_raw(
+    pool: &PgPool,
+    user_id: &str,
+    channel: &str,
+    destination: &str,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
+         values (gen_random_uuid(), 'default', $1, 't', 'raw-' || gen_random_uuid(), decode(repeat('00', 32), 'hex'), $2, $3, '{}', 3)
+         returning id",
+    )
+    .bind(user_id)
+    .bind(channel)
+    .bind(destination)
+    .fetch_one(pool)
+    .await
+}
+
 /// The member names of a JSON object, sorted.
 pub fn sorted_keys(value: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = value
