@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::templates::Templates;
-use super::{AttemptKind, Outcome, truncate};
+use super::{AttemptKind, Outcome, error_chain, find_source, truncate};
 use crate::config::{SmtpConfig, SmtpTls};
 use crate::store::dispatch::Claimed;
 
@@ -145,7 +145,7 @@ fn context(n: &Claimed) -> Value {
 
 fn judge_error(e: &lettre::transport::smtp::Error) -> Outcome {
     let status = e.status().map(|code| u16::from(code) as i32);
-    let error = truncate(&describe(e));
+    let error = truncate(&error_chain(e));
     if e.is_permanent() {
         return Outcome::GiveUp {
             kind: AttemptKind::Failed,
@@ -170,26 +170,6 @@ fn judge_error(e: &lettre::transport::smtp::Error) -> Outcome {
 }
 
 fn refused_connection(e: &lettre::transport::smtp::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::ConnectionRefused;
-        }
-        source = cause.source();
-    }
-    false
-}
-
-/// The error and its causes on one line.
-fn describe(e: &lettre::transport::smtp::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
+    find_source::<std::io::Error>(e)
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
 }

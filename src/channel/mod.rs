@@ -102,9 +102,51 @@ pub fn truncate(text: &str) -> String {
     out
 }
 
+/// An error and its causes on one line, each cause once (libraries often repeat the cause in
+/// their own message).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// The first error of type `T` in `e`'s chain of causes, `e` included.
+pub fn find_source<'e, T: std::error::Error + 'static>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    let mut current = Some(e);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = error.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chains_name_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        #[derive(Debug, thiserror::Error)]
+        #[error("could not send")]
+        struct Outer(#[source] std::io::Error);
+        let outer = Outer(io);
+        assert_eq!(error_chain(&outer), "could not send: refused");
+        let found = find_source::<std::io::Error>(&outer).unwrap();
+        assert_eq!(found.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(find_source::<std::fmt::Error>(&outer).is_none());
+    }
 
     #[test]
     fn details_are_bounded_and_single_line() {

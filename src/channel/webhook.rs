@@ -20,7 +20,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 
 use super::signature::{WebhookSecret, signature_header};
-use super::{AttemptKind, Outcome, truncate};
+use super::{AttemptKind, Outcome, error_chain, find_source, truncate};
 use crate::config::WebhookConfig;
 use crate::net::ssrf::{
     AddressPolicy, ForbiddenResolution, GuardedResolver, check_ip_literal_target,
@@ -235,32 +235,9 @@ pub fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     (when.to_utc() - chrono::Utc::now()).to_std().ok()
 }
 
-/// The error and its causes on one line, without the URL.
+/// The error and its causes on one line, without the URL (its query string may hold a token).
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut parts = vec![e.to_string()];
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
-}
-
-fn find_source<'e, T: std::error::Error + 'static>(
-    e: &'e (dyn std::error::Error + 'static),
-) -> Option<&'e T> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(error) = current {
-        if let Some(found) = error.downcast_ref::<T>() {
-            return Some(found);
-        }
-        current = error.source();
-    }
-    None
+    error_chain(&e.without_url())
 }
 
 #[cfg(test)]
