@@ -116,3 +116,27 @@ async fn a_bad_log_format_is_refused_naming_the_key(pool: PgPool) {
     let run = crate::support::herald_with(&pool, &["run"], &[("HERALD_LOG__FORMAT", "yaml")]).await;
     run.assert_error(2, "log.format");
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_old_variable_still_works_and_says_it_is_deprecated(pool: PgPool) {
+    migrated(&pool).await;
+    let daemon = Daemon::spawn(
+        &pool,
+        &["--until-idle"],
+        &env_with(&[("HERALD_LOG_FORMAT", "json")]),
+    );
+    let run = daemon.wait(Duration::from_secs(120)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["message"]
+                == "HERALD_LOG_FORMAT is deprecated: use HERALD_LOG__FORMAT or log.format"),
+        "{}",
+        run.stderr
+    );
+}
