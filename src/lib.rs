@@ -29,8 +29,10 @@
 //! - [`channel`]: webhook (Standard Webhooks) and email (SMTP, templates) delivery.
 //! - [`sweeper`]: retention on a cron schedule, one sweeper at a time.
 //! - [`net`]: the SSRF guard for webhook targets.
+//! - [`bench`]: `herald bench`, phase by phase.
 //! - [`cli`]: the `herald` binary's commands; `main.rs` only calls [`cli::main`].
 
+pub mod bench;
 pub mod channel;
 pub mod cli;
 pub mod config;

@@ -5,6 +5,7 @@
 //! document to stdout.
 
 mod actions;
+mod bench;
 mod endpoints;
 mod enqueue;
 pub mod error;
@@ -82,6 +83,8 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Run the retention sweeper once.
     Sweep(sweep::SweepArgs),
+    /// Measure herald on the configured server, in a scratch database it creates and drops.
+    Bench(bench::BenchArgs),
     /// Manage webhook endpoints.
     #[command(subcommand)]
     Endpoints(endpoints::EndpointsCommand),
@@ -163,6 +166,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Explain(args) => explain::run(&ctx, args).await,
         Command::Sweep(args) => sweep::run(&ctx, args).await,
         Command::Endpoints(command) => endpoints::run(&ctx, command).await,
+        Command::Bench(args) => bench::run(&ctx, args).await,
     }
 }
 
