@@ -31,8 +31,13 @@ pub async fn prefill(pool: &PgPool, phase: &str, endpoint: Uuid, n: u64) -> Resu
         let size = super::enqueue::BATCH.min(n - done);
         let items: Vec<Notification> = (done..done + size)
             .map(|i| {
-                Notification::webhook(format!("user-{}", i % 100_000), "bench", format!("{phase}-{i}"), endpoint)
-                    .payload(serde_json::json!({"order": i}))
+                Notification::webhook(
+                    format!("user-{}", i % 100_000),
+                    "bench",
+                    format!("{phase}-{i}"),
+                    endpoint,
+                )
+                .payload(serde_json::json!({"order": i}))
             })
             .collect();
         crate::enqueue_many(pool, &items).await?;

@@ -26,7 +26,12 @@ pub fn email(phase: &str, i: u64) -> Notification {
 }
 
 /// `total` single enqueues from `clients` concurrent tasks; notifications per second.
-pub async fn single(pool: &PgPool, phase: &str, clients: u32, total: u64) -> Result<f64, BenchError> {
+pub async fn single(
+    pool: &PgPool,
+    phase: &str,
+    clients: u32,
+    total: u64,
+) -> Result<f64, BenchError> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)

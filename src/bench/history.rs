@@ -47,8 +47,7 @@ pub async fn run(
     let load_s = started.elapsed().as_secs_f64();
 
     let n = options.notifications;
-    let enqueue_single =
-        super::enqueue::single(pool, "history-single", options.clients, n).await?;
+    let enqueue_single = super::enqueue::single(pool, "history-single", options.clients, n).await?;
     super::enqueue::clear_pending(pool).await?;
     let null = super::dispatch::drain_null_as(pool, config, "history-null", endpoint, n).await?;
 
@@ -93,14 +92,22 @@ async fn load(pool: &PgPool, rows: u64) -> Result<(), BenchError> {
             .await?;
         from = to;
     }
-    sqlx::query("vacuum analyze herald.notifications").execute(pool).await?;
-    sqlx::query("vacuum analyze herald.attempts").execute(pool).await?;
+    sqlx::query("vacuum analyze herald.notifications")
+        .execute(pool)
+        .await?;
+    sqlx::query("vacuum analyze herald.attempts")
+        .execute(pool)
+        .await?;
     sqlx::query("checkpoint").execute(pool).await?;
     Ok(())
 }
 
 /// Serial enqueues for `duration`, one every 5 ms; their latencies.
-async fn probe_for(pool: &PgPool, phase: &str, duration: Duration) -> Result<Percentiles, BenchError> {
+async fn probe_for(
+    pool: &PgPool,
+    phase: &str,
+    duration: Duration,
+) -> Result<Percentiles, BenchError> {
     let stop = Arc::new(AtomicBool::new(false));
     let probe = tokio::spawn(probe(pool.clone(), phase.to_owned(), stop.clone()));
     tokio::time::sleep(duration).await;

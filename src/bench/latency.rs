@@ -26,7 +26,11 @@ pub async fn idle_daemon(
     endpoint: Uuid,
     n: u64,
 ) -> Result<Percentiles, BenchError> {
-    let dispatcher = Dispatcher::new(pool.clone(), config.clone(), super::dispatch::senders(config)?);
+    let dispatcher = Dispatcher::new(
+        pool.clone(),
+        config.clone(),
+        super::dispatch::senders(config)?,
+    );
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(dispatcher.run(RunOptions::default(), shutdown.clone()));
     let result = measure(pool, receiver, endpoint, samples(n)).await;

@@ -54,8 +54,14 @@ impl Receiver {
         let secret = WebhookSecret::generate()
             .map_err(|e| sqlx::Error::Protocol(format!("cannot make a secret: {e}")))?;
         let url = format!("http://{}/hook", self.addr);
-        crate::store::endpoints::insert(&mut *pool.acquire().await?, id, "default", &url, secret.expose())
-            .await?;
+        crate::store::endpoints::insert(
+            &mut *pool.acquire().await?,
+            id,
+            "default",
+            &url,
+            secret.expose(),
+        )
+        .await?;
         Ok(id)
     }
 

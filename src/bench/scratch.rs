@@ -29,7 +29,10 @@ impl Scratch {
         getrandom::fill(&mut random).map_err(|e| refused(&target, e.to_string()))?;
         let name = format!(
             "herald_bench_{}",
-            random.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         );
         let admin = database::connect(&admin_url, 1, false).await?;
         // The name is ours (letters, digits, underscore): safe to splice.
@@ -37,7 +40,15 @@ impl Scratch {
             .execute(&admin)
             .await;
         admin.close().await;
-        created.map_err(|e| refused(&target, format!("cannot create a scratch database: {}", database::reason_of(&e))))?;
+        created.map_err(|e| {
+            refused(
+                &target,
+                format!(
+                    "cannot create a scratch database: {}",
+                    database::reason_of(&e)
+                ),
+            )
+        })?;
         let url = with_database(configured_url, &name)?;
         Ok(Scratch {
             admin_url,
@@ -65,15 +76,18 @@ impl Scratch {
         dropped.map(|_| ()).map_err(|e| {
             refused(
                 &target,
-                format!("cannot drop the scratch database {}: {}", self.name, database::reason_of(&e)),
+                format!(
+                    "cannot drop the scratch database {}: {}",
+                    self.name,
+                    database::reason_of(&e)
+                ),
             )
         })
     }
 }
 
 fn with_database(url: &str, database: &str) -> Result<String, ConnectError> {
-    let mut parsed =
-        url::Url::parse(url).map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+    let mut parsed = url::Url::parse(url).map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
     parsed.set_path(database);
     Ok(parsed.to_string())
 }

@@ -231,10 +231,6 @@ async fn claim_loop(
     let mut recheck_soon = false;
     let claim_threshold = (config.batch_size.min(config.workers) / 4).max(1);
     while !shutdown.is_cancelled() {
-        if last_rescue.is_none_or(|at| at.elapsed() >= config.poll_interval) {
-            last_rescue = Some(Instant::now());
-            rescue_expired(shared).await;
-        }
         let free = workers.available_permits().min(leases.available_permits());
         // While deliveries run, wait until a quarter of a batch's workers are free: claiming
         // one row per finished delivery would spend a round trip and a commit on each.
@@ -280,8 +276,14 @@ async fn claim_loop(
                 }
             }
         }
-        if wanted > 0 && claimed == wanted {
-            continue; // a full batch: more may be due, drain before waiting
+        // After the claim, not before: a wake-up's work starts without waiting for it.
+        let mut rescued = 0;
+        if last_rescue.is_none_or(|at| at.elapsed() >= config.poll_interval) {
+            last_rescue = Some(Instant::now());
+            rescued = rescue_expired(shared).await;
+        }
+        if rescued > 0 || (wanted > 0 && claimed == wanted) {
+            continue; // rescued rows are due now, or a full batch: drain before waiting
         }
         // Idle only on evidence: a claim that ran and found nothing, with every worker free.
         if options.until_idle
@@ -312,19 +314,26 @@ async fn claim_loop(
     }
 }
 
-async fn rescue_expired(shared: &Shared) {
+/// Returns how many expired leases went back to pending (or dead).
+async fn rescue_expired(shared: &Shared) -> u64 {
     let result = async {
         let mut conn = shared.pool.acquire().await?;
         store::rescue_expired(&mut conn, 1000).await
     }
     .await;
     match result {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            rescued = n,
-            "returned notifications with expired leases to pending"
-        ),
-        Err(e) => tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped"),
+        Ok(0) => 0,
+        Ok(n) => {
+            tracing::warn!(
+                rescued = n,
+                "returned notifications with expired leases to pending"
+            );
+            n
+        }
+        Err(e) => {
+            tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped");
+            0
+        }
     }
 }
 

@@ -8,6 +8,10 @@ use sqlx::PgPool;
 
 use crate::support::{command, herald_env, url_for};
 
+/// Runs of the bench one at a time: they share the server's list of scratch databases (and
+/// the 2 cores).
+static ONE_BENCH_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The server's scratch databases of `herald bench`.
 async fn scratch_databases(admin: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
@@ -24,9 +28,19 @@ async fn admin() -> PgPool {
 
 #[tokio::test]
 async fn a_small_run_reports_every_figure_and_drops_its_database() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let url = url_for("postgres");
     let out = herald_env(
-        &["--database-url", &url, "bench", "--json", "--notifications", "40", "--clients", "4"],
+        &[
+            "--database-url",
+            &url,
+            "bench",
+            "--json",
+            "--notifications",
+            "40",
+            "--clients",
+            "4",
+        ],
         &[],
     )
     .await;
@@ -39,7 +53,9 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
         "dispatch_webhook_per_s",
         "rss_mb",
     ] {
-        let value = report[rate].as_f64().unwrap_or_else(|| panic!("{rate} is a number: {report}"));
+        let value = report[rate]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{rate} is a number: {report}"));
         assert!(value > 0.0, "{rate} is positive: {report}");
     }
     let (p50, p99) = (
@@ -48,20 +64,44 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
     );
     assert!(p50 > 0.0 && p99 >= p50, "{report}");
     assert_eq!(report["notifications"], 40);
-    let database = report["database"].as_str().expect("names its scratch database");
+    let database = report["database"]
+        .as_str()
+        .expect("names its scratch database");
     assert!(database.starts_with("herald_bench_"), "{report}");
     assert!(
-        !scratch_databases(&admin()).await.contains(&database.to_owned()),
+        !scratch_databases(&admin().await)
+            .await
+            .contains(&database.to_owned()),
         "{database} was dropped"
     );
 }
 
 #[tokio::test]
 async fn the_human_output_is_a_table_of_phases() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let url = url_for("postgres");
-    let out = herald_env(&["--database-url", &url, "bench", "--notifications", "10", "--clients", "2"], &[]).await;
+    let out = herald_env(
+        &[
+            "--database-url",
+            &url,
+            "bench",
+            "--notifications",
+            "10",
+            "--clients",
+            "2",
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
-    for phase in ["enqueue_single", "enqueue_batch", "dispatch_null", "dispatch_webhook", "latency_p99", "rss"] {
+    for phase in [
+        "enqueue_single",
+        "enqueue_batch",
+        "dispatch_null",
+        "dispatch_webhook",
+        "latency_p99",
+        "rss",
+    ] {
         assert!(
             out.stdout.lines().any(|line| line.starts_with(phase)),
             "a row for {phase}: {out:?}"
@@ -71,8 +111,9 @@ async fn the_human_output_is_a_table_of_phases() {
 
 #[tokio::test]
 async fn bad_flags_are_usage_errors_naming_the_flag() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let url = url_for("postgres");
-    let before = scratch_databases(&admin()).await;
+    let before = scratch_databases(&admin().await).await;
     for (args, flag) in [
         (vec!["--notifications", "0"], "--notifications"),
         (vec!["--notifications", "many"], "--notifications"),
@@ -85,13 +126,21 @@ async fn bad_flags_are_usage_errors_naming_the_flag() {
         all.extend(args);
         herald_env(&all, &[]).await.assert_error(2, flag);
     }
-    assert_eq!(scratch_databases(&admin()).await, before, "nothing was created");
+    assert_eq!(
+        scratch_databases(&admin().await).await,
+        before,
+        "nothing was created"
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_server_is_one_line() {
     herald_env(
-        &["--database-url", "postgres://ann:CANARY-PW@127.0.0.1:1/app", "bench"],
+        &[
+            "--database-url",
+            "postgres://ann:CANARY-PW@127.0.0.1:1/app",
+            "bench",
+        ],
         &[],
     )
     .await
@@ -100,11 +149,18 @@ async fn an_unreachable_server_is_one_line() {
 
 #[tokio::test]
 async fn an_interrupted_run_drops_its_database() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let admin = admin().await;
     let before = scratch_databases(&admin).await;
     let url = url_for("postgres");
-    let mut child = command(
-        &["--database-url", &url, "bench", "--notifications", "10000000"],
+    let child = command(
+        &[
+            "--database-url",
+            &url,
+            "bench",
+            "--notifications",
+            "10000000",
+        ],
         &[],
     )
     .stdout(Stdio::piped())
@@ -116,7 +172,10 @@ async fn an_interrupted_run_drops_its_database() {
     let mut created = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while created.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "no scratch database appeared");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scratch database appeared"
+        );
         created = scratch_databases(&admin)
             .await
             .into_iter()
@@ -140,5 +199,8 @@ async fn an_interrupted_run_drops_its_database() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     // The drop happens before the exit.
-    assert!(!scratch_databases(&admin).await.contains(&created), "{created} was dropped");
+    assert!(
+        !scratch_databases(&admin).await.contains(&created),
+        "{created} was dropped"
+    );
 }
