@@ -181,7 +181,13 @@ async fn migrate(ctx: &Context) -> Result<(), CliError> {
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors, plus herald's own
 /// info lines for the daemon: one per attempt), as text or, with `HERALD_LOG_FORMAT=json`, JSON.
 fn init_logging(daemon: bool) {
-    let default = if daemon { "warn,herald=info" } else { "warn" };
+    // One-shot commands keep stderr for their own error line: sqlx's slow-statement warnings
+    // (a bulk statement of `herald bench` or a long sweep batch) are not the user's concern.
+    let default = if daemon {
+        "warn,herald=info"
+    } else {
+        "warn,sqlx::query=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
