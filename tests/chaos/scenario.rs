@@ -126,11 +126,10 @@ async fn drop_database(name: &str) {
     admin.close().await;
 }
 
-/// Drops the databases of earlier runs that died before cleaning up.
+/// Drops the databases of earlier runs that died before cleaning up: those whose process (the
+/// name ends in its pid) is gone. A suite running at the same time keeps its own.
 pub async fn drop_leftovers() {
-    let admin = PgPool::connect(&support::url_for("postgres"))
-        .await
-        .unwrap();
+    let admin = PgPool::connect(&support::url_for("postgres")).await.unwrap();
     let names: Vec<String> = sqlx::query_scalar(
         "select datname from pg_database where datname like 'herald\\_chaos\\_%'",
     )
@@ -139,7 +138,11 @@ pub async fn drop_leftovers() {
     .unwrap();
     admin.close().await;
     for name in names {
-        drop_database(&name).await;
+        let pid = name.rsplit('_').next().unwrap_or_default();
+        let alive = !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists();
+        if !alive {
+            drop_database(&name).await;
+        }
     }
 }
 
