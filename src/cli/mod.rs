@@ -14,6 +14,7 @@ mod output;
 mod run;
 mod stats;
 mod sweep;
+mod utf8;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -110,8 +111,19 @@ impl Context {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidUtf8 => {
+            let args: Vec<_> = std::env::args_os().collect();
+            let place = utf8::non_utf8_argument(&args)
+                // Clap reads only the arguments and DATABASE_URL.
+                .unwrap_or_else(|| "environment variable DATABASE_URL".to_owned());
+            eprintln!("error: {place} is not valid UTF-8");
+            return error::Exit::Usage.into();
+        }
         Err(e) if e.use_stderr() => {
-            eprintln!("{}", one_line(&e.render().to_string()));
+            eprintln!(
+                "{}",
+                database::redact_passwords(&one_line(&e.render().to_string()))
+            );
             return error::Exit::Usage.into();
         }
         // --help and --version.
@@ -134,14 +146,19 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e.message));
+            eprintln!(
+                "error: {}",
+                database::redact_passwords(&one_line(&e.message))
+            );
             e.exit.into()
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let env: HashMap<String, String> = std::env::vars().collect();
+    // Not `std::env::vars()`, which panics on a variable that is not UTF-8.
+    let env: HashMap<String, String> =
+        utf8::environment(std::env::vars_os()).map_err(CliError::usage)?;
     let (config, _source) = config::load(cli.config.as_deref(), &env)?;
     let database_url = cli
         .database_url
