@@ -129,7 +129,7 @@ impl EmailSender {
 
 /// The template context: the payload's fields, plus `herald` with the notification's identity.
 fn context(n: &Claimed) -> Value {
-    let mut context = match &n.payload {
+    let mut context = match n.payload.value() {
         Value::Object(map) => map.clone(),
         _ => Default::default(),
     };

@@ -10,4 +10,5 @@ pub mod admin;
 pub mod dispatch;
 pub mod endpoints;
 pub mod enqueue;
+pub mod payload;
 pub mod sweep;

@@ -1,7 +1,8 @@
 //! Hostile input, through the library and the binary: payloads nested absurdly deep, email
 //! recipients that would break headers, bytes that are not UTF-8 in arguments, the
 //! environment, a config file or a template. Each is one clear error naming what was wrong,
-//! exit code 2, no panic, and nothing written.
+//! exit code 2, no panic, and nothing written. And a payload too deep to read, stored by a
+//! plain-SQL writer, fails only its own notification.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -12,8 +13,9 @@ use herald::{EnqueueError, Notification};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::daemon::{env_with, run_until_idle};
-use crate::support::{Run, count_notifications, herald, migrated, url_of};
+use crate::support::daemon::{FAST, env_with, run_until_idle};
+use crate::support::receiver::Receiver;
+use crate::support::{Run, count_notifications, endpoint_at, herald, migrated, url_of};
 
 /// `{"a": {"a": … {}}}` with `depth` objects, built without recursion.
 fn nested(depth: usize) -> Value {
@@ -262,4 +264,52 @@ async fn a_template_that_is_not_utf8_stops_the_daemon_naming_it(pool: PgPool) {
         ("pending", 0),
         "nothing was claimed"
     );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    // Only a plain-SQL writer can store this: jsonb takes it, serde_json will not read it.
+    let deep = nested_text(200);
+    let insert = "insert into herald.notifications
+            (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
+        values (gen_random_uuid(), 'default', 'u', 't', $1, decode(repeat('00', 32), 'hex'),
+                'webhook', $2, $3::jsonb, 3)
+        returning id";
+    let mut ids = Vec::new();
+    for (business_id, payload) in [("deep", deep.as_str()), ("fine", r#"{"order": "1001"}"#)] {
+        let id: uuid::Uuid = sqlx::query_scalar(insert)
+            .bind(business_id)
+            .bind(hook.to_string())
+            .bind(payload)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let row = |id: uuid::Uuid| {
+        sqlx::query_as::<_, (String, i32, Option<String>)>(
+            "select state, attempts, last_error from herald.notifications where id = $1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+    };
+    let (state, attempts, error) = row(ids[0]).await.unwrap();
+    assert_eq!((state.as_str(), attempts), ("dead", 1), "given up at once");
+    let error = error.unwrap();
+    assert!(
+        error.contains("the stored payload cannot be read"),
+        "{error}"
+    );
+    let (state, attempts, _) = row(ids[1]).await.unwrap();
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("delivered", 1),
+        "its neighbour is unharmed"
+    );
+    assert_eq!(receiver.requests().len(), 1);
 }
