@@ -8,6 +8,11 @@ use sqlx::PgPool;
 
 use crate::support::{Run, SECRET, endpoint, herald, herald_env, migrated, url_of};
 
+/// Arguments and environment of one run.
+type Invocation<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+/// Arguments, environment and the expected exit code of one run.
+type Expected<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)], i32);
+
 /// Trust authentication ignores the password, so it can be a canary.
 const DB_CANARY: &str = "CANARY-DB-PW";
 
@@ -101,7 +106,7 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
     let unreachable = format!("postgres://postgres:{DB_CANARY}@127.0.0.1:1/app");
 
     // Each way of giving the URL, with commands that succeed.
-    let ways: [(Vec<&str>, Vec<(&str, &str)>); 4] = [
+    let ways: [Invocation; 4] = [
         (vec!["--database-url", &url], vec![]),
         (vec![], vec![("DATABASE_URL", &url)]),
         (vec!["--config", config], vec![]),
@@ -128,7 +133,7 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
     // unreachable server.
     let url_env: &[(&str, &str)] = &[("DATABASE_URL", url.as_str())];
     let none: &[(&str, &str)] = &[];
-    let failing: Vec<(Vec<&str>, &[(&str, &str)], i32)> = vec![
+    let failing: Vec<Expected> = vec![
         (vec!["--help"], url_env, 0),
         (vec!["enqueue", "--help"], url_env, 0),
         (vec!["run", "--help"], url_env, 0),
