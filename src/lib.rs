@@ -29,6 +29,7 @@
 //! - [`channel`]: webhook (Standard Webhooks) and email (SMTP, templates) delivery.
 //! - [`sweeper`]: retention on a cron schedule, one sweeper at a time.
 //! - [`net`]: the SSRF guard for webhook targets.
+//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz` on `metrics.listen`.
 //! - [`cli`]: the `herald` binary's commands; `main.rs` only calls [`cli::main`].
 
 pub mod channel;
@@ -39,6 +40,7 @@ pub mod dispatch;
 pub mod enqueue;
 pub mod fingerprint;
 pub mod json_diff;
+pub mod metrics;
 pub mod migrate;
 pub mod net;
 pub mod notification;

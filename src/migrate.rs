@@ -26,3 +26,53 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+/// How a database's applied migrations compare with the ones built into this binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Migrations of this binary that the database has applied.
+    pub applied: usize,
+    /// Migrations of this binary not applied yet, as `version description`.
+    pub pending: Vec<String>,
+    /// Versions applied that this binary does not know: a newer herald migrated the database.
+    pub unknown: Vec<i64>,
+}
+
+impl MigrationStatus {
+    /// Every migration this binary needs is applied.
+    pub fn is_current(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// Compares the database's applied migrations with this binary's. A database without herald's
+/// schema has every migration pending.
+pub async fn status(conn: &mut sqlx::PgConnection) -> Result<MigrationStatus, sqlx::Error> {
+    let applied = match crate::store::health::applied_migrations(conn).await {
+        Ok(versions) => versions,
+        // undefined_table / invalid_schema_name: never migrated.
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("42P01" | "3F000")) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let ours: Vec<_> = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .collect();
+    Ok(MigrationStatus {
+        applied: ours.iter().filter(|m| applied.contains(&m.version)).count(),
+        pending: ours
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect(),
+        unknown: applied
+            .iter()
+            .copied()
+            .filter(|v| !ours.iter().any(|m| m.version == *v))
+            .collect(),
+    })
+}

@@ -51,28 +51,8 @@ impl EmailSender {
             .from
             .parse()
             .map_err(|e| EmailSetupError::From(format!("{e}")))?;
-        let tls_parameters = || {
-            TlsParameters::new(config.host.clone()).map_err(|e| EmailSetupError::Tls(e.to_string()))
-        };
-        let tls = match config.tls {
-            SmtpTls::Starttls => Tls::Required(tls_parameters()?),
-            SmtpTls::Tls => Tls::Wrapper(tls_parameters()?),
-            SmtpTls::None => Tls::None,
-        };
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
-                .port(config.port)
-                .tls(tls)
-                .timeout(Some(config.timeout))
-                .pool_config(PoolConfig::new().max_size(pool_size.max(1)));
-        if let (Some(user), Some(password)) = (&config.username, &config.password) {
-            builder = builder.credentials(Credentials::new(
-                user.clone(),
-                password.expose_secret().to_owned(),
-            ));
-        }
         Ok(EmailSender {
-            transport: builder.build(),
+            transport: transport(config, Some(pool_size))?,
             from,
             message_id_domain: config.message_id_domain.clone(),
             timeout: config.timeout,
@@ -124,6 +104,55 @@ impl EmailSender {
             },
             Ok(Err(e)) => judge_error(&e),
         }
+    }
+}
+
+/// The SMTP transport of `config`; pooled (`pool_size` connections at most) for delivery.
+fn transport(
+    config: &SmtpConfig,
+    pool_size: Option<u32>,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, EmailSetupError> {
+    let tls_parameters =
+        || TlsParameters::new(config.host.clone()).map_err(|e| EmailSetupError::Tls(e.to_string()));
+    let tls = match config.tls {
+        SmtpTls::Starttls => Tls::Required(tls_parameters()?),
+        SmtpTls::Tls => Tls::Wrapper(tls_parameters()?),
+        SmtpTls::None => Tls::None,
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
+        .port(config.port)
+        .tls(tls)
+        .timeout(Some(config.timeout));
+    if let Some(size) = pool_size {
+        builder = builder.pool_config(PoolConfig::new().max_size(size.max(1)));
+    }
+    if let (Some(user), Some(password)) = (&config.username, &config.password) {
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            password.expose_secret().to_owned(),
+        ));
+    }
+    Ok(builder.build())
+}
+
+/// Whether the SMTP server of `config` can be reached: connect, greeting, EHLO, TLS as
+/// configured, and authentication when credentials are set; nothing is sent. Bounded by
+/// `within`, since lettre's own timeout covers only the connect.
+pub async fn check_connection(config: &SmtpConfig, within: Duration) -> Result<(), String> {
+    let transport = transport(config, None).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(within, transport.test_connection()).await {
+        Err(_) => Err(format!(
+            "no answer from {}:{} within {}",
+            config.host,
+            config.port,
+            humantime::format_duration(within)
+        )),
+        Ok(Err(e)) => Err(truncate(&error_chain(&e))),
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(format!(
+            "{}:{} accepted the connection but did not answer NOOP",
+            config.host, config.port
+        )),
     }
 }
 

@@ -135,6 +135,80 @@ impl Templates {
     }
 }
 
+/// The fields a template set reads from `herald`, beside the payload's (see `email::context`).
+pub const HERALD_FIELDS: [&str; 6] = ["id", "type", "user_id", "business_id", "tenant", "attempt"];
+
+/// What `herald doctor` learns about one type's templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeCheck {
+    /// The payload fields the templates read (`order`, `customer.name`), sorted, whether or not
+    /// they are optional (`| default(..)`, `is defined`).
+    pub payload_fields: Vec<String>,
+    /// Why rendering with an empty payload fails (strictly, as a delivery renders), if it does:
+    /// a field that is not optional.
+    pub empty_payload_error: Option<String>,
+}
+
+impl Templates {
+    /// Renders every template of `type_` with an empty payload, undefined variables allowed, so
+    /// that what fails is what no payload can fix (an unknown filter, a bad operation, a
+    /// `herald.` field that does not exist); returns the payload fields the templates read.
+    pub fn check(&self, type_: &str) -> Result<TypeCheck, TemplateError> {
+        if !is_safe_type(type_) {
+            return Err(TemplateError::UnsafeType(type_.to_owned()));
+        }
+        let mut lenient = self.env.clone();
+        lenient.set_undefined_behavior(UndefinedBehavior::Chainable);
+        let sample: serde_json::Map<String, serde_json::Value> = HERALD_FIELDS
+            .iter()
+            .map(|f| (f.to_string(), serde_json::Value::from("x")))
+            .collect();
+        let context = serde_json::json!({ "herald": sample });
+        let context_value = minijinja::Value::from(minijinja::value::Serde(&context));
+        let mut fields = std::collections::BTreeSet::new();
+        for file in ["subject.txt", "body.txt", "body.html"] {
+            let template = match lenient.get_template(&format!("{type_}/{file}")) {
+                Ok(template) => template,
+                Err(e) if e.kind() == ErrorKind::TemplateNotFound && file == "body.html" => {
+                    continue;
+                }
+                Err(e) => return Err(self.error(type_, file, e)),
+            };
+            for variable in template.undeclared_variables(true) {
+                match variable.strip_prefix("herald") {
+                    Some("") => {}
+                    Some(field) => {
+                        let field = field.trim_start_matches('.');
+                        let known = field
+                            .split('.')
+                            .next()
+                            .is_some_and(|f| HERALD_FIELDS.contains(&f));
+                        if !known {
+                            return Err(TemplateError::Broken {
+                                path: self.dir.join(type_).join(file),
+                                message: format!(
+                                    "herald.{field} does not exist (herald has {})",
+                                    HERALD_FIELDS.join(", ")
+                                ),
+                            });
+                        }
+                    }
+                    None => {
+                        fields.insert(variable);
+                    }
+                }
+            }
+            template
+                .render(&context_value)
+                .map_err(|e| self.error(type_, file, e))?;
+        }
+        Ok(TypeCheck {
+            payload_fields: fields.into_iter().collect(),
+            empty_payload_error: self.render(type_, &context).err().map(|e| e.to_string()),
+        })
+    }
+}
+
 fn is_safe_type(type_: &str) -> bool {
     !type_.is_empty()
         && !type_.starts_with('.')
@@ -267,6 +341,33 @@ mod tests {
         write(dir.path(), "broken/body.txt", "x");
         let err = Templates::load(dir.path()).err().unwrap().to_string();
         assert!(err.contains("broken/subject.txt"), "{err}");
+    }
+
+    #[test]
+    fn check_lists_payload_fields_and_finds_what_no_payload_fixes() {
+        let dir = fixture();
+        write(dir.path(), "shouty/subject.txt", "{{ name | shout }}");
+        write(dir.path(), "shouty/body.txt", "x");
+        write(dir.path(), "typo/subject.txt", "{{ herald.idd }}");
+        write(dir.path(), "typo/body.txt", "{{ herald.id }}");
+        let (templates, _) = Templates::load(dir.path()).unwrap();
+        let check = templates.check("shipped").unwrap();
+        assert_eq!(check.payload_fields, ["name", "order"]);
+        let empty = check.empty_payload_error.unwrap();
+        assert!(
+            empty.contains("shipped/subject.txt") && empty.contains("undefined"),
+            "{empty}"
+        );
+        let plain = templates.check("plain").unwrap();
+        assert_eq!(plain.payload_fields, Vec::<String>::new());
+        assert_eq!(plain.empty_payload_error, None);
+        let err = templates.check("shouty").unwrap_err().to_string();
+        assert!(
+            err.contains("shouty/subject.txt") && err.contains("shout"),
+            "{err}"
+        );
+        let err = templates.check("typo").unwrap_err().to_string();
+        assert!(err.contains("herald.idd does not exist"), "{err}");
     }
 
     #[test]

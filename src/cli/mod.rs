@@ -5,6 +5,7 @@
 //! document to stdout.
 
 mod actions;
+mod doctor;
 mod endpoints;
 mod enqueue;
 pub mod error;
@@ -24,7 +25,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConfigError, ConfigSource, LogFormat};
 use crate::database;
 use error::CliError;
 use output::outln;
@@ -86,15 +87,32 @@ enum Command {
     /// Manage webhook endpoints.
     #[command(subcommand)]
     Endpoints(endpoints::EndpointsCommand),
+    /// Check the configuration, the database and its migrations, SMTP, the email templates and
+    /// the sweeper's schedule; exit 0 when all is well, else 1 with the list of problems.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// What every command gets: the validated configuration and the database to use.
 pub struct Context {
     pub config: Config,
+    /// Where the configuration file layer came from.
+    pub source: ConfigSource,
     database_url: String,
 }
 
 impl Context {
+    /// `--database-url` (or `DATABASE_URL`) when given, else `database.url`.
+    pub fn new(config: Config, source: ConfigSource, database_url: Option<String>) -> Self {
+        let database_url = database_url
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| config.database.url.expose_secret().to_owned());
+        Context {
+            config,
+            source,
+            database_url,
+        }
+    }
+
     /// Connects; `create_if_missing` is for the commands that own the database's life.
     pub async fn pool(&self, create_if_missing: bool) -> Result<PgPool, CliError> {
         let pool = database::connect(
@@ -132,7 +150,34 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    init_logging(matches!(cli.command, Command::Run(_)));
+    // Not `std::env::vars()`, which panics on a variable that is not UTF-8.
+    let env: HashMap<String, String> = match utf8::environment(std::env::vars_os()) {
+        Ok(env) => env,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return error::Exit::Usage.into();
+        }
+    };
+    // The configuration comes first: it chooses the log format. `doctor` reports the
+    // cross-key rules as one of its checks, so it takes the configuration unvalidated.
+    let doctor = matches!(cli.command, Command::Doctor(_));
+    let loaded = if doctor {
+        config::load_unvalidated(cli.config.as_deref(), &env)
+    } else {
+        config::load(cli.config.as_deref(), &env)
+    };
+    let daemon = matches!(cli.command, Command::Run(_));
+    let format = loaded
+        .as_ref()
+        .map(|(config, _)| config.log.format)
+        .unwrap_or_default();
+    init_logging(daemon, format);
+    if daemon && env.contains_key(config::LEGACY_LOG_FORMAT) {
+        tracing::warn!(
+            "{} is deprecated: use HERALD_LOG__FORMAT or log.format",
+            config::LEGACY_LOG_FORMAT
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,7 +188,10 @@ pub fn main() -> ExitCode {
             return error::Exit::Runtime.into();
         }
     };
-    match runtime.block_on(run(cli)) {
+    let url = cli.database_url;
+    let loaded = loaded.map(|(config, source)| Context::new(config, source, url));
+    let result = runtime.block_on(run(cli.command, loaded));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
@@ -155,31 +203,30 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), CliError> {
-    // Not `std::env::vars()`, which panics on a variable that is not UTF-8.
-    let env: HashMap<String, String> =
-        utf8::environment(std::env::vars_os()).map_err(CliError::usage)?;
-    let (config, _source) = config::load(cli.config.as_deref(), &env)?;
-    let database_url = cli
-        .database_url
-        .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| config.database.url.expose_secret().to_owned());
-    let ctx = Context {
-        config,
-        database_url,
+/// Runs `command`. Only `doctor` runs with a configuration that failed to load: it reports
+/// that as one of its findings.
+async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(), CliError> {
+    let ctx = match loaded {
+        Ok(ctx) => ctx,
+        Err(e) => match command {
+            Command::Doctor(args) => return doctor::run(Err(e), args).await,
+            _ => return Err(e.into()),
+        },
     };
-    match cli.command {
-        Command::Migrate => migrate(&ctx).await,
-        Command::Run(args) => run::run(&ctx, args).await,
-        Command::Enqueue(args) => enqueue::run(&ctx, args).await,
-        Command::List(args) => notifications::list(&ctx, args).await,
-        Command::Show(args) => notifications::show(&ctx, args).await,
-        Command::Retry(args) => actions::retry(&ctx, args).await,
-        Command::Cancel(args) => actions::cancel(&ctx, args).await,
-        Command::Stats(args) => stats::run(&ctx, args).await,
-        Command::Explain(args) => explain::run(&ctx, args).await,
-        Command::Sweep(args) => sweep::run(&ctx, args).await,
-        Command::Endpoints(command) => endpoints::run(&ctx, command).await,
+    let ctx = &ctx;
+    match command {
+        Command::Migrate => migrate(ctx).await,
+        Command::Run(args) => run::run(ctx, args).await,
+        Command::Enqueue(args) => enqueue::run(ctx, args).await,
+        Command::List(args) => notifications::list(ctx, args).await,
+        Command::Show(args) => notifications::show(ctx, args).await,
+        Command::Retry(args) => actions::retry(ctx, args).await,
+        Command::Cancel(args) => actions::cancel(ctx, args).await,
+        Command::Stats(args) => stats::run(ctx, args).await,
+        Command::Explain(args) => explain::run(ctx, args).await,
+        Command::Sweep(args) => sweep::run(ctx, args).await,
+        Command::Endpoints(command) => endpoints::run(ctx, command).await,
+        Command::Doctor(args) => doctor::run(Ok(ctx), args).await,
     }
 }
 
@@ -192,21 +239,20 @@ async fn migrate(ctx: &Context) -> Result<(), CliError> {
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors, plus herald's own
-/// info lines for the daemon: one per attempt), as text or, with `HERALD_LOG_FORMAT=json`, JSON.
-fn init_logging(daemon: bool) {
+/// info lines for the daemon: one per attempt), as text or, with `log.format = "json"`, one JSON
+/// object per line with every field at the top level.
+fn init_logging(daemon: bool, format: LogFormat) {
     let default = if daemon { "warn,herald=info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    // `HERALD_LOG_FORMAT=json`: one JSON object per line, for log shippers.
-    let _ = if std::env::var("HERALD_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init()
+            .try_init(),
     };
 }
 

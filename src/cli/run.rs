@@ -43,6 +43,16 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     )
     .map_err(|e| CliError::usage(format!("config: {e}")))?;
 
+    // Bound before anything else starts, so an address in use stops the start at once.
+    let metrics_listener = match config.metrics.listen_addr() {
+        Some(addr) => Some(
+            crate::metrics::server::bind(addr)
+                .await
+                .map_err(|e| CliError::runtime(e.to_string()))?,
+        ),
+        None => None,
+    };
+
     let pool = ctx.pool(!args.no_migrate).await?;
     if args.no_migrate {
         // Fail at start, not in the claim loop, when the schema is not there.
@@ -73,6 +83,16 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let metrics_stop = CancellationToken::new();
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(crate::metrics::server::serve(
+            listener,
+            pool.connect_options(),
+            config.metrics.state_refresh,
+            shutdown.clone(),
+            metrics_stop.clone(),
+        ))
+    });
 
     let dispatcher = Dispatcher::new(pool.clone(), config.clone(), Senders { webhook, email });
     tracing::info!(
@@ -89,6 +109,10 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
             shutdown,
         )
         .await;
+    metrics_stop.cancel();
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     pool.close().await;
     tracing::info!(
         attempts = summary.attempts,

@@ -50,11 +50,28 @@ impl fmt::Display for ConfigSource {
     }
 }
 
+/// The name `log.format` had before it was a config key; still read, as an alias of
+/// `HERALD_LOG__FORMAT` (which wins when both are set).
+pub const LEGACY_LOG_FORMAT: &str = "HERALD_LOG_FORMAT";
+
 /// Loads and validates the configuration.
 pub fn load(
     flag: Option<&Path>,
     env: &HashMap<String, String>,
 ) -> Result<(Config, ConfigSource), ConfigError> {
+    let (config, source) = load_unvalidated(flag, env)?;
+    config.validate()?;
+    Ok((config, source))
+}
+
+/// Loads the configuration with every value parsed, without the cross-key rules of
+/// [`Config::validate`]: for `herald doctor`, which reports those problems next to its other
+/// checks instead of stopping at the first.
+pub fn load_unvalidated(
+    flag: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<(Config, ConfigSource), ConfigError> {
+    let env = &with_legacy_aliases(env);
     let source = choose_file(flag, env);
     let file_text = match &source {
         ConfigSource::Flag(path) | ConfigSource::Env(path) | ConfigSource::DefaultFile(path) => {
@@ -102,8 +119,20 @@ pub fn load(
             },
         }
     })?;
-    config.validate()?;
     Ok((config, source))
+}
+
+/// `HERALD_LOG_FORMAT=json` (any case) as `HERALD_LOG__FORMAT=json`, unless the latter is set.
+fn with_legacy_aliases(env: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut env = env.clone();
+    let modern = variable_of("log.format");
+    if !env.contains_key(&modern)
+        && let Some(value) = env.get(LEGACY_LOG_FORMAT)
+    {
+        let value = value.trim().to_lowercase();
+        env.insert(modern, value);
+    }
+    env
 }
 
 /// TOML syntax, checked before the config loader sees the file: its errors quote the offending
@@ -249,6 +278,9 @@ mod tests {
             "dir",
             "max_payload_bytes",
             "secret_rotation_grace",
+            "format",
+            "listen",
+            "state_refresh",
         ] {
             assert!(
                 shipped.contains(&format!("{key} =")),
@@ -437,6 +469,65 @@ mod tests {
         );
         let err = load_text("[smtp]\nfrom = \"not a mailbox\"\n", &[]).unwrap_err();
         assert!(err.starts_with("config: smtp.from:"), "{err}");
+    }
+
+    #[test]
+    fn log_format_and_metrics_listen_are_keys() {
+        let config = load_text(
+            "[log]\nformat = \"json\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.log.format, crate::config::LogFormat::Json);
+        assert_eq!(
+            config.metrics.listen_addr(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(
+            Config::default().metrics.listen_addr(),
+            None,
+            "off by default"
+        );
+        let config = load_text("", &[("HERALD_LOG__FORMAT", "json")]).unwrap();
+        assert_eq!(config.log.format, crate::config::LogFormat::Json);
+        let err = load_text("[log]\nformat = \"yaml\"\n", &[]).unwrap_err();
+        assert!(err.contains("log.format"), "{err}");
+        let err = load_text("", &[("HERALD_METRICS__LISTEN", "localhost:9464")]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: metrics.listen: \"localhost:9464\" is not an IP address and port (e.g. \"127.0.0.1:9464\", or \"[::]:9464\" for every interface)"
+        );
+        let err = load_text("[metrics]\nstate_refresh = \"0s\"\n", &[]).unwrap_err();
+        assert_eq!(err, "config: metrics.state_refresh: must be more than 0s");
+    }
+
+    #[test]
+    fn the_old_log_format_variable_is_an_alias() {
+        let config = load_text("", &[("HERALD_LOG_FORMAT", "JSON")]).unwrap();
+        assert_eq!(config.log.format, crate::config::LogFormat::Json);
+        let config = load_text(
+            "",
+            &[
+                ("HERALD_LOG_FORMAT", "json"),
+                ("HERALD_LOG__FORMAT", "text"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.log.format,
+            crate::config::LogFormat::Text,
+            "the key's own variable wins"
+        );
+        let config = load_text(
+            "[log]\nformat = \"json\"\n",
+            &[("HERALD_LOG_FORMAT", "text")],
+        )
+        .unwrap();
+        assert_eq!(
+            config.log.format,
+            crate::config::LogFormat::Text,
+            "the environment beats the file"
+        );
     }
 
     #[test]

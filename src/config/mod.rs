@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use load::{ConfigError, ConfigSource, load};
+pub use load::{ConfigError, ConfigSource, LEGACY_LOG_FORMAT, load, load_unvalidated};
 
 use crate::notification::{DEFAULT_MAX_PAYLOAD_BYTES, Limits};
 
@@ -37,6 +37,8 @@ pub struct Config {
     pub sweeper: SweeperConfig,
     pub templates: TemplatesConfig,
     pub limits: LimitsConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,6 +272,54 @@ impl Default for LimitsConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colour when stderr is a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, every field at the top level, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `IP:port` for `/metrics`, `/healthz` and `/readyz`; empty (the default) serves nothing.
+    pub listen: String,
+    /// How old the notifications-by-state gauges may be before a scrape recounts them (one
+    /// GROUP BY over the table, so not on every scrape).
+    #[serde(with = "humantime_serde")]
+    pub state_refresh: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: String::new(),
+            state_refresh: Duration::from_secs(15),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The address to serve on, `None` when metrics are off. Validated at load, so an
+    /// unparsable value here is treated as off.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        let listen = self.listen.trim();
+        if listen.is_empty() {
+            return None;
+        }
+        listen.parse().ok()
+    }
+}
+
 impl Config {
     pub fn limits(&self) -> Limits {
         Limits {
@@ -306,6 +356,7 @@ impl Config {
             ),
             ("smtp.timeout".into(), self.smtp.timeout),
             ("sweeper.retention".into(), self.sweeper.retention),
+            ("metrics.state_refresh".into(), self.metrics.state_refresh),
         ];
         durations.extend(
             self.retry
@@ -408,6 +459,18 @@ impl Config {
         }
         if self.limits.max_payload_bytes == 0 {
             return bad("limits.max_payload_bytes", "must be at least 1".into());
+        }
+        let listen = self.metrics.listen.trim();
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(
+                "metrics.listen",
+                format!(
+                    "{listen:?} is not an IP address and port (e.g. \"127.0.0.1:9464\", or \"[::]:9464\" for every interface)"
+                ),
+            );
+        }
+        if self.metrics.state_refresh.is_zero() {
+            return bad("metrics.state_refresh", "must be more than 0s".into());
         }
         Ok(())
     }

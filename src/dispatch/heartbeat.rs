@@ -38,6 +38,7 @@ pub(super) async fn extend_leases(shared: Arc<Shared>, stop: CancellationToken) 
                 }
             }
             Err(e) => {
+                crate::metrics::database_error(crate::metrics::DbOperation::Heartbeat);
                 tracing::warn!(error = %crate::database::reason_of(&e), "cannot extend leases")
             }
         }

@@ -235,6 +235,7 @@ async fn claim_loop(
                     }
                 }
                 Err(e) => {
+                    crate::metrics::database_error(crate::metrics::DbOperation::Claim);
                     let pause = backoff.next();
                     tracing::warn!(error = %crate::database::reason_of(&e), retry_in = ?pause, "cannot claim notifications");
                     tokio::select! {
@@ -283,11 +284,17 @@ async fn rescue_expired(shared: &Shared) {
     .await;
     match result {
         Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            rescued = n,
-            "returned notifications with expired leases to pending"
-        ),
-        Err(e) => tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped"),
+        Ok(n) => {
+            crate::metrics::leases_rescued(n);
+            tracing::warn!(
+                rescued = n,
+                "returned notifications with expired leases to pending"
+            )
+        }
+        Err(e) => {
+            crate::metrics::database_error(crate::metrics::DbOperation::Rescue);
+            tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped")
+        }
     }
 }
 
@@ -341,6 +348,7 @@ async fn release_unfinished(shared: &Shared) -> u64 {
             released
         }
         Err(e) => {
+            crate::metrics::database_error(crate::metrics::DbOperation::Release);
             tracing::warn!(
                 error = %crate::database::reason_of(&e),
                 "could not release leases; they return to pending when they expire"

@@ -85,6 +85,7 @@ async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Job>, stop: Cance
                 }
             }
             Err(e) => {
+                crate::metrics::database_error(crate::metrics::DbOperation::Record);
                 let reason = crate::database::reason_of(&e);
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(RecordError(reason.clone())));

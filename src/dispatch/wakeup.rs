@@ -26,6 +26,7 @@ pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
                         received = listener.recv() => match received {
                             Ok(_) => shared.wake.notify_one(),
                             Err(e) => {
+                                crate::metrics::database_error(crate::metrics::DbOperation::Listen);
                                 tracing::warn!(error = %crate::database::reason_of(&e), "wake-up listener lost; polling meanwhile");
                                 break;
                             }
@@ -34,6 +35,7 @@ pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
                 }
             }
             Err(e) => {
+                crate::metrics::database_error(crate::metrics::DbOperation::Listen);
                 tracing::debug!(error = %crate::database::reason_of(&e), "wake-up listener not connected; polling meanwhile")
             }
         }

@@ -31,6 +31,7 @@ pub(super) async fn deliver(
     };
     let elapsed = started.elapsed();
     shared.attempts.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::attempt_ended(&n, outcome.kind(), elapsed);
     let decision = decide(&shared.config.retry, &n, &outcome, random_unit());
 
     let written = record(&shared, &n, &decision, &abort).await;
@@ -45,7 +46,7 @@ pub(super) async fn deliver(
                 ..
             } = &outcome
             {
-                disable_endpoint(&shared, &n, reason).await;
+                disable_endpoint(&shared, &n, outcome.kind().as_str(), reason).await;
             }
         }
         Written::LeaseLost => {}
@@ -189,12 +190,12 @@ async fn record(
                 if failed_before && logged_before(shared, n).await {
                     return Written::Recorded;
                 }
-                tracing::warn!(id = %n.id, attempt = n.attempts, "lease lost before the outcome was recorded: another claim owns this notification now");
+                tracing::warn!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome = recorded.outcome, "lease lost before the outcome was recorded: another claim owns this notification now");
                 return Written::LeaseLost;
             }
             Err(e) if Instant::now() + pause < give_up_at => {
                 failed_before = true;
-                tracing::warn!(id = %n.id, error = %e, "cannot record the attempt yet; retrying");
+                tracing::warn!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome = recorded.outcome, error = %e, "cannot record the attempt yet; retrying");
                 tokio::select! {
                     _ = abort.cancelled() => return Written::Aborted,
                     _ = tokio::time::sleep(pause) => {}
@@ -202,7 +203,7 @@ async fn record(
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
-                tracing::error!(id = %n.id, error = %e, "gave up recording the attempt; the lease will expire and the notification will be retried");
+                tracing::error!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome = recorded.outcome, error = %e, "gave up recording the attempt; the lease will expire and the notification will be retried");
                 return Written::GaveUp;
             }
         }
@@ -219,7 +220,7 @@ async fn logged_before(shared: &Shared, n: &Claimed) -> bool {
     result.unwrap_or(false)
 }
 
-async fn disable_endpoint(shared: &Shared, n: &Claimed, reason: &str) {
+async fn disable_endpoint(shared: &Shared, n: &Claimed, outcome: &'static str, reason: &str) {
     let Ok(endpoint) = n.destination.parse::<Uuid>() else {
         return;
     };
@@ -229,10 +230,12 @@ async fn disable_endpoint(shared: &Shared, n: &Claimed, reason: &str) {
     }
     .await;
     match result {
-        Ok(true) => tracing::warn!(%endpoint, reason, "webhook endpoint disabled"),
+        Ok(true) => {
+            tracing::warn!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome, %endpoint, reason, "webhook endpoint disabled")
+        }
         Ok(false) => {}
         Err(e) => {
-            tracing::warn!(%endpoint, error = %crate::database::reason_of(&e), "could not disable the webhook endpoint")
+            tracing::warn!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome, %endpoint, error = %crate::database::reason_of(&e), "could not disable the webhook endpoint")
         }
     }
 }

@@ -10,5 +10,6 @@ pub mod admin;
 pub mod dispatch;
 pub mod endpoints;
 pub mod enqueue;
+pub mod health;
 pub mod payload;
 pub mod sweep;

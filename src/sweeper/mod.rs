@@ -64,6 +64,7 @@ pub async fn sweep(
                 return Ok(report);
             }
             Some(deleted) => {
+                crate::metrics::swept(deleted);
                 report.deleted += deleted;
                 report.batches += 1;
                 if deleted < config.batch_size as u64 {
@@ -112,6 +113,7 @@ pub async fn run_on_schedule(pool: PgPool, config: SweeperConfig, stop: Cancella
                 "sweep done"
             ),
             Err(e) => {
+                crate::metrics::database_error(crate::metrics::DbOperation::Sweep);
                 tracing::warn!(error = %crate::database::reason_of(&e), "sweep failed; the next tick tries again")
             }
         }

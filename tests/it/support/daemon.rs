@@ -98,15 +98,34 @@ impl Daemon {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// The process id, while it runs.
+    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Sends SIGTERM.
     pub async fn terminate(&self) {
+        self.signal("TERM").await;
+    }
+
+    /// Sends the signal named `name` (`TERM`, `STOP`, `CONT`, …) with kill(1).
+    pub async fn signal(&self, name: &str) {
         let pid = self.child.id().expect("still running");
         let status = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
             .status()
             .await
             .unwrap();
-        assert!(status.success());
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// `kill -9`: the process dies at once, mid-delivery, without releasing its leases or
+    /// recording outcomes. Returns once it is gone.
+    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
+    pub async fn kill9(&mut self) {
+        self.child.kill().await.expect("SIGKILL is delivered");
     }
 
     /// Waits for the exit; fails the test (showing the log) after `limit`.

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod receiver;
+pub mod scrape;
 pub mod smtp;
 
 use std::process::Stdio;

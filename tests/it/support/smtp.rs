@@ -17,6 +17,19 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// `replies`: DATA answers in order, e.g. "451" then 250s, or "550,550".
     pub async fn start(replies: &str) -> Self {
+        Self::start_with(replies, &[]).await
+    }
+
+    /// A sink that reads a `drop_ratio` share of messages whole and then hangs up without an
+    /// answer (the sender cannot tell whether it was accepted); `seed` makes the choice repeatable.
+    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
+    pub async fn dropping(drop_ratio: f64, seed: u64) -> Self {
+        let ratio = drop_ratio.to_string();
+        let seed = seed.to_string();
+        Self::start_with("", &["--drop-ratio", &ratio, "--seed", &seed]).await
+    }
+
+    async fn start_with(replies: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
         let mut server = tokio::process::Command::new("python3")
@@ -25,6 +38,7 @@ impl SmtpSink {
             .arg(dir.path())
             .arg("--replies")
             .arg(replies)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -69,6 +83,20 @@ impl SmtpSink {
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl SmtpSink {
+    /// Every message read, in order: the answer given ("250", "451", "550" or "drop") and the
+    /// message's `Message-ID` header.
+    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
+    pub fn received(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.dir.path().join("received.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(answer, id)| (answer.to_owned(), id.to_owned()))
             .collect()
     }
 }

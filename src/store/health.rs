@@ -1,0 +1,32 @@
+//! SQL behind the operator's view of a running herald: the numbers the metrics gauges show,
+//! and which migrations a database has applied (for `/readyz` and `herald doctor`).
+
+use sqlx::PgConnection;
+
+/// Counts by state and channel, and the age in seconds of the oldest due pending notification
+/// (`None` when nothing is due). The count is one GROUP BY over the table; the age is read
+/// from the due index (`notifications_due`).
+pub async fn state_counts(
+    conn: &mut PgConnection,
+) -> Result<(Vec<(String, String, i64)>, Option<f64>), sqlx::Error> {
+    let counts = super::admin::counts(conn).await?;
+    const OLDEST: &str = "
+        select extract(epoch from now() - min(run_at))::float8
+        from herald.notifications where state = 'pending' and run_at <= now()";
+    let oldest: Option<f64> = sqlx::query_scalar(OLDEST).fetch_one(conn).await?;
+    Ok((counts, oldest))
+}
+
+/// The migration versions applied successfully, in order; an error with SQLSTATE 42P01 or
+/// 3F000 when herald's schema or its bookkeeping table is missing.
+pub async fn applied_migrations(conn: &mut PgConnection) -> Result<Vec<i64>, sqlx::Error> {
+    const SQL: &str = "select version from herald._sqlx_migrations where success order by version";
+    sqlx::query_scalar(SQL).fetch_all(conn).await
+}
+
+/// The server's version, e.g. `15.18 (Debian 15.18-0+deb12u1)`.
+pub async fn server_version(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("select current_setting('server_version')")
+        .fetch_one(conn)
+        .await
+}

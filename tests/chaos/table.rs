@@ -1,0 +1,47 @@
+//! The summary table, one row per scenario, as Markdown (it goes into the README as printed).
+
+use crate::scale::Scale;
+use crate::scenario::Outcome;
+
+const HEADER: &str = "| scenario | intents | enqueues | delivered | dead | lost | distinct ids | raw sends | duplicate sends | after acceptance | kills | pauses | db crashes | wall | invariants |\n\
+                      |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+
+pub fn render(scale: &Scale, seed: u64, outcomes: &[Outcome]) -> String {
+    let mut text = format!(
+        "chaos suite ({} version, HERALD_CHAOS_SEED={seed})\n\n{HEADER}\n",
+        scale.label
+    );
+    for outcome in outcomes {
+        text.push_str(&row(outcome));
+        text.push('\n');
+    }
+    text
+}
+
+/// One scenario's line, printed as soon as it finishes.
+pub fn row(o: &Outcome) -> String {
+    let v = &o.verdict;
+    let invariants = if v.violations.is_empty() {
+        "all hold".to_owned()
+    } else {
+        format!("{} broken", v.violations.len())
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
+        o.name,
+        o.intents,
+        o.enqueues,
+        v.delivered,
+        v.dead,
+        v.lost,
+        v.distinct_ids,
+        v.raw_sends,
+        v.duplicate_sends,
+        v.duplicates_after_acceptance,
+        o.kills,
+        o.pauses,
+        o.restarts,
+        o.wall.as_secs_f64(),
+        invariants
+    )
+}
