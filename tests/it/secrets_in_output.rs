@@ -156,4 +156,16 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
         assert_eq!(run.code, code, "{args:?}: {run:?}");
         assert_clean(&run, &[DB_CANARY], &format!("{args:?}"));
     }
+    // `doctor` names the database it checks; its exit code depends on what else it finds
+    // (an SMTP server, say), so only the output is checked.
+    for (args, env) in [
+        (vec!["doctor"], url_env),
+        (vec!["doctor", "--json"], url_env),
+        (vec!["--database-url", &unreachable, "doctor"], none),
+    ] {
+        let run = herald_env(&args, env).await;
+        assert!(matches!(run.code, 0 | 1), "{args:?}: {run:?}");
+        assert!(run.stdout.contains("database"), "{args:?}: {run:?}");
+        assert_clean(&run, &[DB_CANARY], &format!("{args:?}"));
+    }
 }
