@@ -30,8 +30,10 @@
 //! - [`sweeper`]: retention on a cron schedule, one sweeper at a time.
 //! - [`net`]: the SSRF guard for webhook targets.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz` on `metrics.listen`.
+//! - [`bench`]: `herald bench`, phase by phase.
 //! - [`cli`]: the `herald` binary's commands; `main.rs` only calls [`cli::main`].
 
+pub mod bench;
 pub mod channel;
 pub mod cli;
 pub mod config;

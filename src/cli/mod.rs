@@ -6,6 +6,7 @@
 
 mod actions;
 mod doctor;
+mod bench;
 mod endpoints;
 mod enqueue;
 pub mod error;
@@ -84,6 +85,8 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Run the retention sweeper once.
     Sweep(sweep::SweepArgs),
+    /// Measure herald on the configured server, in a scratch database it creates and drops.
+    Bench(bench::BenchArgs),
     /// Manage webhook endpoints.
     #[command(subcommand)]
     Endpoints(endpoints::EndpointsCommand),
@@ -227,6 +230,7 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
         Command::Sweep(args) => sweep::run(ctx, args).await,
         Command::Endpoints(command) => endpoints::run(ctx, command).await,
         Command::Doctor(args) => doctor::run(Ok(ctx), args).await,
+        Command::Bench(args) => bench::run(ctx, args).await,
     }
 }
 
@@ -242,7 +246,13 @@ async fn migrate(ctx: &Context) -> Result<(), CliError> {
 /// info lines for the daemon: one per attempt), as text or, with `log.format = "json"`, one JSON
 /// object per line with every field at the top level.
 fn init_logging(daemon: bool, format: LogFormat) {
-    let default = if daemon { "warn,herald=info" } else { "warn" };
+    // One-shot commands keep stderr for their own error line: sqlx's slow-statement warnings
+    // (a bulk statement of `herald bench` or a long sweep batch) are not the user's concern.
+    let default = if daemon {
+        "warn,herald=info"
+    } else {
+        "warn,sqlx::query=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -65,6 +65,27 @@ impl Senders {
     }
 }
 
+/// What turns a claim into an outcome: the real channels, or, for `herald bench`'s
+/// `dispatch_null` phase only, nothing at all (every claim "delivered" at once), which measures
+/// the queue's own cost: claim, lease, outcome and attempt log. The null path is crate-private:
+/// no configuration, flag or notification can select it.
+enum Delivery {
+    Channels(Senders),
+    Null,
+}
+
+impl Delivery {
+    async fn deliver(&self, n: &Claimed) -> Outcome {
+        match self {
+            Delivery::Channels(senders) => senders.deliver(n).await,
+            Delivery::Null => Outcome::Delivered {
+                status: None,
+                detail: None,
+            },
+        }
+    }
+}
+
 /// What a run did, for its last log line and for tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
@@ -77,7 +98,7 @@ pub struct RunSummary {
 struct Shared {
     pool: PgPool,
     config: Config,
-    senders: Senders,
+    delivery: Delivery,
     owner: String,
     /// Leases this daemon holds: notification id → lease token.
     in_flight: Mutex<HashMap<Uuid, Uuid>>,
@@ -114,6 +135,15 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(pool: PgPool, config: Config, senders: Senders) -> Self {
+        Self::with_delivery(pool, config, Delivery::Channels(senders))
+    }
+
+    /// A dispatcher that delivers nothing: for `herald bench` (see [`Delivery`]).
+    pub(crate) fn without_delivery(pool: PgPool, config: Config) -> Self {
+        Self::with_delivery(pool, config, Delivery::Null)
+    }
+
+    fn with_delivery(pool: PgPool, config: Config, delivery: Delivery) -> Self {
         let recorder_stop = CancellationToken::new();
         let (recorder, recorder_task) =
             recorder::Recorder::start(pool.clone(), recorder_stop.clone());
@@ -124,7 +154,7 @@ impl Dispatcher {
                 recorder,
                 pool,
                 config,
-                senders,
+                delivery,
                 owner: owner_name(),
                 in_flight: Mutex::new(HashMap::new()),
                 retries_waiting: Mutex::new(HashSet::new()),
@@ -194,16 +224,18 @@ async fn claim_loop(
 ) {
     let config = &shared.config.dispatcher;
     let workers = Arc::new(Semaphore::new(config.workers));
+    // A worker is free again once its delivery ended; its outcome then waits for the
+    // recorder's next group commit under a lease slot. Without that split, every worker would
+    // sit idle for a whole commit after each delivery, capping throughput at workers / commit
+    // time. Lease slots bound what is claimed but not yet recorded.
+    let lease_slots = config.workers + recorder::QUEUED_OUTCOMES;
+    let leases = Arc::new(Semaphore::new(lease_slots));
     let mut backoff = Backoff::default();
     let mut last_rescue: Option<Instant> = None;
     let mut recheck_soon = false;
     let claim_threshold = (config.batch_size.min(config.workers) / 4).max(1);
     while !shutdown.is_cancelled() {
-        if last_rescue.is_none_or(|at| at.elapsed() >= config.poll_interval) {
-            last_rescue = Some(Instant::now());
-            rescue_expired(shared).await;
-        }
-        let free = workers.available_permits();
+        let free = workers.available_permits().min(leases.available_permits());
         // While deliveries run, wait until a quarter of a batch's workers are free: claiming
         // one row per finished delivery would spend a round trip and a commit on each.
         let busy = free < config.workers;
@@ -224,14 +256,18 @@ async fn claim_loop(
                     backoff.reset();
                     claimed = batch.len();
                     for n in batch {
-                        let Ok(permit) = workers.clone().try_acquire_owned() else {
+                        let (Ok(worker), Ok(lease)) = (
+                            workers.clone().try_acquire_owned(),
+                            leases.clone().try_acquire_owned(),
+                        ) else {
                             // Unreachable: only this loop takes permits, and it asked for no
                             // more than were free. Hand the claim back rather than overrun.
                             tracing::error!(id = %n.id, "no free worker for a claimed notification");
                             break;
                         };
                         lock(&shared.in_flight).insert(n.id, n.lease_token);
-                        deliveries.spawn(worker::deliver(shared.clone(), n, abort.clone(), permit));
+                        let slots = worker::Slots { worker, lease };
+                        deliveries.spawn(worker::deliver(shared.clone(), n, abort.clone(), slots));
                     }
                 }
                 Err(e) => {
@@ -245,14 +281,21 @@ async fn claim_loop(
                 }
             }
         }
-        if wanted > 0 && claimed == wanted {
-            continue; // a full batch: more may be due, drain before waiting
+        // After the claim, not before: a wake-up's work starts without waiting for it.
+        let mut rescued = 0;
+        if last_rescue.is_none_or(|at| at.elapsed() >= config.poll_interval) {
+            last_rescue = Some(Instant::now());
+            rescued = rescue_expired(shared).await;
+        }
+        if rescued > 0 || (wanted > 0 && claimed == wanted) {
+            continue; // rescued rows are due now, or a full batch: drain before waiting
         }
         // Idle only on evidence: a claim that ran and found nothing, with every worker free.
         if options.until_idle
             && wanted > 0
             && claimed == 0
             && workers.available_permits() == config.workers
+            && leases.available_permits() == lease_slots
             && lock(&shared.in_flight).is_empty()
             && !retries_pending(shared).await
             && !running_anywhere(shared).await
@@ -276,24 +319,27 @@ async fn claim_loop(
     }
 }
 
-async fn rescue_expired(shared: &Shared) {
+/// Returns how many expired leases went back to pending (or dead).
+async fn rescue_expired(shared: &Shared) -> u64 {
     let result = async {
         let mut conn = shared.pool.acquire().await?;
         store::rescue_expired(&mut conn, 1000).await
     }
     .await;
     match result {
-        Ok(0) => {}
+        Ok(0) => 0,
         Ok(n) => {
             crate::metrics::leases_rescued(n);
             tracing::warn!(
                 rescued = n,
                 "returned notifications with expired leases to pending"
-            )
+            );
+            n
         }
         Err(e) => {
             crate::metrics::database_error(crate::metrics::DbOperation::Rescue);
-            tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped")
+            tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped");
+            0
         }
     }
 }

@@ -14,6 +14,10 @@ use crate::store::dispatch::{self as store, Fenced};
 /// The most outcomes written by one statement.
 const MAX_BATCH: usize = 256;
 
+/// Outcomes that may wait for the recorder beyond those of busy workers: two full statements'
+/// worth, so that deliveries go on while one statement runs and the next fills up.
+pub(super) const QUEUED_OUTCOMES: usize = 2 * MAX_BATCH;
+
 /// Why an outcome could not be written; the worker tries again.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

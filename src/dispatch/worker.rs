@@ -16,20 +16,31 @@ use crate::config::RetryConfig;
 use crate::state::State;
 use crate::store::dispatch::{self as store, Claimed, Fenced, Recorded};
 
+/// What a claimed notification holds while it is handled: a worker (`dispatcher.workers`
+/// bounds concurrent deliveries) until its delivery ends, and a lease slot until its outcome is
+/// recorded.
+pub(super) struct Slots {
+    pub worker: OwnedSemaphorePermit,
+    pub lease: OwnedSemaphorePermit,
+}
+
 /// Delivers `n` and records the attempt. On `abort` (shutdown grace over) it stops at once and
 /// leaves the lease in `in_flight` for the dispatcher to release.
 pub(super) async fn deliver(
     shared: Arc<Shared>,
     n: Claimed,
     abort: CancellationToken,
-    worker: OwnedSemaphorePermit,
+    slots: Slots,
 ) {
     let started = Instant::now();
     let outcome = tokio::select! {
-        outcome = shared.senders.deliver(&n) => outcome,
+        outcome = shared.delivery.deliver(&n) => outcome,
         _ = abort.cancelled() => return,
     };
     let elapsed = started.elapsed();
+    // The delivery is over: the worker may take the next one while the outcome is recorded.
+    drop(slots.worker);
+    shared.wake.notify_one();
     shared.attempts.fetch_add(1, Ordering::Relaxed);
     crate::metrics::attempt_ended(&n, outcome.kind(), elapsed);
     let decision = decide(&shared.config.retry, &n, &outcome, random_unit());
@@ -65,8 +76,8 @@ pub(super) async fn deliver(
             in_flight.remove(&n.id);
         }
     }
-    // Free the worker before waking the claim loop, so it sees the capacity.
-    drop(worker);
+    // Free the lease slot before waking the claim loop, so it sees the capacity.
+    drop(slots.lease);
     shared.wake.notify_one();
 
     let next = match (written, decision.next_state) {

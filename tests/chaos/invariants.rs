@@ -2,33 +2,37 @@
 //! the receiver saw. Each broken invariant becomes one line of `Verdict::violations`; nothing
 //! here panics, so a run reports every problem of every scenario at once.
 //!
-//! - None lost: one row per intent, with the intent's own payload, ending `delivered` — or
-//!   `dead` only where the receiver refused every one of its attempts.
-//! - A `delivered` row was accepted by the receiver at least once; nothing else is `delivered`.
-//! - The receiver saw exactly the notification ids as delivery ids (`webhook-id`, `Message-ID`):
-//!   one distinct id per intent. Every signature verified.
-//! - Nothing is left `running`.
+//! - None lost: one row per intent, with the intent's own payload, ending `delivered` (and the
+//!   receiver accepted it at least once); a doomed intent (its endpoint refuses everything)
+//!   ends `dead` after all its attempts, and only doomed intents end `dead`.
+//! - The receiver saw exactly the notification ids as delivery ids (`webhook-id`,
+//!   `Message-ID`), each request carried its own row's payload, and every signature verified.
+//!   No notification was sent more often than it was claimed.
+//! - Nothing is left `running` (the scenario ends only once every row has finished).
 //! - No row changed under a stale lease: each claim leaves exactly one attempt row (its own
 //!   outcome, or `unknown` when its lease was reclaimed), so the attempt count equals the row's
 //!   `attempts`, every attempt carries a different lease token, and a delivered row has exactly
 //!   one `delivered` attempt, its last. A stale worker writing after its lease was reclaimed
 //!   would leave a second row for one token, or a `delivered` that is not last.
-//! - The application was never told "conflict" or "invalid" for a replay of its own intent,
-//!   and "created" at most once per intent.
-//! - A request for an id the receiver had already accepted (a duplicate send) happens only
-//!   after a crash, and no more often than the work a crash can lose; a repeat after an
-//!   ambiguous outcome (hang-up, late answer) is expected, and both are counted.
+//! - Only the leases of daemons the scenario killed or froze expire: a live daemon keeps its
+//!   leases.
+//! - An acceptance the sender never learnt of (the receiver accepted, yet the id was sent again)
+//!   is explained: by a reclaimed lease of that very notification (the daemon died or froze
+//!   before recording), or, up to a bound, by a database crash. Repeats after an ambiguous
+//!   outcome (hang-up, late answer) are expected. Both kinds of duplicate send are counted.
+//! - The application was told `created` exactly once per intent (at most once when a crash may
+//!   have lost the answer), never `conflict` or `invalid` for a replay of its own intent, and
+//!   met no database error unless the database crashed.
 
 use std::collections::{HashMap, HashSet};
 
-use herald::Notification;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::load::Tally;
+use crate::load::{Intents, Tally};
 
-/// One request (or SMTP message) as the receiving side saw it.
+/// One request (or SMTP message) as the receiving side saw it, in the order they arrived.
 #[derive(Debug, Clone)]
 pub struct Sighting {
     /// The delivery id it carried.
@@ -38,12 +42,20 @@ pub struct Sighting {
     /// The receiver answered success in time: the sender knows.
     pub accepted: bool,
     pub signature_valid: bool,
+    /// The payload it delivered, where the channel shows it (webhooks: the body's `data`).
+    pub data: Option<Value>,
 }
 
-/// What a scenario's chaos could legitimately cost: duplicate sends after an acceptance.
-#[derive(Debug, Clone, Copy)]
-pub struct Allowance {
-    pub duplicates_after_acceptance: usize,
+/// What the scenario did, which decides what is allowed.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    /// Process ids of the daemons killed or frozen: only their leases may expire.
+    pub struck_pids: HashSet<u32>,
+    /// Database crashes.
+    pub crashes: usize,
+    /// Duplicate sends after acceptance that no reclaimed lease explains, allowed per crash
+    /// (the deliveries in flight on every daemon when the database went away).
+    pub unexplained_per_crash: usize,
 }
 
 #[derive(Debug, Default)]
@@ -56,8 +68,10 @@ pub struct Verdict {
     pub raw_sends: usize,
     /// Sends of an id the receiver had already processed.
     pub duplicate_sends: usize,
-    /// Of those, sends after the receiver had accepted the id (only crashes explain them).
+    /// Of those, sends after the receiver had accepted the id.
     pub duplicates_after_acceptance: usize,
+    /// Leases that expired and were reclaimed (`unknown` attempts written by a rescue).
+    pub reclaimed: usize,
     pub violations: Vec<String>,
 }
 
@@ -77,27 +91,30 @@ struct Row {
     distinct_tokens: i64,
     delivered_attempts: i64,
     delivered_is_last: bool,
+    /// Owners (`host:pid:run`) of the leases of this row that expired and were reclaimed.
+    reclaimed_from: Vec<String>,
 }
 
-const ROWS: &str = "
+const ROWS: &str = r"
     select n.id, n.tenant, n.user_id, n.type, n.business_id, n.payload, n.state, n.attempts,
            n.max_attempts,
            count(a.attempt) as attempt_rows,
            count(distinct a.lease_token) as distinct_tokens,
            count(a.attempt) filter (where a.outcome = 'delivered') as delivered_attempts,
            coalesce(max(a.attempt) filter (where a.outcome = 'delivered') = max(a.attempt), false)
-               as delivered_is_last
+               as delivered_is_last,
+           array_remove(array_agg(substring(a.error from '^lease of (\S+) expired during attempt')), null)
+               as reclaimed_from
     from herald.notifications n
     left join herald.attempts a on a.notification_id = n.id
     group by n.id";
 
 pub async fn check(
     pool: &PgPool,
-    intents: &[Notification],
+    intents: &Intents,
     sightings: &[Sighting],
     tally: &Tally,
-    replays: u64,
-    allowance: Allowance,
+    chaos: &Chaos,
 ) -> Verdict {
     let mut verdict = Verdict::default();
     let v = &mut verdict.violations;
@@ -110,7 +127,7 @@ pub async fn check(
     };
     verdict.rows = rows.len();
 
-    // One row per intent, holding the intent's own payload.
+    // One row per key (the UNIQUE constraint's job; checked, not assumed).
     let mut by_key: HashMap<(String, String, String, String), &Row> = HashMap::new();
     for row in &rows {
         let key = (
@@ -123,8 +140,12 @@ pub async fn check(
             v.push(format!("two rows hold the key {key:?}"));
         }
     }
-    if rows.len() != intents.len() {
-        v.push(format!("{} rows for {} intents", rows.len(), intents.len()));
+    if rows.len() != intents.notifications.len() {
+        v.push(format!(
+            "{} rows for {} intents",
+            rows.len(),
+            intents.notifications.len()
+        ));
     }
 
     let mut seen: HashMap<&str, Vec<&Sighting>> = HashMap::new();
@@ -132,7 +153,9 @@ pub async fn check(
         seen.entry(s.id.as_str()).or_default().push(s);
     }
 
-    for intent in intents {
+    let mut unexplained = 0;
+    let mut unexplained_ids = Vec::new();
+    for (intent, &doomed) in intents.notifications.iter().zip(&intents.doomed) {
         let key = intent.key();
         let wanted = (key.tenant, key.user_id, key.type_, key.business_id);
         let Some(row) = by_key.get(&wanted) else {
@@ -143,27 +166,62 @@ pub async fn check(
         let id = row.id.to_string();
         let sightings = seen.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let accepted = sightings.iter().any(|s| s.accepted);
-        if row.payload != intent_payload(intent) {
+        let payload = intent_payload(intent);
+        if row.payload != payload {
             v.push(format!("{id}: payload {} is not the intent's", row.payload));
         }
-        match row.state.as_str() {
-            "delivered" if accepted => verdict.delivered += 1,
-            "delivered" => {
+        if sightings
+            .iter()
+            .any(|s| s.data.as_ref().is_some_and(|data| *data != payload))
+        {
+            v.push(format!("{id}: a request carried another payload"));
+        }
+        match (row.state.as_str(), doomed) {
+            ("delivered", false) if accepted => verdict.delivered += 1,
+            ("dead", true) if !accepted && row.attempts == row.max_attempts => verdict.dead += 1,
+            (state, doomed) => {
                 verdict.lost += 1;
                 v.push(format!(
-                    "{id} is delivered but the receiver never accepted it"
-                ));
-            }
-            "dead" if !accepted && row.attempts == row.max_attempts => verdict.dead += 1,
-            other => {
-                verdict.lost += 1;
-                v.push(format!(
-                    "{id} ended {other} after {} of {} attempts (accepted by the receiver: {accepted})",
+                    "{id} ended {state} after {} of {} attempts (doomed: {doomed}; accepted by the receiver: {accepted})",
                     row.attempts, row.max_attempts
                 ));
             }
         }
+        if sightings.len() > row.attempts as usize {
+            v.push(format!(
+                "{id} was sent {} times on {} claims",
+                sightings.len(),
+                row.attempts
+            ));
+        }
         check_attempt_log(row, &id, v);
+
+        verdict.reclaimed += row.reclaimed_from.len();
+        for owner in &row.reclaimed_from {
+            let pid = owner.split(':').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if !pid.is_some_and(|pid| chaos.struck_pids.contains(&pid)) {
+                v.push(format!(
+                    "{id}: the lease of {owner}, a daemon the scenario left alone, expired"
+                ));
+            }
+        }
+        let sends = duplicate_sends(sightings);
+        verdict.duplicate_sends += sends.after_processing;
+        verdict.duplicates_after_acceptance += sends.after_acceptance;
+        let excess = sends
+            .lost_acceptances
+            .saturating_sub(row.reclaimed_from.len());
+        if excess > 0 {
+            unexplained += excess;
+            unexplained_ids.push(row.id);
+        }
+    }
+    let allowed = chaos.crashes * chaos.unexplained_per_crash;
+    if unexplained > allowed {
+        v.push(format!(
+            "{unexplained} acceptances by the receiver were followed by another send of the same id, not explained by a reclaimed lease of that notification (database crashes explain at most {allowed}); their attempt logs:\n{}",
+            attempt_logs(pool, &unexplained_ids).await
+        ));
     }
 
     // The receiver saw exactly the notification ids.
@@ -187,31 +245,45 @@ pub async fn check(
         ));
     }
 
-    // Duplicate sends, walking each id's sightings in the order the receiver read them.
-    for sightings in seen.values() {
-        let mut processed = false;
-        let mut accepted = false;
-        for s in sightings {
-            if processed {
-                verdict.duplicate_sends += 1;
-            }
-            if accepted {
-                verdict.duplicates_after_acceptance += 1;
-            }
-            processed |= s.processed;
-            accepted |= s.accepted;
+    check_application(intents, tally, chaos, v);
+    verdict
+}
+
+/// What the sends of one id say, walking its sightings in arrival order.
+struct Sends {
+    /// Sends after the receiver had processed the id (a duplicate send).
+    after_processing: usize,
+    /// Sends after the receiver had accepted the id.
+    after_acceptance: usize,
+    /// Acceptances followed by another send: the sender never learnt of them, which only a
+    /// daemon that died or froze before recording can explain (one reclaimed lease each). The
+    /// sends that follow one, until the next acceptance, are its consequence.
+    lost_acceptances: usize,
+}
+
+/// Two sends that overlap (a crash) count the second as after acceptance even if it left
+/// before the first was answered: the stricter reading.
+fn duplicate_sends(sightings: &[&Sighting]) -> Sends {
+    let (mut processed, mut accepted) = (false, false);
+    let mut sends = Sends {
+        after_processing: 0,
+        after_acceptance: 0,
+        lost_acceptances: 0,
+    };
+    for (i, s) in sightings.iter().enumerate() {
+        sends.after_processing += usize::from(processed);
+        sends.after_acceptance += usize::from(accepted);
+        processed |= s.processed;
+        accepted |= s.accepted;
+        if s.accepted && i + 1 < sightings.len() {
+            sends.lost_acceptances += 1;
         }
     }
-    if verdict.duplicates_after_acceptance > allowance.duplicates_after_acceptance {
-        v.push(format!(
-            "{} sends of ids the receiver had already accepted; the chaos explains at most {}",
-            verdict.duplicates_after_acceptance, allowance.duplicates_after_acceptance
-        ));
-    }
+    sends
+}
 
-    // What the application was told.
-    let created = Tally::get(&tally.created);
-    let duplicate = Tally::get(&tally.duplicate);
+/// What the application was told while it replayed its intents.
+fn check_application(intents: &Intents, tally: &Tally, chaos: &Chaos, v: &mut Vec<String>) {
     for (what, count) in [
         ("conflict", Tally::get(&tally.conflict)),
         ("invalid", Tally::get(&tally.invalid)),
@@ -222,18 +294,41 @@ pub async fn check(
             ));
         }
     }
-    if created > intents.len() as u64 {
+    for (i, created) in tally.created.iter().enumerate() {
+        let created = Tally::get(created);
+        // A crash can swallow the answer to the one insert that created the row.
+        let possible = if chaos.crashes > 0 { 0..=1 } else { 1..=1 };
+        if !possible.contains(&created) {
+            v.push(format!(
+                "intent {:?}: {created} enqueues answered created",
+                intents.notifications[i].key()
+            ));
+        }
+    }
+    let retried = Tally::get(&tally.retried);
+    if retried > 0 && chaos.crashes == 0 {
         v.push(format!(
-            "{created} enqueues answered created for {} intents",
-            intents.len()
+            "{retried} enqueues failed with a database error, with no crash to explain them"
         ));
     }
-    if created + duplicate != replays {
-        v.push(format!(
-            "{replays} enqueues, but {created} created + {duplicate} duplicate answers"
-        ));
-    }
-    verdict
+}
+
+/// The attempt logs of `ids`, one line per attempt, to explain a violation.
+async fn attempt_logs(pool: &PgPool, ids: &[Uuid]) -> String {
+    let rows: Vec<(Uuid, i32, String, Option<i32>, Option<String>)> = sqlx::query_as(
+        "select notification_id, attempt, outcome, status, error from herald.attempts
+         where notification_id = any($1) order by notification_id, attempt",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    rows.iter()
+        .map(|(id, attempt, outcome, status, error)| {
+            format!("    {id} #{attempt} {outcome} {status:?} {error:?}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The attempt log of one notification says no row changed under a stale lease.
@@ -263,7 +358,7 @@ fn check_attempt_log(row: &Row, id: &str, v: &mut Vec<String>) {
 }
 
 /// The payload an intent was enqueued with, as the database stores it.
-fn intent_payload(intent: &Notification) -> Value {
+fn intent_payload(intent: &herald::Notification) -> Value {
     intent
         .validate(&herald::Limits::default())
         .expect("the suite's intents are valid")

@@ -5,8 +5,8 @@
 //!
 //! Short version (part of `cargo test`): `cargo test --test chaos -- --nocapture`.
 //! Long version: `HERALD_CHAOS=long cargo test --release --test chaos -- --nocapture`.
-//! Repeat a run's random choices with `HERALD_CHAOS_SEED=<seed it printed>`; run some scenarios
-//! only with `HERALD_CHAOS_ONLY=kill-9,stale-leases`.
+//! `HERALD_CHAOS_SEED=<seed it printed>` repeats a run's random choices (which daemon, which
+//! answer; timing still varies); `HERALD_CHAOS_ONLY=kill-9,stale-leases` runs some scenarios.
 
 #[allow(dead_code)]
 #[path = "../it/support/mod.rs"]
@@ -25,94 +25,87 @@ mod table;
 use std::time::Duration;
 
 use receiver::Behaviour;
-use scenario::{Chaos, Scenario, Target};
+use scenario::{Disruption, Scenario, Target, WEBHOOK_TIMEOUT};
 
 /// The scenarios, in the order they run.
 fn scenarios() -> Vec<Scenario> {
-    let calm = Behaviour {
-        work: Duration::from_millis(5),
-        ..Behaviour::default()
+    let accepting = |work_ms| Behaviour::accepting(Duration::from_millis(work_ms), WEBHOOK_TIMEOUT);
+    let scenario = |name, target, disruption, daemons| Scenario {
+        name,
+        target,
+        disruption,
+        daemons,
+        max_events: usize::MAX,
     };
-    let webhook = |behaviour| Target::Webhook(behaviour);
     vec![
+        // Deliveries take long enough that a kill always finds some in flight.
+        scenario(
+            "kill-9",
+            Target::Webhook(accepting(150)),
+            Disruption::KillDaemons,
+            3,
+        ),
         Scenario {
-            name: "kill-9",
-            target: webhook(Behaviour {
-                work: Duration::from_millis(150),
-                ..calm
-            }),
-            chaos: Chaos::KillDaemons,
-            daemons: 3,
-            max_events: usize::MAX,
-        },
-        Scenario {
-            name: "stale-leases",
-            target: webhook(Behaviour {
-                work: Duration::from_millis(150),
-                ..calm
-            }),
-            chaos: Chaos::PauseDaemons,
-            daemons: 3,
-            // Each pause outlasts a lease: a few make the point without a long run.
+            // Each freeze lasts until the frozen daemon's leases are reclaimed: a few make the
+            // point without a long run.
             max_events: 3,
+            ..scenario(
+                "stale-leases",
+                Target::Webhook(accepting(300)),
+                Disruption::FreezeDaemons,
+                3,
+            )
         },
-        Scenario {
-            name: "database-restart",
-            target: webhook(Behaviour {
-                work: Duration::from_millis(20),
-                ..calm
-            }),
-            chaos: Chaos::RestartDatabase,
-            daemons: 3,
-            max_events: usize::MAX,
-        },
-        Scenario {
-            name: "receiver-hangs-up",
-            target: webhook(Behaviour {
+        scenario(
+            "database-restart",
+            Target::Webhook(accepting(20)),
+            Disruption::CrashDatabase,
+            3,
+        ),
+        scenario(
+            "receiver-hangs-up",
+            Target::Webhook(Behaviour {
                 hang_up: 0.3,
-                ..calm
+                ..accepting(5)
             }),
-            chaos: Chaos::Calm,
-            daemons: 2,
-            max_events: usize::MAX,
-        },
-        Scenario {
-            name: "receiver-answers-late",
-            target: webhook(Behaviour { late: 0.3, ..calm }),
-            chaos: Chaos::Calm,
-            daemons: 2,
-            max_events: usize::MAX,
-        },
-        Scenario {
-            name: "receiver-fails-30%",
-            target: webhook(Behaviour {
+            Disruption::None,
+            2,
+        ),
+        scenario(
+            "receiver-answers-late",
+            Target::Webhook(Behaviour {
+                late: 0.3,
+                ..accepting(5)
+            }),
+            Disruption::None,
+            2,
+        ),
+        scenario(
+            "receiver-fails-30%",
+            Target::Webhook(Behaviour {
                 refuse: 0.3,
-                ..calm
+                ..accepting(5)
             }),
-            chaos: Chaos::Calm,
-            daemons: 2,
-            max_events: usize::MAX,
-        },
-        Scenario {
-            name: "smtp-drops-after-data",
-            target: Target::Email { drop_ratio: 0.3 },
-            chaos: Chaos::Calm,
-            daemons: 2,
-            max_events: usize::MAX,
-        },
-        Scenario {
-            name: "all-at-once",
-            target: webhook(Behaviour {
+            Disruption::None,
+            2,
+        ),
+        scenario(
+            "smtp-drops-after-data",
+            Target::Email { drop_ratio: 0.3 },
+            Disruption::None,
+            2,
+        ),
+        scenario(
+            "all-at-once",
+            Target::Webhook(Behaviour {
                 refuse: 0.1,
                 hang_up: 0.1,
                 late: 0.1,
-                work: Duration::from_millis(100),
-                ..calm
+                ..accepting(100)
             }),
-            chaos: Chaos::KillDaemons,
-            daemons: 3,
-            max_events: usize::MAX,
-        },
+            Disruption::KillDaemons,
+            3,
+        ),
     ]
 }
 
@@ -124,6 +117,7 @@ async fn chaos_suite() {
         "chaos suite, {} version, HERALD_CHAOS_SEED={seed}",
         scale.label
     );
+    scenario::drop_leftovers().await;
     let mut outcomes = Vec::new();
     let only = std::env::var("HERALD_CHAOS_ONLY").unwrap_or_default();
     for (i, scenario) in scenarios().iter().enumerate() {

@@ -1,17 +1,18 @@
-//! A misbehaving webhook receiver: real HTTP/1.1 over TCP on loopback, written on raw sockets so
-//! that it can do what a framework will not (read a request whole and hang up, or answer long
-//! after the sender gave up). Every request it reads is logged with the answer it chose and
-//! whether the Standard Webhooks signature verified.
+//! A misbehaving webhook receiver: real HTTP/1.1 over TCP on loopback, on raw sockets so that
+//! it can do what a framework will not (read a request whole and hang up, or answer long after
+//! the sender gave up). Every request it reads is logged with the answer it chose, whether the
+//! Standard Webhooks signature verified, and the `data` it carried.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::random::Random;
+use crate::support::raw_http::{RawRequest, Read, read_request};
 
 /// What the receiver did with a request it read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,31 +23,49 @@ pub enum Answer {
     Refused,
     /// Read whole, then the connection closed without a word: the sender cannot know.
     HungUp,
-    /// `204`, but only after the sender's timeout: processed, and the sender cannot know.
+    /// `204`, but after the sender's timeout (on purpose, or because a starved machine made an
+    /// in-time answer slow): processed, and the sender cannot know.
     Late,
+    /// Not a request herald would send (no `content-length`, headers that are not UTF-8).
+    Malformed,
 }
 
 impl Answer {
     /// Whether the receiver acted on the request (a later request for the same id is then a
     /// duplicate send).
     pub fn processed(self) -> bool {
-        self != Answer::Refused
+        matches!(self, Answer::Accepted | Answer::HungUp | Answer::Late)
     }
 }
 
 /// The share of requests given each misbehaviour; the rest are accepted.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Behaviour {
     pub refuse: f64,
     pub hang_up: f64,
     pub late: f64,
-    /// How long a late answer waits: longer than the sender's `webhook.timeout`.
-    pub late_by: Duration,
     /// Time spent on every accepted request, so deliveries are in flight when a daemon dies.
     pub work: Duration,
-    /// An answer meant to be in time that took longer than this (a starved machine) is logged
-    /// as late: the sender may have given up on it.
+    /// How long a late answer waits: longer than the sender's `webhook.timeout`.
+    pub late_by: Duration,
+    /// An accepted answer that took longer than this is logged as late: the sender may have
+    /// given up on it.
     pub in_time: Duration,
+}
+
+impl Behaviour {
+    /// Accepts everything after `work`; `late_by` and `in_time` fit a sender timeout of
+    /// `timeout`.
+    pub fn accepting(work: Duration, timeout: Duration) -> Self {
+        Behaviour {
+            refuse: 0.0,
+            hang_up: 0.0,
+            late: 0.0,
+            work,
+            late_by: timeout * 5 / 2,
+            in_time: timeout * 3 / 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +73,8 @@ pub struct Seen {
     pub webhook_id: String,
     pub answer: Answer,
     pub signature_valid: bool,
+    /// The body's `data` member: the notification's payload as delivered.
+    pub data: Option<Value>,
 }
 
 pub struct ChaosReceiver {
@@ -75,13 +96,13 @@ impl ChaosReceiver {
             while let Ok((socket, _)) = listener.accept().await {
                 connection += 1;
                 let random = Random::new(seed ^ connection.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-                tokio::spawn(serve(
-                    socket,
+                let connection = Connection {
                     behaviour,
                     random,
-                    verifier.clone(),
-                    log.clone(),
-                ));
+                    verifier: verifier.clone(),
+                    seen: log.clone(),
+                };
+                tokio::spawn(connection.serve(socket));
             }
         });
         ChaosReceiver { addr, seen, server }
@@ -91,6 +112,7 @@ impl ChaosReceiver {
         format!("http://{}/hook", self.addr)
     }
 
+    /// Every request read so far, in the order the receiver finished reading them.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
@@ -102,64 +124,100 @@ impl Drop for ChaosReceiver {
     }
 }
 
-/// One keep-alive connection: read a request, pick an answer, act on it, repeat.
-async fn serve(
-    mut socket: TcpStream,
+struct Connection {
     behaviour: Behaviour,
-    mut random: Random,
+    random: Random,
     verifier: Arc<standardwebhooks::Webhook>,
     seen: Arc<Mutex<Vec<Seen>>>,
-) {
-    while let Some((headers, body)) = read_request(&mut socket).await {
-        let roll = random.unit();
-        let answer = if roll < behaviour.refuse {
+}
+
+impl Connection {
+    /// One keep-alive connection: read a request, pick an answer, act on it, repeat.
+    async fn serve(mut self, mut socket: TcpStream) {
+        loop {
+            let request = match read_request(&mut socket).await {
+                Read::Request(request) => request,
+                Read::Closed => return,
+                Read::Malformed => {
+                    self.log(None, Answer::Malformed);
+                    return;
+                }
+            };
+            let answer = self.choose();
+            let read_at = Instant::now();
+            let index = self.log(Some(&request), answer);
+            let reply: &[u8] = match answer {
+                Answer::HungUp | Answer::Malformed => return,
+                Answer::Refused => {
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
+                }
+                Answer::Late => {
+                    tokio::time::sleep(self.behaviour.late_by).await;
+                    b"HTTP/1.1 204 No Content\r\n\r\n"
+                }
+                Answer::Accepted => {
+                    tokio::time::sleep(self.behaviour.work).await;
+                    b"HTTP/1.1 204 No Content\r\n\r\n"
+                }
+            };
+            let written = socket.write_all(reply).await.is_ok();
+            if answer == Answer::Accepted
+                && (!written || read_at.elapsed() > self.behaviour.in_time)
+            {
+                self.seen.lock().unwrap()[index].answer = Answer::Late;
+            }
+            if !written {
+                return;
+            }
+        }
+    }
+
+    fn choose(&mut self) -> Answer {
+        let b = &self.behaviour;
+        let roll = self.random.unit();
+        if roll < b.refuse {
             Answer::Refused
-        } else if roll < behaviour.refuse + behaviour.hang_up {
+        } else if roll < b.refuse + b.hang_up {
             Answer::HungUp
-        } else if roll < behaviour.refuse + behaviour.hang_up + behaviour.late {
+        } else if roll < b.refuse + b.hang_up + b.late {
             Answer::Late
         } else {
             Answer::Accepted
-        };
-        let read_at = std::time::Instant::now();
-        let index = {
-            let mut seen = seen.lock().unwrap();
-            seen.push(Seen {
-                webhook_id: headers.get("webhook-id").cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Logs a request as read (before answering, so the order is the order of arrival);
+    /// returns its index.
+    fn log(&self, request: Option<&RawRequest>, answer: Answer) -> usize {
+        let seen = match request {
+            Some(request) => Seen {
+                webhook_id: request
+                    .headers
+                    .get("webhook-id")
+                    .cloned()
+                    .unwrap_or_default(),
                 answer,
-                signature_valid: signature_valid(&verifier, &headers, &body),
-            });
-            seen.len() - 1
+                signature_valid: signature_valid(&self.verifier, request),
+                data: serde_json::from_slice::<Value>(&request.body)
+                    .ok()
+                    .and_then(|body| body.get("data").cloned()),
+            },
+            None => Seen {
+                webhook_id: String::new(),
+                answer,
+                signature_valid: false,
+                data: None,
+            },
         };
-        let reply: &[u8] = match answer {
-            Answer::HungUp => return,
-            Answer::Refused => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
-            Answer::Late => {
-                tokio::time::sleep(behaviour.late_by).await;
-                b"HTTP/1.1 204 No Content\r\n\r\n"
-            }
-            Answer::Accepted => {
-                tokio::time::sleep(behaviour.work).await;
-                b"HTTP/1.1 204 No Content\r\n\r\n"
-            }
-        };
-        let written = socket.write_all(reply).await.is_ok();
-        if answer == Answer::Accepted && (!written || read_at.elapsed() > behaviour.in_time) {
-            seen.lock().unwrap()[index].answer = Answer::Late;
-        }
-        if !written {
-            return;
-        }
+        let mut log = self.seen.lock().unwrap();
+        log.push(seen);
+        log.len() - 1
     }
 }
 
-fn signature_valid(
-    verifier: &standardwebhooks::Webhook,
-    headers: &HashMap<String, String>,
-    body: &[u8],
-) -> bool {
+fn signature_valid(verifier: &standardwebhooks::Webhook, request: &RawRequest) -> bool {
     let mut map = http::HeaderMap::new();
-    for (name, value) in headers {
+    for (name, value) in &request.headers {
         if let (Ok(name), Ok(value)) = (
             http::HeaderName::from_bytes(name.as_bytes()),
             http::HeaderValue::from_str(value),
@@ -167,38 +225,59 @@ fn signature_valid(
             map.insert(name, value);
         }
     }
-    verifier.verify(body, &map).is_ok()
+    verifier.verify(&request.body, &map).is_ok()
 }
 
-/// Reads one request: headers (names lowercased) and a `content-length` body. `None` at the end
-/// of the stream or on anything malformed.
-async fn read_request(socket: &mut TcpStream) -> Option<(HashMap<String, String>, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        match socket.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = std::str::from_utf8(&buf[..end]).ok()?;
-    let headers: HashMap<String, String> = head
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let length: usize = headers.get("content-length")?.parse().ok()?;
-    let mut body = buf[end + 4..].to_vec();
-    while body.len() < length {
-        match socket.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{Answer, Behaviour, ChaosReceiver};
+    use crate::support::SECRET;
+
+    /// Sends `body` with the Standard Webhooks headers, signed with `secret`, on a raw socket.
+    async fn send(receiver: &ChaosReceiver, secret: &str, body: &str) {
+        let id = "msg_1";
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .sign(id, timestamp, body.as_bytes())
+            .unwrap();
+        let request = format!(
+            "POST /hook HTTP/1.1\r\nhost: x\r\nwebhook-id: {id}\r\nwebhook-timestamp: {timestamp}\r\n\
+             webhook-signature: {signature}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut socket = tokio::net::TcpStream::connect(receiver.addr).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 12];
+        socket.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 204");
     }
-    body.truncate(length);
-    Some((headers, body))
+
+    #[tokio::test]
+    async fn signatures_are_verified_and_data_is_kept() {
+        let behaviour = Behaviour::accepting(Duration::ZERO, Duration::from_secs(10));
+        let receiver = ChaosReceiver::start(behaviour, SECRET, 1).await;
+        let body = r#"{"type":"t","timestamp":"2026-01-01T00:00:00Z","data":{"order":7}}"#;
+        send(&receiver, SECRET, body).await;
+        send(
+            &receiver,
+            "whsec_c2VjcmV0LW9mLWFub3RoZXItZW5kcG9pbnQ=",
+            body,
+        )
+        .await;
+        let seen = receiver.seen();
+        assert_eq!(seen.len(), 2);
+        assert!(seen[0].signature_valid, "{seen:?}");
+        assert!(
+            !seen[1].signature_valid,
+            "another key's signature: {seen:?}"
+        );
+        assert_eq!(seen[0].webhook_id, "msg_1");
+        assert_eq!(seen[0].answer, Answer::Accepted);
+        assert_eq!(seen[0].data, Some(serde_json::json!({ "order": 7 })));
+    }
 }

@@ -8,9 +8,8 @@ pub struct Scale {
     pub label: &'static str,
     /// Distinct intents per scenario.
     pub intents: usize,
-    /// Tasks replaying the intents concurrently, and how many times each replays all of them.
+    /// Tasks replaying all the intents concurrently, pass after pass, until the scenario ends.
     pub enqueue_tasks: usize,
-    pub passes: usize,
     /// Daemon kills or database crashes per scenario that has them.
     pub events: usize,
     /// A scenario that has not finished by then fails.
@@ -24,7 +23,6 @@ impl Scale {
                 label: "short",
                 intents: 400,
                 enqueue_tasks: 8,
-                passes: 2,
                 events: 5,
                 deadline: Duration::from_secs(120),
             }),
@@ -32,7 +30,6 @@ impl Scale {
                 label: "long",
                 intents: 5_000,
                 enqueue_tasks: 16,
-                passes: 2,
                 events: 30,
                 deadline: Duration::from_secs(600),
             }),

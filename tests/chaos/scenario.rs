@@ -1,20 +1,21 @@
 //! One scenario: a fresh database, a misbehaving receiver, a fleet of real daemons, many tasks
-//! replaying the same intents, and a chaos driver (SIGKILL of daemons, or crashes of the
-//! database) until every intent has ended; then the invariants.
+//! replaying the same intents, and a driver that disrupts (kills or freezes daemons, crashes
+//! the database) while work is in flight; once every intent has ended and the daemons have
+//! stopped, the invariants.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald::Notification;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
 
 use crate::fleet::Fleet;
-use crate::invariants::{self, Allowance, Sighting, Verdict};
-use crate::load::{self, Tally};
+use crate::invariants::{self, Chaos, Sighting, Verdict};
+use crate::load::{self, Intents, Tally};
 use crate::random::Random;
-use crate::receiver::{Behaviour, ChaosReceiver};
+use crate::receiver::{Answer, Behaviour, ChaosReceiver};
 use crate::scale::Scale;
 use crate::support::cluster::Cluster;
 use crate::support::smtp::SmtpSink;
@@ -22,18 +23,15 @@ use crate::support::{self, SECRET};
 
 /// Concurrent deliveries per daemon.
 const WORKERS: usize = 4;
-/// The daemons' request timeout; late answers come well after it.
-const WEBHOOK_TIMEOUT: &str = "1s";
-const LATE_BY: Duration = Duration::from_millis(2500);
-/// An answer slower than this may have reached a sender that had given up: ambiguous.
-const IN_TIME: Duration = Duration::from_millis(500);
+/// The daemons' request timeout (`webhook.timeout`).
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(1);
+/// `smtp.timeout`: generous, so only a dropped connection makes an SMTP outcome ambiguous.
+const SMTP_TIMEOUT: &str = "3s";
 /// Short enough that a killed daemon's work is reclaimed within seconds, long enough that a
 /// busy two-core machine never lets a live daemon's heartbeat miss it.
 const LEASE: &str = "5s";
-/// Attempts per intent: a 30 % failure rate then kills one intent in 10^12.
-const MAX_ATTEMPTS: u32 = 24;
-/// A paused daemon sleeps through its lease and the rescue that follows it.
-const PAUSE: Duration = Duration::from_millis(6_500);
+/// The longest a frozen daemon stays frozen waiting for its leases to be reclaimed.
+const FREEZE_LIMIT: Duration = Duration::from_secs(30);
 const MESSAGE_ID_DOMAIN: &str = "chaos.herald.test";
 
 #[derive(Debug, Clone, Copy)]
@@ -46,33 +44,36 @@ pub enum Target {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chaos {
-    Calm,
+pub enum Disruption {
+    None,
+    /// `kill -9` of a daemon holding leases, replaced at once.
     KillDaemons,
-    /// SIGSTOP a daemon past its lease, then SIGCONT: a worker with stale leases.
-    PauseDaemons,
-    RestartDatabase,
+    /// SIGSTOP of a daemon holding leases until they are reclaimed, then SIGCONT.
+    FreezeDaemons,
+    /// `pg_ctl stop -m immediate`, then start again, on a throwaway cluster.
+    CrashDatabase,
 }
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: &'static str,
     pub target: Target,
-    pub chaos: Chaos,
+    pub disruption: Disruption,
     pub daemons: usize,
-    /// At most this many chaos events, whatever the scale.
+    /// At most this many disruptions, whatever the scale.
     pub max_events: usize,
 }
 
-/// A scenario's result: the verdict and what the chaos did.
+/// A scenario's result: the verdict and what the driver did.
 #[derive(Debug)]
 pub struct Outcome {
     pub name: &'static str,
     pub intents: usize,
-    pub kills: usize,
-    pub pauses: usize,
-    pub restarts: usize,
+    /// Enqueue calls that got an answer.
     pub enqueues: u64,
+    pub kills: usize,
+    pub freezes: usize,
+    pub crashes: usize,
     pub wall: Duration,
     pub verdict: Verdict,
 }
@@ -81,7 +82,7 @@ pub struct Outcome {
 /// cluster when the scenario crashes the server.
 enum Database {
     Shared { name: String },
-    Throwaway(Cluster),
+    Throwaway(Arc<Cluster>),
 }
 
 impl Database {
@@ -94,34 +95,73 @@ impl Database {
 
     async fn drop_shared(&self) {
         if let Database::Shared { name } = self {
-            let admin = PgPool::connect(&support::url_for("postgres"))
-                .await
-                .unwrap();
-            let sql = format!("drop database if exists {name} with (force)");
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&admin)
-                .await
-                .unwrap();
+            drop_database(name).await;
+        }
+    }
+
+    /// Crashes the throwaway cluster and starts it again (blocking work, off the runtime).
+    async fn crash_and_restart(&self) {
+        if let Database::Throwaway(cluster) = self {
+            let cluster = cluster.clone();
+            tokio::task::spawn_blocking(move || {
+                cluster.crash();
+                std::thread::sleep(Duration::from_millis(500));
+                cluster.start_again();
+            })
+            .await
+            .unwrap();
         }
     }
 }
 
+async fn drop_database(name: &str) {
+    let admin = PgPool::connect(&support::url_for("postgres"))
+        .await
+        .unwrap();
+    let sql = format!("drop database if exists {name} with (force)");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+}
+
+/// Drops the databases of earlier runs that died before cleaning up.
+pub async fn drop_leftovers() {
+    let admin = PgPool::connect(&support::url_for("postgres"))
+        .await
+        .unwrap();
+    let names: Vec<String> = sqlx::query_scalar(
+        "select datname from pg_database where datname like 'herald\\_chaos\\_%'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+    for name in names {
+        drop_database(&name).await;
+    }
+}
+
+/// What received the deliveries: webhook receivers (the main one and the one that refuses
+/// everything, for doomed intents), or the SMTP sink.
 enum Receiving {
-    Webhook(ChaosReceiver),
+    Webhook(Vec<ChaosReceiver>),
     Email(SmtpSink),
 }
 
 impl Receiving {
     fn sightings(&self) -> Vec<Sighting> {
         match self {
-            Receiving::Webhook(receiver) => receiver
-                .seen()
-                .into_iter()
+            Receiving::Webhook(receivers) => receivers
+                .iter()
+                .flat_map(ChaosReceiver::seen)
                 .map(|s| Sighting {
                     id: s.webhook_id,
                     processed: s.answer.processed(),
-                    accepted: s.answer == crate::receiver::Answer::Accepted,
+                    accepted: s.answer == Answer::Accepted,
                     signature_valid: s.signature_valid,
+                    data: s.data,
                 })
                 .collect(),
             Receiving::Email(sink) => sink
@@ -132,6 +172,7 @@ impl Receiving {
                     processed: answer == "250" || answer == "drop",
                     accepted: answer == "250",
                     signature_valid: true,
+                    data: None,
                 })
                 .collect(),
         }
@@ -151,8 +192,10 @@ fn notification_id_of(message_id: &str) -> String {
 impl Scenario {
     pub async fn run(&self, scale: &Scale, seed: u64) -> Outcome {
         let started = Instant::now();
-        let database = match self.chaos {
-            Chaos::RestartDatabase => Database::Throwaway(Cluster::start()),
+        let database = match self.disruption {
+            Disruption::CrashDatabase => Database::Throwaway(Arc::new(
+                tokio::task::spawn_blocking(Cluster::start).await.unwrap(),
+            )),
             _ => Database::Shared {
                 name: format!(
                     "herald_chaos_{}_{}",
@@ -172,72 +215,57 @@ impl Scenario {
             .await
             .unwrap();
 
-        let (receiving, intents, port) = self.prepare(&pool, scale, seed).await;
-        let port = port.to_string();
-        let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates");
-        let workers = WORKERS.to_string();
-        let env = support::daemon::env_with(&[
-            ("HERALD_DISPATCHER__WORKERS", &workers),
-            ("HERALD_DISPATCHER__LEASE", LEASE),
-            ("HERALD_DISPATCHER__SHUTDOWN_GRACE", "10s"),
-            ("HERALD_WEBHOOK__TIMEOUT", WEBHOOK_TIMEOUT),
-            ("HERALD_SMTP__HOST", "127.0.0.1"),
-            ("HERALD_SMTP__PORT", &port),
-            ("HERALD_SMTP__TIMEOUT", "1s"),
-            ("HERALD_SMTP__FROM", "Chaos <chaos@herald.test>"),
-            ("HERALD_SMTP__MESSAGE_ID_DOMAIN", MESSAGE_ID_DOMAIN),
-            ("HERALD_TEMPLATES__DIR", templates.to_str().unwrap()),
-        ]);
+        let (receiving, intents, smtp_port) = self.prepare(&pool, scale, seed).await;
+        let env = daemon_env(smtp_port);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut fleet = Fleet::start(&url, self.daemons, &env);
 
         let intents = Arc::new(intents);
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(Tally::new(intents.notifications.len()));
+        let stop_enqueuing = CancellationToken::new();
         let enqueuers = load::spawn_enqueuers(
             pool.clone(),
-            intents.clone(),
+            Arc::new(intents.notifications.clone()),
             scale.enqueue_tasks,
-            scale.passes,
             seed,
             tally.clone(),
+            stop_enqueuing.clone(),
         );
-        let replays = (scale.enqueue_tasks * scale.passes * intents.len()) as u64;
 
         let mut random = Random::new(seed ^ 0x5eed);
-        let mut restarts = 0;
+        let mut crashes = 0;
         let mut violations = Vec::new();
         let deadline = Instant::now() + scale.deadline;
-        let mut next_event = Instant::now() + pause(&mut random);
+        let mut next_event = Instant::now() + gap_between_events(&mut random);
         loop {
-            let enqueued = enqueuers.iter().all(|task| task.is_finished());
+            let through_once = Tally::get(&tally.tasks_through_once) == scale.enqueue_tasks as u64;
             let unfinished = unfinished(&pool).await;
-            if enqueued && unfinished == Some(0) {
+            if through_once && unfinished == Some(0) {
                 break;
             }
-            let events = fleet.kills + fleet.pauses + restarts;
+            let events = fleet.kills + fleet.freezes + crashes;
             let budget = scale.events.min(self.max_events);
             if Instant::now() >= next_event && events < budget && unfinished != Some(0) {
-                // Kills and pauses wait for a daemon holding leases, so they land mid-batch.
-                let struck = match self.chaos {
-                    Chaos::Calm => true,
-                    Chaos::KillDaemons => fleet.kill_one(&pool, &mut random).await,
-                    Chaos::PauseDaemons => fleet.pause_one(&pool, &mut random, PAUSE).await,
-                    Chaos::RestartDatabase => {
-                        if let Database::Throwaway(cluster) = &database {
-                            cluster.crash();
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            cluster.start_again();
-                            restarts += 1;
-                        }
+                // Kills and freezes wait for a daemon holding leases, so they land mid-batch.
+                let struck = match self.disruption {
+                    Disruption::None => true,
+                    Disruption::KillDaemons => fleet.kill_one(&pool, &mut random).await,
+                    Disruption::FreezeDaemons => {
+                        fleet.freeze_one(&pool, &mut random, FREEZE_LIMIT).await
+                    }
+                    Disruption::CrashDatabase => {
+                        database.crash_and_restart().await;
+                        crashes += 1;
                         true
                     }
                 };
                 if struck {
-                    next_event = Instant::now() + pause(&mut random);
+                    next_event = Instant::now() + gap_between_events(&mut random);
                 }
             }
             if Instant::now() > deadline {
                 violations.push(format!(
-                    "not finished after {:?}: {unfinished:?} notifications unfinished, enqueuers done: {enqueued}",
+                    "not finished after {:?}: {unfinished:?} notifications unfinished",
                     scale.deadline
                 ));
                 break;
@@ -245,90 +273,104 @@ impl Scenario {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let wall = started.elapsed();
+        stop_enqueuing.cancel();
         for task in enqueuers {
-            task.abort();
-        }
-        for log in fleet.exited() {
-            violations.push(format!("a daemon exited on its own:\n{log}"));
+            let _ = task.await;
         }
 
-        let allowance = Allowance {
-            duplicates_after_acceptance: (fleet.kills + fleet.pauses) * WORKERS
-                + restarts * self.daemons * WORKERS,
+        // The daemons stop before the check, so a late write of a thawed daemon is in.
+        violations.extend(fleet.problems());
+        let (kills, freezes) = (fleet.kills, fleet.freezes);
+        let chaos = Chaos {
+            struck_pids: fleet.struck_pids.clone(),
+            crashes,
+            unexplained_per_crash: self.daemons * WORKERS,
         };
-        let mut verdict = invariants::check(
-            &pool,
-            &intents,
-            &receiving.sightings(),
-            &tally,
-            replays,
-            allowance,
-        )
-        .await;
-        let (kills, pauses) = (fleet.kills, fleet.pauses);
         let logs = fleet.logs();
         if let Err(problem) = fleet.stop().await {
             violations.push(problem);
         }
+        let mut verdict =
+            invariants::check(&pool, &intents, &receiving.sightings(), &tally, &chaos).await;
         verdict.violations.extend(violations);
         if !verdict.violations.is_empty() {
-            let tail: String = logs
-                .chars()
-                .rev()
-                .take(8_000)
-                .collect::<String>()
-                .chars()
-                .rev()
-                .collect();
             verdict
                 .violations
-                .push(format!("daemon logs (tail):\n{tail}"));
+                .push(format!("daemon logs (tail):\n{}", tail(&logs, 8_000)));
         }
         pool.close().await;
         database.drop_shared().await;
         Outcome {
             name: self.name,
-            intents: intents.len(),
+            intents: intents.notifications.len(),
+            enqueues: tally.answered(),
             kills,
-            pauses,
-            restarts,
-            enqueues: replays,
+            freezes,
+            crashes,
             wall,
             verdict,
         }
     }
 
-    /// Starts the receiving side and registers what the intents need.
-    async fn prepare(
-        &self,
-        pool: &PgPool,
-        scale: &Scale,
-        seed: u64,
-    ) -> (Receiving, Vec<Notification>, u16) {
+    /// Starts the receiving side and registers what the intents need; returns the SMTP port
+    /// (0 for webhooks).
+    async fn prepare(&self, pool: &PgPool, scale: &Scale, seed: u64) -> (Receiving, Intents, u16) {
         match self.target {
             Target::Webhook(behaviour) => {
-                let behaviour = Behaviour {
-                    late_by: LATE_BY,
-                    in_time: IN_TIME,
-                    ..behaviour
-                };
                 let receiver = ChaosReceiver::start(behaviour, SECRET, seed).await;
+                let refusing = Behaviour {
+                    refuse: 1.0,
+                    ..Behaviour::accepting(Duration::ZERO, WEBHOOK_TIMEOUT)
+                };
+                let doom = ChaosReceiver::start(refusing, SECRET, seed).await;
                 let mut endpoints = Vec::new();
                 for tenant in ["default", "acme", "globex"] {
                     let id = support::endpoint_at(pool, tenant, &receiver.url()).await;
                     endpoints.push((tenant.to_owned(), id));
                 }
-                let intents = with_budget(load::webhook_intents(scale.intents, &endpoints));
-                (Receiving::Webhook(receiver), intents, 0)
+                let doomed = support::endpoint_at(pool, "default", &doom.url()).await;
+                let intents = load::webhook_intents(scale.intents, &endpoints, doomed);
+                (Receiving::Webhook(vec![receiver, doom]), intents, 0)
             }
             Target::Email { drop_ratio } => {
                 let sink = SmtpSink::dropping(drop_ratio, seed).await;
                 let port = sink.port;
-                let intents = with_budget(load::email_intents(scale.intents));
-                (Receiving::Email(sink), intents, port)
+                (
+                    Receiving::Email(sink),
+                    load::email_intents(scale.intents),
+                    port,
+                )
             }
         }
     }
+}
+
+/// The daemons' settings: the test suite's fast retries plus the chaos timeouts.
+fn daemon_env(smtp_port: u16) -> Vec<(&'static str, String)> {
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut env: Vec<(&'static str, String)> = support::daemon::FAST
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_owned()))
+        .collect();
+    env.extend([
+        ("HERALD_DISPATCHER__WORKERS", WORKERS.to_string()),
+        ("HERALD_DISPATCHER__LEASE", LEASE.to_owned()),
+        ("HERALD_DISPATCHER__SHUTDOWN_GRACE", "10s".to_owned()),
+        (
+            "HERALD_WEBHOOK__TIMEOUT",
+            format!("{}ms", WEBHOOK_TIMEOUT.as_millis()),
+        ),
+        ("HERALD_SMTP__HOST", "127.0.0.1".to_owned()),
+        ("HERALD_SMTP__PORT", smtp_port.to_string()),
+        ("HERALD_SMTP__TIMEOUT", SMTP_TIMEOUT.to_owned()),
+        ("HERALD_SMTP__FROM", "Chaos <chaos@herald.test>".to_owned()),
+        (
+            "HERALD_SMTP__MESSAGE_ID_DOMAIN",
+            MESSAGE_ID_DOMAIN.to_owned(),
+        ),
+        ("HERALD_TEMPLATES__DIR", templates.display().to_string()),
+    ]);
+    env
 }
 
 /// A scenario name as a database name: letters and digits, the rest `_`.
@@ -338,15 +380,13 @@ fn identifier(name: &str) -> String {
         .collect()
 }
 
-fn with_budget(intents: Vec<Notification>) -> Vec<Notification> {
-    intents
-        .into_iter()
-        .map(|n| n.max_attempts(MAX_ATTEMPTS))
-        .collect()
+fn tail(text: &str, chars: usize) -> String {
+    let skip = text.chars().count().saturating_sub(chars);
+    text.chars().skip(skip).collect()
 }
 
-/// Time between chaos events: 300 ms to 1 s.
-fn pause(random: &mut Random) -> Duration {
+/// Time between disruptions: 300 ms to 1 s.
+fn gap_between_events(random: &mut Random) -> Duration {
     Duration::from_millis(300 + random.below(700) as u64)
 }
 

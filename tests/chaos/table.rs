@@ -3,8 +3,8 @@
 use crate::scale::Scale;
 use crate::scenario::Outcome;
 
-const HEADER: &str = "| scenario | intents | enqueues | delivered | dead | lost | distinct ids | raw sends | duplicate sends | after acceptance | kills | pauses | db crashes | wall | invariants |\n\
-                      |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+const HEADER: &str = "| scenario | intents | enqueues | delivered | dead | lost | distinct ids | raw sends | duplicate sends | after acceptance | reclaimed leases | kills | freezes | db crashes | wall | invariants |\n\
+                      |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 pub fn render(scale: &Scale, seed: u64, outcomes: &[Outcome]) -> String {
     let mut text = format!(
@@ -27,7 +27,7 @@ pub fn row(o: &Outcome) -> String {
         format!("{} broken", v.violations.len())
     };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
         o.name,
         o.intents,
         o.enqueues,
@@ -38,9 +38,10 @@ pub fn row(o: &Outcome) -> String {
         v.raw_sends,
         v.duplicate_sends,
         v.duplicates_after_acceptance,
+        v.reclaimed,
         o.kills,
-        o.pauses,
-        o.restarts,
+        o.freezes,
+        o.crashes,
         o.wall.as_secs_f64(),
         invariants
     )

@@ -2,6 +2,7 @@
 //! (`#[sqlx::test]`, which reads `DATABASE_URL` for the server to create them on).
 
 mod cli_admin;
+mod cli_bench;
 mod cli_endpoints;
 mod cli_enqueue;
 mod cli_errors;

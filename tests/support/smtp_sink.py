@@ -36,7 +36,7 @@ class Handler:
         message_id = BytesHeaderParser().parsebytes(content).get("Message-ID", "")
         if self.drop_ratio and self.random.random() < self.drop_ratio:
             self.log_received("drop", message_id)
-            server.transport.close()  # read whole, never answered
+            server.transport.abort()  # read whole, never answered
             return "250 2.0.0 unheard"
         code = self.script[self.attempts] if self.attempts < len(self.script) else "250"
         self.attempts += 1

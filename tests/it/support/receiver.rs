@@ -11,9 +11,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::raw_http::{Read, read_request};
 use super::wait_until;
 
 /// One scripted answer.
@@ -196,7 +197,7 @@ pub async fn hanging_up_receiver(hang_ups: usize) -> (SocketAddr, Arc<AtomicUsiz
         while let Ok((mut socket, _)) = listener.accept().await {
             let counter = counter.clone();
             tokio::spawn(async move {
-                while read_request(&mut socket).await {
+                while let Read::Request(_) = read_request(&mut socket).await {
                     let n = counter.fetch_add(1, Ordering::SeqCst);
                     if n < hang_ups {
                         return; // drop the socket: the request was read, no answer is sent
@@ -210,33 +211,4 @@ pub async fn hanging_up_receiver(hang_ups: usize) -> (SocketAddr, Arc<AtomicUsiz
         }
     });
     (addr, seen)
-}
-
-/// Reads one HTTP/1.1 request (headers and a content-length body); false at end of stream.
-async fn read_request(socket: &mut TcpStream) -> bool {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + length {
-                match socket.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return false,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            return true;
-        }
-        match socket.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
 }

@@ -1,0 +1,163 @@
+//! `herald bench`: herald's own throughput, latency and memory against the configured
+//! PostgreSQL server, like `river bench`. One file per phase:
+//! [`enqueue`] (single and batch), [`dispatch`] (null channel and real webhooks, peak RSS),
+//! [`latency`] (enqueue commit → received, idle daemon), [`history`] (the same with millions of
+//! finished rows, and a sweep of them under an enqueue probe).
+//!
+//! Invariants:
+//! - Everything happens in a scratch database `herald_bench_<random>` on the configured server
+//!   ([`scratch`]); the caller drops it afterwards, on error and on Ctrl-C too.
+//! - The loopback receiver is reachable because this bench's own copy of the configuration
+//!   allows `127.0.0.1/32`; the SSRF guard itself and users' configurations are untouched.
+//! - The null channel ([`crate::dispatch::Dispatcher::without_delivery`]) is reachable only
+//!   from here.
+//! - Each phase enqueues its own keys, so no phase meets another's rows as duplicates.
+
+pub mod dispatch;
+pub mod enqueue;
+pub mod history;
+pub mod latency;
+pub mod receiver;
+pub mod rss;
+pub mod scratch;
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::config::Config;
+use receiver::Receiver;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Notifications per throughput phase.
+    pub notifications: u64,
+    /// Concurrent clients of `enqueue_single`.
+    pub clients: u32,
+    /// Finished rows to load for the history phase (0: skip it).
+    pub history: u64,
+}
+
+/// The figures, rates per second.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The scratch database the bench ran in (dropped since).
+    pub database: String,
+    pub enqueue_single_per_s: f64,
+    pub enqueue_batch_per_s: f64,
+    pub dispatch_null_per_s: f64,
+    pub dispatch_webhook_per_s: f64,
+    pub latency_ms: Percentiles,
+    /// Peak resident memory while the dispatcher ran at full speed (`None` off Linux).
+    pub rss_mb: Option<f64>,
+    pub notifications: u64,
+    pub clients: u32,
+    /// The dispatcher settings used (from the configuration).
+    pub workers: usize,
+    pub batch_size: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<history::HistoryReport>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `samples` (milliseconds); zeros when there are none.
+    pub fn of(samples: &[f64]) -> Self {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let at = |p: f64| {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+        };
+        Percentiles {
+            p50: at(0.50),
+            p99: at(0.99),
+        }
+    }
+}
+
+/// Why a bench stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("database error: {}", crate::database::reason_of(.0))]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Enqueue(#[from] crate::EnqueueError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The configuration the bench's dispatchers run with: the configured one, plus loopback for
+/// the bench's own receiver and enough connections for its phases.
+pub fn bench_config(config: &Config) -> Config {
+    let mut config = config.clone();
+    config.webhook.allowed_networks = vec!["127.0.0.1/32".parse().expect("a network literal")];
+    config.webhook.https_only = false;
+    config
+}
+
+/// Runs every phase against `pool` (a migrated scratch database).
+pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Report, BenchError> {
+    let config = bench_config(config);
+    let n = options.notifications;
+    let receiver = Receiver::start()
+        .await
+        .map_err(|e| BenchError::Setup(format!("cannot start the loopback receiver: {e}")))?;
+    let endpoint = receiver.register(pool).await?;
+
+    let enqueue_single = enqueue::single(pool, "single", options.clients, n).await?;
+    let enqueue_batch = enqueue::batch(pool, "batch", n).await?;
+    enqueue::clear_pending(pool).await?;
+
+    let null = dispatch::drain_null(pool, &config, endpoint, n).await?;
+    let webhook = dispatch::drain_webhooks(pool, &config, &receiver, endpoint, n).await?;
+    let latency = latency::idle_daemon(pool, &config, &receiver, endpoint, n).await?;
+
+    let history = if options.history > 0 {
+        Some(history::run(pool, &config, endpoint, options, null.per_s).await?)
+    } else {
+        None
+    };
+    Ok(Report {
+        database: String::new(),
+        enqueue_single_per_s: enqueue_single,
+        enqueue_batch_per_s: enqueue_batch,
+        dispatch_null_per_s: null.per_s,
+        dispatch_webhook_per_s: webhook.per_s,
+        latency_ms: latency,
+        rss_mb: max_option(null.peak_rss_mb, webhook.peak_rss_mb),
+        notifications: n,
+        clients: options.clients,
+        workers: config.dispatcher.workers,
+        batch_size: config.dispatcher.batch_size,
+        history,
+    })
+}
+
+fn max_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        let p = Percentiles::of(&samples);
+        assert_eq!((p.p50, p.p99), (51.0, 99.0));
+        let none = Percentiles::of(&[]);
+        assert_eq!((none.p50, none.p99), (0.0, 0.0));
+    }
+}

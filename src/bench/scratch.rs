@@ -1,0 +1,100 @@
+//! The bench's scratch database: `herald_bench_<random>` on the configured server, created and
+//! migrated at start, dropped (with its connections) at the end.
+
+use sqlx::PgPool;
+
+use crate::database::{self, ConnectError};
+
+pub struct Scratch {
+    /// A database on the same server to run CREATE and DROP from.
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl Scratch {
+    /// Creates the database on the server of `configured_url`. The configured database need not
+    /// exist: the server's `postgres` database serves for CREATE and DROP then.
+    pub async fn create(configured_url: &str) -> Result<Scratch, ConnectError> {
+        let (_, target) = database::parse_url(configured_url)?;
+        let admin_url = match database::connect(configured_url, 1, false).await {
+            Ok(pool) => {
+                pool.close().await;
+                configured_url.to_owned()
+            }
+            Err(ConnectError::MissingDatabase { .. }) => with_database(configured_url, "postgres")?,
+            Err(e) => return Err(e),
+        };
+        let mut random = [0u8; 4];
+        getrandom::fill(&mut random).map_err(|e| refused(&target, e.to_string()))?;
+        let name = format!(
+            "herald_bench_{}",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let admin = database::connect(&admin_url, 1, false).await?;
+        // The name is ours (letters, digits, underscore): safe to splice.
+        let created = sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+        created.map_err(|e| {
+            refused(
+                &target,
+                format!(
+                    "cannot create a scratch database: {}",
+                    database::reason_of(&e)
+                ),
+            )
+        })?;
+        let url = with_database(configured_url, &name)?;
+        Ok(Scratch {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// A migrated pool of the scratch database.
+    pub async fn pool(&self, max_connections: u32) -> Result<PgPool, ConnectError> {
+        database::connect(&self.url, max_connections, false).await
+    }
+
+    /// Drops the database, ending whatever connections still use it.
+    pub async fn drop(self) -> Result<(), ConnectError> {
+        let (_, target) = database::parse_url(&self.admin_url)?;
+        let admin = database::connect(&self.admin_url, 1, false).await?;
+        let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "drop database if exists {} with (force)",
+            self.name
+        )))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+        dropped.map(|_| ()).map_err(|e| {
+            refused(
+                &target,
+                format!(
+                    "cannot drop the scratch database {}: {}",
+                    self.name,
+                    database::reason_of(&e)
+                ),
+            )
+        })
+    }
+}
+
+fn with_database(url: &str, database: &str) -> Result<String, ConnectError> {
+    let mut parsed = url::Url::parse(url).map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+    parsed.set_path(database);
+    Ok(parsed.to_string())
+}
+
+fn refused(target: &database::Target, reason: String) -> ConnectError {
+    ConnectError::Refused {
+        target: target.clone(),
+        reason,
+    }
+}

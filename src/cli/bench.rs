@@ -1,0 +1,181 @@
+//! `herald bench`: measures herald on the configured server in a scratch database it creates
+//! and drops (see [`crate::bench`]), and prints a table or, with `--json`, one object.
+
+use clap::Args;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::Context;
+use super::error::CliError;
+use super::output::{emit, print_json, table};
+use crate::bench::{self, Options, Report, scratch::Scratch};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Notifications per throughput phase.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+    notifications: u64,
+    /// Concurrent clients of the single-enqueue phase.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=1024))]
+    clients: u32,
+    /// Also measure with ROWS finished notifications in the table, and sweep them under an
+    /// enqueue probe (e.g. 5000000).
+    #[arg(long, value_name = "ROWS", default_value_t = 0,
+          allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    history: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(ctx: &Context, args: BenchArgs) -> Result<(), CliError> {
+    let options = Options {
+        notifications: args.notifications,
+        clients: args.clients,
+        history: args.history,
+    };
+    let mut interrupts = Interrupts::listen()?;
+    let scratch = Scratch::create(&ctx.database_url).await?;
+    let measured = tokio::select! {
+        measured = measure(ctx, &scratch, options) => measured,
+        signal = interrupts.received() => Err(CliError::runtime(format!("interrupted by {signal}; the scratch database is dropped"))),
+    };
+    let name = scratch.name.clone();
+    let dropped = scratch.drop().await;
+    let mut report = measured?;
+    dropped?;
+    report.database = name;
+    if args.json {
+        return print_json(&report);
+    }
+    emit(&render(&report))
+}
+
+async fn measure(ctx: &Context, scratch: &Scratch, options: Options) -> Result<Report, CliError> {
+    let connections = ctx.config.database.max_connections.max(options.clients + 2);
+    let pool = scratch.pool(connections).await?;
+    crate::migrate(&pool).await?;
+    let report = bench::run(&pool, &ctx.config, options)
+        .await
+        .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
+    pool.close().await;
+    Ok(report)
+}
+
+fn render(r: &Report) -> String {
+    let rate = |v: f64| format!("{v:.0}");
+    let mut rows = vec![
+        vec![
+            "enqueue_single".into(),
+            rate(r.enqueue_single_per_s),
+            format!(
+                "notifications/s ({} clients, one transaction each)",
+                r.clients
+            ),
+        ],
+        vec![
+            "enqueue_batch".into(),
+            rate(r.enqueue_batch_per_s),
+            "notifications/s (enqueue_many of 1,000)".into(),
+        ],
+        vec![
+            "dispatch_null".into(),
+            rate(r.dispatch_null_per_s),
+            format!(
+                "notifications/s (no-op channel; workers {}, batch {})",
+                r.workers, r.batch_size
+            ),
+        ],
+        vec![
+            "dispatch_webhook".into(),
+            rate(r.dispatch_webhook_per_s),
+            "notifications/s (signed POSTs to loopback, one daemon)".into(),
+        ],
+        vec![
+            "latency_p50".into(),
+            format!("{:.2}", r.latency_ms.p50),
+            "ms (enqueue commit to received, idle daemon)".into(),
+        ],
+        vec![
+            "latency_p99".into(),
+            format!("{:.2}", r.latency_ms.p99),
+            "ms".into(),
+        ],
+        vec![
+            "rss".into(),
+            r.rss_mb
+                .map(|mb| format!("{mb:.1}"))
+                .unwrap_or_else(|| "-".into()),
+            "MiB peak while dispatching".into(),
+        ],
+    ];
+    if let Some(h) = &r.history {
+        rows.extend([
+            vec![
+                "history_rows".into(),
+                h.rows.to_string(),
+                format!("finished rows loaded in {:.1} s", h.load_s),
+            ],
+            vec![
+                "history_enqueue_single".into(),
+                rate(h.enqueue_single_per_s),
+                "notifications/s".into(),
+            ],
+            vec![
+                "history_dispatch_null".into(),
+                rate(h.dispatch_null_per_s),
+                format!(
+                    "notifications/s ({:.2}x slower than empty)",
+                    h.dispatch_null_slowdown
+                ),
+            ],
+            vec![
+                "sweep".into(),
+                rate(h.sweep_rows_per_s),
+                format!("rows/s ({} rows)", h.sweep_rows),
+            ],
+            vec![
+                "enqueue_p99_before_sweep".into(),
+                format!("{:.2}", h.enqueue_ms_before_sweep.p99),
+                "ms (serial probe)".into(),
+            ],
+            vec![
+                "enqueue_p99_during_sweep".into(),
+                format!("{:.2}", h.enqueue_ms_during_sweep.p99),
+                "ms".into(),
+            ],
+        ]);
+    }
+    table(&["PHASE", "VALUE", "UNIT"], &rows)
+}
+
+/// SIGINT and SIGTERM, listened for from before the scratch database exists, so that a signal
+/// at any moment ends the run through the drop.
+struct Interrupts {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Interrupts {
+    fn listen() -> Result<Self, CliError> {
+        let listen = |kind| {
+            signal(kind).map_err(|e| CliError::runtime(format!("cannot listen for signals: {e}")))
+        };
+        Ok(Interrupts {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the first of them, naming it.
+    async fn received(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
