@@ -5,8 +5,8 @@
 //! document to stdout.
 
 mod actions;
-mod doctor;
 mod bench;
+mod doctor;
 mod endpoints;
 mod enqueue;
 pub mod error;
