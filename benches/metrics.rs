@@ -25,7 +25,7 @@ fn claimed(type_: &str) -> Claimed {
         business_id: "b".into(),
         channel: Channel::Webhook,
         destination: Uuid::now_v7().to_string(),
-        payload: serde_json::json!({}),
+        payload: herald::store::payload::Payload::Readable(serde_json::json!({})),
         attempts: 1,
         max_attempts: 8,
         created_at: chrono::Utc::now(),

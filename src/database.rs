@@ -152,9 +152,63 @@ pub fn reason_of(e: &sqlx::Error) -> String {
     text.lines().next().unwrap_or_default().to_owned()
 }
 
+/// `text` with the password of every `scheme://user:password@host` in it replaced by `***`.
+///
+/// The last line of defence for what the CLI prints: errors are built without the URL, but
+/// a message that quotes user input (a URL typed where a command was expected, say) must not
+/// echo a password either. The userinfo runs to the last `@` before whitespace or a quote, as
+/// a password may hold an unescaped `/` or `@`; over-redacting a message is harmless.
+pub fn redact_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '`' | '<' | '>'))
+            .unwrap_or(after.len());
+        let token = &after[..end];
+        match (token.find(':'), token.rfind('@')) {
+            (Some(colon), Some(at_sign)) if colon < at_sign => {
+                out.push_str(&token[..colon]);
+                out.push_str(":***");
+                out.push_str(&token[at_sign..]);
+            }
+            _ => out.push_str(token),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted_wherever_they_appear() {
+        let cases = [
+            (
+                "unexpected argument 'postgres://ann:s3cret@db/app' found",
+                "unexpected argument 'postgres://ann:***@db/app' found",
+            ),
+            (
+                "postgresql://a:p/w@d@h:5432/x y",
+                "postgresql://a:***@h:5432/x y",
+            ),
+            (
+                "postgres://ann@db/app and http://h:80/p",
+                "postgres://ann@db/app and http://h:80/p",
+            ),
+            ("two: x://u:1@h, y://v:2@k", "two: x://u:***@h, y://v:***@k"),
+            ("no url here", "no url here"),
+            ("trailing ://", "trailing ://"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_passwords(input), expected, "{input}");
+        }
+    }
 
     #[test]
     fn targets_never_carry_the_password() {

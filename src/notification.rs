@@ -4,9 +4,13 @@
 //! SQL runs and names the offending field. Invariants of a [`Validated`] notification:
 //! - each key part (tenant, user_id, type, business_id) is 1..=255 characters with no control
 //!   characters (so no NUL either);
-//! - an email destination parses as an address and has no control characters;
-//! - the payload is a JSON object with no NUL (`\u0000`) in any key or string (PostgreSQL's
-//!   jsonb rejects it) and, as canonical JSON, fits the payload limit;
+//! - an email destination parses as an address and has no control characters or whitespace
+//!   (Unicode line separators included);
+//! - the payload is a JSON object nested at most [`MAX_PAYLOAD_DEPTH`] levels deep, with no NUL
+//!   (`\u0000`) in any key or string (PostgreSQL's jsonb rejects it) and, as canonical JSON,
+//!   fits the payload limit. Depth is checked first and without recursion: every later step
+//!   (the NUL search, canonical JSON, the fingerprint, serde_json's reader in the daemon)
+//!   recurses, and a payload nested 100,000 deep would overflow the stack;
 //! - `max_attempts` is within [`MAX_ATTEMPTS_RANGE`].
 
 use std::ops::RangeInclusive;
@@ -29,6 +33,15 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const MAX_ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=100;
 /// The default payload limit: 64 KiB of canonical JSON.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// The deepest accepted payload: the payload object itself is level 1, `{"a": {"b": []}}` is 3.
+///
+/// Why 64: serde_json's reader refuses documents nested 128 or more levels (its recursion
+/// limit), and the daemon reads every payload back with it, so anything deeper would be stored
+/// and then never delivered. Webhook receivers see it one level deeper (inside `data`), and
+/// common parsers elsewhere stop sooner (Ruby's `JSON.parse` at 100). PostgreSQL's jsonb is
+/// bounded only by its stack (thousands of levels), so it is not the binding limit. Real
+/// notification payloads are a few levels deep; 64 leaves ample room and every reader margin.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
 
 /// Limits applied at enqueue; operators set them in `[limits]` of the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +296,18 @@ fn check_no_control(field: &'static str, value: &str) -> Result<(), EnqueueError
 
 fn check_email(address: &str) -> Result<(), EnqueueError> {
     check_no_control("email", address)?;
+    // lettre accepts non-ASCII local parts, and with them Unicode line and paragraph
+    // separators (U+2028, U+2029) that some mail software treats as line breaks. Only a quoted
+    // local part may hold whitespace; such addresses are too rare to be worth the risk.
+    if let Some((at, c)) = address.char_indices().find(|(_, c)| c.is_whitespace()) {
+        return Err(invalid(
+            "email",
+            format!(
+                "must not contain whitespace, found U+{:04X} at byte {at}",
+                c as u32
+            ),
+        ));
+    }
     if address.len() > 254 {
         return Err(invalid("email", "must be at most 254 bytes (RFC 5321)"));
     }
@@ -298,6 +323,13 @@ fn check_email(address: &str) -> Result<(), EnqueueError> {
 fn check_payload(payload: &Value, limits: &Limits) -> Result<String, EnqueueError> {
     if !payload.is_object() {
         return Err(invalid("payload", "must be a JSON object"));
+    }
+    // Before anything that recurses (see the module docs).
+    if exceeds_depth(payload, MAX_PAYLOAD_DEPTH) {
+        return Err(invalid(
+            "payload",
+            format!("must be nested at most {MAX_PAYLOAD_DEPTH} levels deep"),
+        ));
     }
     if let Some(path) = find_nul(payload, &mut String::from("$")) {
         return Err(invalid(
@@ -317,6 +349,25 @@ fn check_payload(payload: &Value, limits: &Limits) -> Result<String, EnqueueErro
         ));
     }
     Ok(json)
+}
+
+/// Whether `value` nests arrays and objects more than `limit` levels deep (a scalar is level 0,
+/// `{}` level 1). An explicit stack, not recursion, so no input can overflow the call stack; it
+/// stops at the first container past the limit.
+fn exceeds_depth(value: &Value, limit: usize) -> bool {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        let is_container = matches!(value, Value::Array(_) | Value::Object(_));
+        if is_container && depth > limit {
+            return true;
+        }
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|item| (item, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|item| (item, depth + 1))),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The JSON path of the first key or string holding a NUL, if any.
@@ -410,6 +461,9 @@ mod tests {
             "a@b@c",
             "x@exa mple.com",
             "a@b.co\r\nBcc: x@y.z",
+            "a\u{2028}b@c.de",
+            "a@b.co\u{2029}",
+            "\"a b\"@c.de",
             "",
         ] {
             let n = Notification::email("u", "t", "b", bad);
@@ -451,6 +505,56 @@ mod tests {
                 .validate(&limits)
                 .is_err()
         );
+    }
+
+    /// `{"a": {"a": … {}}}` with `depth` objects, built and torn down without recursion: the
+    /// `Drop` of a deeply nested `Value` recurses, so the tests dismantle theirs by hand.
+    fn nested(depth: usize) -> Value {
+        // Not `json!({"a": value})`: the macro serialises an embedded value, recursively.
+        let mut value = json!({});
+        for _ in 1..depth {
+            value = Value::Object(serde_json::Map::from_iter([("a".to_owned(), value)]));
+        }
+        value
+    }
+
+    fn dismantle(mut value: Value) {
+        while let Value::Object(map) = &mut value {
+            match map.remove("a") {
+                Some(inner) => value = inner,
+                None => break,
+            }
+        }
+    }
+
+    #[test]
+    fn payload_depth_is_limited_without_recursion() {
+        let edge = nested(MAX_PAYLOAD_DEPTH);
+        assert!(email().payload(edge).validate(&Limits::default()).is_ok());
+        let (field, message) = field_of(&email().payload(nested(MAX_PAYLOAD_DEPTH + 1)));
+        assert_eq!(field, "payload");
+        assert_eq!(message, "must be nested at most 64 levels deep");
+        let arrays = json!({"a": (0..MAX_PAYLOAD_DEPTH).fold(json!(1), |v, _| json!([v]))});
+        assert_eq!(field_of(&email().payload(arrays)).0, "payload");
+        // Deep enough to overflow any stack if validation, canonical JSON or the NUL search
+        // recursed before the depth check.
+        let n = email().payload(nested(100_000));
+        assert!(matches!(
+            n.validate(&Limits::default()),
+            Err(EnqueueError::Invalid {
+                field: "payload",
+                ..
+            })
+        ));
+        dismantle(n.payload);
+    }
+
+    #[test]
+    fn the_deepest_payload_survives_the_readers_that_follow() {
+        // The daemon reads payloads back with serde_json, and receivers get them inside `data`.
+        let body = json!({"type": "t", "data": nested(MAX_PAYLOAD_DEPTH)});
+        let text = serde_json::to_string(&body).unwrap();
+        assert!(serde_json::from_str::<Value>(&text).is_ok());
     }
 
     #[test]

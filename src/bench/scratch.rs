@@ -1,7 +1,8 @@
 //! The bench's scratch database: `herald_bench_<random>` on the configured server, created and
 //! migrated at start, dropped (with its connections) at the end.
 
-use sqlx::PgPool;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::{PgPool, Postgres};
 
 use crate::database::{self, ConnectError};
 
@@ -34,13 +35,10 @@ impl Scratch {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let admin = database::connect(&admin_url, 1, false).await?;
-        // The name is ours (letters, digits, underscore): safe to splice.
-        let created = sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
-            .execute(&admin)
-            .await;
-        admin.close().await;
-        created.map_err(|e| {
+        let url = with_database(configured_url, &name)?;
+        // sqlx's own CREATE DATABASE quotes the name, so no SQL is spliced here (herald's
+        // sources never use `AssertSqlSafe`: see tests/it/sql_injection.rs).
+        Postgres::create_database(&url).await.map_err(|e| {
             refused(
                 &target,
                 format!(
@@ -49,7 +47,6 @@ impl Scratch {
                 ),
             )
         })?;
-        let url = with_database(configured_url, &name)?;
         Ok(Scratch {
             admin_url,
             name,
@@ -65,15 +62,8 @@ impl Scratch {
     /// Drops the database, ending whatever connections still use it.
     pub async fn drop(self) -> Result<(), ConnectError> {
         let (_, target) = database::parse_url(&self.admin_url)?;
-        let admin = database::connect(&self.admin_url, 1, false).await?;
-        let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "drop database if exists {} with (force)",
-            self.name
-        )))
-        .execute(&admin)
-        .await;
-        admin.close().await;
-        dropped.map(|_| ()).map_err(|e| {
+        // DROP DATABASE IF EXISTS … WITH (FORCE), the name quoted by sqlx.
+        Postgres::force_drop_database(&self.url).await.map_err(|e| {
             refused(
                 &target,
                 format!(

@@ -158,7 +158,7 @@ pub async fn check_connection(config: &SmtpConfig, within: Duration) -> Result<(
 
 /// The template context: the payload's fields, plus `herald` with the notification's identity.
 fn context(n: &Claimed) -> Value {
-    let mut context = match &n.payload {
+    let mut context = match n.payload.value() {
         Value::Object(map) => map.clone(),
         _ => Default::default(),
     };

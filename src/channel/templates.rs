@@ -124,7 +124,8 @@ impl Templates {
         if e.kind() == ErrorKind::TemplateNotFound {
             return TemplateError::Missing(path);
         }
-        let mut message = e.to_string();
+        // With its cause: "could not read template" alone does not say the file is not UTF-8.
+        let mut message = super::error_chain(&e);
         if let Some(line) = e.line()
             && !message.contains(&format!(":{line}"))
         {

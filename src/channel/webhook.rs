@@ -113,7 +113,7 @@ impl WebhookSender {
         let body = match serde_json::to_vec(&Body {
             type_: &n.type_,
             timestamp: n.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            data: &n.payload,
+            data: n.payload.value(),
         }) {
             Ok(body) => body,
             Err(e) => return Outcome::give_up(format!("cannot encode the body: {e}")),

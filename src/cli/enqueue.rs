@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::Context;
 use super::error::CliError;
 use super::output::{outln, print_json};
-use crate::notification::Notification;
+use crate::notification::{MAX_PAYLOAD_DEPTH, Notification};
 use crate::{Enqueued, State};
 
 #[derive(Debug, Args)]
@@ -29,8 +29,10 @@ pub struct EnqueueArgs {
     #[arg(long, value_name = "ENDPOINT_ID")]
     webhook: Option<Uuid>,
     /// JSON object: template context, or the webhook's `data`. Default {}.
-    #[arg(long, value_name = "JSON", value_parser = parse_payload)]
-    payload: Option<serde_json::Value>,
+    // Parsed by `build`, not by clap: clap's error would echo the whole value, which may be
+    // huge (a hostile nesting) or personal data.
+    #[arg(long, value_name = "JSON")]
+    payload: Option<String>,
     /// Tenant (key part). Default "default".
     #[arg(long, value_name = "T")]
     tenant: Option<String>,
@@ -91,7 +93,10 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
             ));
         }
     };
-    if let Some(payload) = args.payload {
+    if let Some(text) = args.payload {
+        let payload = parse_payload(&text).map_err(|problem| {
+            CliError::usage(format!("invalid payload (--payload): {problem}"))
+        })?;
         n = n.payload(payload);
     }
     if let Some(tenant) = args.tenant {
@@ -106,8 +111,17 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
     Ok(n.max_attempts(max_attempts))
 }
 
+/// JSON text to a value. serde_json's reader stops at 128 levels (before that much recursion
+/// could hurt); such a document is reported as too deep, like a deep one the reader accepts
+/// and validation refuses.
 fn parse_payload(text: &str) -> Result<serde_json::Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+    serde_json::from_str(text).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            format!("must be nested at most {MAX_PAYLOAD_DEPTH} levels deep")
+        } else {
+            format!("not valid JSON: {e}")
+        }
+    })
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {

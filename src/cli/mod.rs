@@ -5,8 +5,8 @@
 //! document to stdout.
 
 mod actions;
-mod doctor;
 mod bench;
+mod doctor;
 mod endpoints;
 mod enqueue;
 pub mod error;
@@ -16,6 +16,7 @@ mod output;
 mod run;
 mod stats;
 mod sweep;
+mod utf8;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -131,8 +132,19 @@ impl Context {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidUtf8 => {
+            let args: Vec<_> = std::env::args_os().collect();
+            let place = utf8::non_utf8_argument(&args)
+                // Clap reads only the arguments and DATABASE_URL.
+                .unwrap_or_else(|| "environment variable DATABASE_URL".to_owned());
+            eprintln!("error: {place} is not valid UTF-8");
+            return error::Exit::Usage.into();
+        }
         Err(e) if e.use_stderr() => {
-            eprintln!("{}", one_line(&e.render().to_string()));
+            eprintln!(
+                "{}",
+                database::redact_passwords(&one_line(&e.render().to_string()))
+            );
             return error::Exit::Usage.into();
         }
         // --help and --version.
@@ -141,7 +153,14 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let env: HashMap<String, String> = std::env::vars().collect();
+    // Not `std::env::vars()`, which panics on a variable that is not UTF-8.
+    let env: HashMap<String, String> = match utf8::environment(std::env::vars_os()) {
+        Ok(env) => env,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return error::Exit::Usage.into();
+        }
+    };
     // The configuration comes first: it chooses the log format. `doctor` reports the
     // cross-key rules as one of its checks, so it takes the configuration unvalidated.
     let doctor = matches!(cli.command, Command::Doctor(_));
@@ -178,7 +197,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e.message));
+            eprintln!(
+                "error: {}",
+                database::redact_passwords(&one_line(&e.message))
+            );
             e.exit.into()
         }
     }

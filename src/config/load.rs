@@ -102,7 +102,9 @@ pub fn load_unvalidated(
     };
     let config = layered(true).map_err(|e| {
         // Blame the layer that broke it: if the file alone is fine, the environment did.
-        let message = e.to_string();
+        // The loader quotes values of the wrong type, which may be a URL with a password
+        // (`database = "postgres://…"`).
+        let message = crate::database::redact_passwords(&e.to_string());
         match (&source, layered(false)) {
             (_, Ok(_)) => ConfigError::Environment(message),
             (ConfigSource::BuiltIn, Err(_)) => ConfigError::Parse(message),
@@ -368,6 +370,13 @@ mod tests {
         assert_eq!(err.lines().count(), 1, "{err}");
         let err =
             load_text("[database]\nurl = \"postgres://app:S3cretPw@db/app\n", &[]).unwrap_err();
+        assert!(!err.contains("S3cretPw"), "{err}");
+    }
+
+    #[test]
+    fn values_quoted_in_errors_lose_their_passwords() {
+        let err = load_text("database = \"postgres://app:S3cretPw@db/app\"\n", &[]).unwrap_err();
+        assert!(err.contains("postgres://app:***@db/app"), "{err}");
         assert!(!err.contains("S3cretPw"), "{err}");
     }
 

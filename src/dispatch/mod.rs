@@ -54,6 +54,10 @@ pub struct Senders {
 
 impl Senders {
     async fn deliver(&self, n: &Claimed) -> Outcome {
+        // Retrying cannot make it readable.
+        if let Some(problem) = n.payload.problem() {
+            return Outcome::give_up(problem);
+        }
         match n.channel {
             Channel::Webhook => self.webhook.deliver(n).await,
             Channel::Email => self.email.deliver(n).await,

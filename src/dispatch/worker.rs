@@ -277,7 +277,7 @@ mod tests {
             business_id: "b".into(),
             channel: crate::state::Channel::Webhook,
             destination: Uuid::now_v7().to_string(),
-            payload: serde_json::json!({}),
+            payload: crate::store::payload::Payload::Readable(serde_json::json!({})),
             attempts,
             max_attempts,
             created_at: chrono::Utc::now(),

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::payload::Payload;
 use crate::state::{Channel, State};
 
 /// A notification claimed for one delivery attempt, with what delivering it needs.
@@ -30,7 +31,8 @@ pub struct Claimed {
     #[sqlx(try_from = "String")]
     pub channel: Channel,
     pub destination: String,
-    pub payload: serde_json::Value,
+    /// Read so that an unreadable payload fails only this notification (see `store::payload`).
+    pub payload: Payload,
     /// This attempt's number (1-based).
     pub attempts: i32,
     pub max_attempts: i32,

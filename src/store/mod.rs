@@ -11,4 +11,5 @@ pub mod dispatch;
 pub mod endpoints;
 pub mod enqueue;
 pub mod health;
+pub mod payload;
 pub mod sweep;

@@ -90,3 +90,60 @@ async fn allowed_networks_open_the_guard(pool: PgPool) {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(receiver.requests().len(), 1);
 }
+
+/// Host names from /etc/hosts (besides `localhost`) that map to a loopback or private address:
+/// resolved by the system resolver like any DNS name, without DNS.
+fn private_names_from_the_hosts_file() -> Vec<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    hosts
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let ip: std::net::IpAddr = fields.next()?.parse().ok()?;
+            herald::net::ssrf::non_global_class(ip)?;
+            Some(fields.map(str::to_owned).collect::<Vec<_>>())
+        })
+        .flatten()
+        .filter(|name| !name.starts_with("localhost") && !name.starts_with("ip6-"))
+        .collect()
+}
+
+#[sqlx::test(migrations = false)]
+async fn names_that_resolve_to_loopback_are_refused_however_spelled(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let port = receiver.addr.port();
+    let mut names = vec!["LocalHost".to_owned()];
+    names.extend(private_names_from_the_hosts_file());
+    let mut ids = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let hook = endpoint_at(&pool, "default", &format!("http://{name}:{port}/hook")).await;
+        let n = Notification::webhook("u", "t", format!("n{i}"), hook).max_attempts(3);
+        ids.push(herald::enqueue(&pool, &n).await.unwrap().id());
+    }
+    let run = run_until_idle(
+        &pool,
+        &env_with(&[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "")]),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        receiver.connections(),
+        0,
+        "no connection reached the receiver"
+    );
+    for (id, name) in ids.iter().zip(&names) {
+        let (state, error): (String, String) =
+            sqlx::query_as("select state, last_error from herald.notifications where id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(state, "dead", "{name}");
+        assert!(
+            error.contains("resolves only to forbidden addresses"),
+            "{name}: {error}"
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! Hostile input, through the library and the binary: payloads nested absurdly deep, email
+//! recipients that would break headers, bytes that are not UTF-8 in arguments, the
+//! environment, a config file or a template. Each is one clear error naming what was wrong,
+//! exit code 2, no panic, and nothing written. And a payload too deep to read, stored by a
+//! plain-SQL writer, fails only its own notification.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
+
+use herald::notification::MAX_PAYLOAD_DEPTH;
+use herald::{EnqueueError, Notification};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::support::daemon::{FAST, env_with, run_until_idle};
+use crate::support::receiver::Receiver;
+use crate::support::{Run, count_notifications, endpoint_at, herald, migrated, url_of};
+
+/// `{"a": {"a": … {}}}` with `depth` objects, built without recursion.
+fn nested(depth: usize) -> Value {
+    // Not `json!({"a": value})`: the macro serialises an embedded value, recursively.
+    let mut value = json!({});
+    for _ in 1..depth {
+        value = Value::Object(serde_json::Map::from_iter([("a".to_owned(), value)]));
+    }
+    value
+}
+
+/// `depth` nested JSON arrays as text: `[[[…]]]`.
+fn nested_text(depth: usize) -> String {
+    format!(
+        "{{\"a\":{}{}}}",
+        "[".repeat(depth - 1),
+        "]".repeat(depth - 1)
+    )
+}
+
+/// Runs `herald` with arguments that need not be UTF-8, as `support::command` does otherwise.
+async fn herald_os(args: &[&OsStr], env: &[(&str, &OsStr)]) -> Run {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("HERALD_CONFIG")
+        .env_remove("RUST_LOG")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().await.unwrap();
+    Run {
+        code: out.status.code().expect("exited, not killed by a signal"),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+const ENQUEUE: [&str; 9] = [
+    "enqueue",
+    "--user",
+    "u",
+    "--type",
+    "t",
+    "--business-id",
+    "b",
+    "--email",
+    "ann@example.com",
+];
+
+#[sqlx::test(migrations = false)]
+async fn deep_payloads_are_refused_by_the_library(pool: PgPool) {
+    migrated(&pool).await;
+    let edge =
+        Notification::email("u", "t", "edge", "ann@example.com").payload(nested(MAX_PAYLOAD_DEPTH));
+    assert!(herald::enqueue(&pool, &edge).await.unwrap().is_created());
+    for depth in [MAX_PAYLOAD_DEPTH + 1, 100_000] {
+        let n = Notification::email("u", "t", "deep", "ann@example.com").payload(nested(depth));
+        let single = herald::enqueue(&pool, &n).await;
+        let batch = herald::enqueue_many(&pool, std::slice::from_ref(&n)).await;
+        for result in [single.map(|_| ()), batch.map(|_| ())] {
+            match result {
+                Err(EnqueueError::Invalid { field, message }) => {
+                    assert_eq!(field, "payload");
+                    assert!(message.contains("nested at most 64 levels"), "{message}");
+                }
+                other => panic!("depth {depth}: expected Invalid, got {other:?}"),
+            }
+        }
+        // `Value`'s `Drop` recurses and would overflow on the deep one: leak it instead.
+        std::mem::forget(n);
+    }
+    assert_eq!(count_notifications(&pool).await, 1, "only the edge case");
+}
+
+#[sqlx::test(migrations = false)]
+async fn deep_payloads_are_refused_by_the_binary(pool: PgPool) {
+    migrated(&pool).await;
+    // Past the limit but readable by serde_json, and far past what its reader accepts (as far
+    // as one argument may go: Linux caps each at 128 KiB).
+    for depth in [MAX_PAYLOAD_DEPTH + 1, 50_000] {
+        let mut args = ENQUEUE.to_vec();
+        let payload = nested_text(depth);
+        args.extend(["--payload", &payload]);
+        let out = herald(&pool, &args).await;
+        out.assert_error(
+            2,
+            "invalid payload (--payload): must be nested at most 64 levels deep",
+        );
+        assert!(
+            out.stderr.len() < 200,
+            "the payload is not echoed: {}",
+            out.stderr.len()
+        );
+    }
+    let mut args = ENQUEUE.to_vec();
+    let edge = nested_text(MAX_PAYLOAD_DEPTH);
+    args.extend(["--payload", &edge]);
+    assert_eq!(herald(&pool, &args).await.code, 0);
+    assert_eq!(count_notifications(&pool).await, 1, "only the edge case");
+}
+
+/// Recipients that would add a header, a recipient or a line if they reached a message.
+const HEADER_BREAKING: [&str; 9] = [
+    "ann@example.com\r\nBcc: eve@example.com",
+    "ann@example.com\nBcc: eve@example.com",
+    "ann@example.com\r",
+    "ann@example.com, eve@example.com",
+    "ann@example.com;eve@example.com",
+    "Ann <ann@example.com>",
+    "ann@example.com>\r\nX-Evil: 1",
+    "ann\u{2028}@example.com",
+    "\"ann\r\n\"@example.com",
+];
+
+#[sqlx::test(migrations = false)]
+async fn header_breaking_recipients_are_refused_naming_email(pool: PgPool) {
+    migrated(&pool).await;
+    for address in HEADER_BREAKING {
+        let n = Notification::email("u", "t", "b", address);
+        match herald::enqueue(&pool, &n).await {
+            Err(EnqueueError::Invalid { field, .. }) => assert_eq!(field, "email", "{address:?}"),
+            other => panic!("{address:?}: expected Invalid(email), got {other:?}"),
+        }
+        let args = [
+            "enqueue",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--email",
+            address,
+        ];
+        herald(&pool, &args)
+            .await
+            .assert_error(2, "invalid email (--email)");
+    }
+    assert_eq!(count_notifications(&pool).await, 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn arguments_that_are_not_utf8_are_named(pool: PgPool) {
+    migrated(&pool).await;
+    let url = url_of(&pool);
+    let bad = OsStr::from_bytes(b"user-\xff\xfe");
+    let base = [
+        OsStr::new("--database-url"),
+        OsStr::new(&url),
+        OsStr::new("enqueue"),
+    ];
+    let cases: Vec<(Vec<&OsStr>, &str)> = vec![
+        (
+            [&base[..], &[OsStr::new("--user"), bad]].concat(),
+            "error: argument 5 (after --user) is not valid UTF-8",
+        ),
+        (
+            [&base[..], &[OsStr::from_bytes(b"--type=t\xff")]].concat(),
+            "error: the value of --type is not valid UTF-8",
+        ),
+        (
+            vec![
+                OsStr::new("--database-url"),
+                OsStr::new(&url),
+                OsStr::new("show"),
+                bad,
+            ],
+            "error: argument 4 is not valid UTF-8",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = herald_os(&args, &[]).await;
+        out.assert_error(2, expected);
+    }
+    // The environment: DATABASE_URL (read by the argument parser) and herald's own variables.
+    let list = [OsStr::new("list")];
+    herald_os(&list, &[("DATABASE_URL", bad)])
+        .await
+        .assert_error(
+            2,
+            "error: environment variable DATABASE_URL is not valid UTF-8",
+        );
+    let with_url = [
+        OsStr::new("--database-url"),
+        OsStr::new(&url),
+        OsStr::new("list"),
+    ];
+    herald_os(&with_url, &[("HERALD_SMTP__PASSWORD", bad)])
+        .await
+        .assert_error(
+            2,
+            "error: environment variable HERALD_SMTP__PASSWORD is not valid UTF-8",
+        );
+    // Anyone else's variable is none of herald's business (it used to panic).
+    let out = herald_os(&with_url, &[("SOME_OTHER_TOOL", bad)]).await;
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
+    assert_eq!(count_notifications(&pool).await, 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_config_file_that_is_not_utf8_is_named(pool: PgPool) {
+    migrated(&pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, b"[smtp]\nhost = \"mail\xff.example\"\n").unwrap();
+    let mut args = vec!["--config", file.to_str().unwrap()];
+    args.extend(ENQUEUE);
+    let out = herald(&pool, &args).await;
+    out.assert_error(
+        2,
+        &format!(
+            "config file {}: stream did not contain valid UTF-8",
+            file.display()
+        ),
+    );
+    assert_eq!(count_notifications(&pool).await, 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_template_that_is_not_utf8_stops_the_daemon_naming_it(pool: PgPool) {
+    migrated(&pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    let type_dir = dir.path().join("welcome");
+    std::fs::create_dir_all(&type_dir).unwrap();
+    std::fs::write(type_dir.join("subject.txt"), b"Welcome \xff").unwrap();
+    std::fs::write(type_dir.join("body.txt"), b"Hi").unwrap();
+    let n = Notification::email("u", "welcome", "b", "ann@example.com");
+    let id = herald::enqueue(&pool, &n).await.unwrap().id();
+    let templates = dir.path().to_str().unwrap();
+    let run = run_until_idle(&pool, &env_with(&[("HERALD_TEMPLATES__DIR", templates)])).await;
+    let path = type_dir.join("subject.txt");
+    run.assert_error(2, &format!("template {}: ", path.display()));
+    assert!(run.stderr.contains("valid UTF-8"), "{run:?}");
+    let (state, attempts): (String, i32) =
+        sqlx::query_as("select state, attempts from herald.notifications where id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("pending", 0),
+        "nothing was claimed"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    // Only a plain-SQL writer can store this: jsonb takes it, serde_json will not read it.
+    let deep = nested_text(200);
+    let insert = "insert into herald.notifications
+            (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
+        values (gen_random_uuid(), 'default', 'u', 't', $1, decode(repeat('00', 32), 'hex'),
+                'webhook', $2, $3::jsonb, 3)
+        returning id";
+    let mut ids = Vec::new();
+    for (business_id, payload) in [("deep", deep.as_str()), ("fine", r#"{"order": "1001"}"#)] {
+        let id: uuid::Uuid = sqlx::query_scalar(insert)
+            .bind(business_id)
+            .bind(hook.to_string())
+            .bind(payload)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let row = |id: uuid::Uuid| {
+        sqlx::query_as::<_, (String, i32, Option<String>)>(
+            "select state, attempts, last_error from herald.notifications where id = $1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+    };
+    let (state, attempts, error) = row(ids[0]).await.unwrap();
+    assert_eq!((state.as_str(), attempts), ("dead", 1), "given up at once");
+    let error = error.unwrap();
+    assert!(
+        error.contains("the stored payload cannot be read"),
+        "{error}"
+    );
+    let (state, attempts, _) = row(ids[1]).await.unwrap();
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("delivered", 1),
+        "its neighbour is unharmed"
+    );
+    assert_eq!(receiver.requests().len(), 1);
+}
