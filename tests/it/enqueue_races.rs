@@ -14,6 +14,10 @@ use crate::support::{count_notifications, migrated};
 
 const RACERS: usize = 50;
 
+/// One race at a time: each holds `RACERS` connections of its own, and two at once beside the
+/// rest of the suite would exceed the server's `max_connections` (100 by default).
+static ONE_RACE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `RACERS` connections of their own (the test pool is smaller), migrated first.
 async fn racers_connections(pool: &PgPool, connect: &PgConnectOptions) -> Vec<PgConnection> {
     migrated(pool).await;
@@ -34,6 +38,7 @@ async fn fifty_racing_enqueues_make_one_notification(
     options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
+    let _turn = ONE_RACE_AT_A_TIME.lock().await;
     let pool = options.connect_with(connect.clone()).await.unwrap();
     let barrier = Arc::new(Barrier::new(RACERS));
     let racers: Vec<_> = racers_connections(&pool, &connect)
@@ -68,6 +73,7 @@ async fn fifty_racing_batches_make_one_notification_per_key(
     options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
+    let _turn = ONE_RACE_AT_A_TIME.lock().await;
     let pool = options.connect_with(connect.clone()).await.unwrap();
     const KEYS: usize = 20;
     let barrier = Arc::new(Barrier::new(RACERS));
