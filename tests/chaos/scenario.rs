@@ -129,7 +129,9 @@ async fn drop_database(name: &str) {
 /// Drops the databases of earlier runs that died before cleaning up: those whose process (the
 /// name ends in its pid) is gone. A suite running at the same time keeps its own.
 pub async fn drop_leftovers() {
-    let admin = PgPool::connect(&support::url_for("postgres")).await.unwrap();
+    let admin = PgPool::connect(&support::url_for("postgres"))
+        .await
+        .unwrap();
     let names: Vec<String> = sqlx::query_scalar(
         "select datname from pg_database where datname like 'herald\\_chaos\\_%'",
     )

@@ -161,7 +161,7 @@ async fn an_interrupted_run_drops_its_database() {
             "--notifications",
             "10000000",
         ],
-        &[],
+        &[] as &[(&str, &str)],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())

@@ -182,7 +182,7 @@ async fn a_reader_that_goes_away_is_not_an_error(pool: PgPool) {
     let url = crate::support::url_of(&pool);
     let mut child = crate::support::command(
         &["--database-url", &url, "list", "--limit", "400", "--json"],
-        &[],
+        &[] as &[(&str, &str)],
     )
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())

@@ -6,7 +6,6 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::process::Stdio;
 
 use herald::notification::MAX_PAYLOAD_DEPTH;
 use herald::{EnqueueError, Notification};
@@ -15,7 +14,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, env_with, run_until_idle};
 use crate::support::receiver::Receiver;
-use crate::support::{Run, count_notifications, endpoint_at, herald, migrated, url_of};
+use crate::support::{self, Run, count_notifications, endpoint_at, herald, migrated, url_of};
 
 /// `{"a": {"a": … {}}}` with `depth` objects, built without recursion.
 fn nested(depth: usize) -> Value {
@@ -36,19 +35,9 @@ fn nested_text(depth: usize) -> String {
     )
 }
 
-/// Runs `herald` with arguments that need not be UTF-8, as `support::command` does otherwise.
+/// Runs `herald` with arguments that need not be UTF-8.
 async fn herald_os(args: &[&OsStr], env: &[(&str, &OsStr)]) -> Run {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
-    command
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("HERALD_CONFIG")
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
+    let mut command = support::command(args, env);
     let out = command.output().await.unwrap();
     Run {
         code: out.status.code().expect("exited, not killed by a signal"),

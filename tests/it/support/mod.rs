@@ -8,6 +8,7 @@ pub mod receiver;
 pub mod scrape;
 pub mod smtp;
 
+use std::ffi::OsStr;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -89,7 +90,11 @@ pub async fn herald_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// The `herald` command with `args` and extra environment, run away from any config file.
-pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+/// Arguments and values need not be UTF-8 (the hostile-input tests send some that are not).
+pub fn command<A: AsRef<OsStr>, V: AsRef<OsStr>>(
+    args: &[A],
+    env: &[(&str, V)],
+) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
     command
         .args(args)
