@@ -8,6 +8,42 @@ use crate::support::daemon::{env_with, run_until_idle};
 use crate::support::receiver::Receiver;
 use crate::support::{endpoint_at, migrated};
 
+/// Enqueues one webhook to each of `urls`, drains them with the default guard (no allowed
+/// networks), asserts that no connection reached `receiver`, and returns each notification's
+/// `(state, attempts, last_error)` in the order of `urls`.
+async fn delivered_with_the_default_guard(
+    pool: &PgPool,
+    receiver: &Receiver,
+    urls: &[String],
+) -> Vec<(String, i32, String)> {
+    let mut ids = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let hook = endpoint_at(pool, "default", url).await;
+        let n = Notification::webhook("u", "t", format!("b{i}"), hook).max_attempts(3);
+        ids.push(herald::enqueue(pool, &n).await.unwrap().id());
+    }
+    let run = run_until_idle(pool, &env_with(&[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "")])).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        receiver.connections(),
+        0,
+        "no connection reached the receiver"
+    );
+    let mut outcomes = Vec::new();
+    for id in ids {
+        outcomes.push(
+            sqlx::query_as(
+                "select state, attempts, last_error from herald.notifications where id = $1",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        );
+    }
+    outcomes
+}
+
 #[sqlx::test(migrations = false)]
 async fn non_global_targets_are_refused_before_connecting(pool: PgPool) {
     migrated(&pool).await;
@@ -30,34 +66,11 @@ async fn non_global_targets_are_refused_before_connecting(pool: PgPool) {
         ("http://100.64.0.1/hook".to_string(), "CGNAT"),
         ("http://[fd00::1]/hook".to_string(), "unique-local"),
     ];
-    let mut ids = Vec::new();
-    for (i, (url, _)) in targets.iter().enumerate() {
-        let hook = endpoint_at(&pool, "default", url).await;
-        let n = Notification::webhook("u", "t", format!("b{i}"), hook).max_attempts(3);
-        ids.push(herald::enqueue(&pool, &n).await.unwrap().id());
-    }
-    // No allowed networks: the defaults.
-    let run = run_until_idle(
-        &pool,
-        &env_with(&[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "")]),
-    )
-    .await;
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(
-        receiver.connections(),
-        0,
-        "no connection was opened to the receiver"
-    );
-    for (id, (url, class)) in ids.iter().zip(&targets) {
-        let (state, attempts, error): (String, i32, String) = sqlx::query_as(
-            "select state, attempts, last_error from herald.notifications where id = $1",
-        )
-        .bind(id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let urls: Vec<String> = targets.iter().map(|(url, _)| url.clone()).collect();
+    let outcomes = delivered_with_the_default_guard(&pool, &receiver, &urls).await;
+    for ((state, attempts, error), (url, class)) in outcomes.iter().zip(&targets) {
         assert_eq!(
-            (state.as_str(), attempts),
+            (state.as_str(), *attempts),
             ("dead", 1),
             "{url}: refused at once, not retried"
         );
@@ -116,30 +129,12 @@ async fn names_that_resolve_to_loopback_are_refused_however_spelled(pool: PgPool
     let port = receiver.addr.port();
     let mut names = vec!["LocalHost".to_owned()];
     names.extend(private_names_from_the_hosts_file());
-    let mut ids = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let hook = endpoint_at(&pool, "default", &format!("http://{name}:{port}/hook")).await;
-        let n = Notification::webhook("u", "t", format!("n{i}"), hook).max_attempts(3);
-        ids.push(herald::enqueue(&pool, &n).await.unwrap().id());
-    }
-    let run = run_until_idle(
-        &pool,
-        &env_with(&[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "")]),
-    )
-    .await;
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(
-        receiver.connections(),
-        0,
-        "no connection reached the receiver"
-    );
-    for (id, name) in ids.iter().zip(&names) {
-        let (state, error): (String, String) =
-            sqlx::query_as("select state, last_error from herald.notifications where id = $1")
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+    let urls: Vec<String> = names
+        .iter()
+        .map(|name| format!("http://{name}:{port}/hook"))
+        .collect();
+    let outcomes = delivered_with_the_default_guard(&pool, &receiver, &urls).await;
+    for ((state, _, error), name) in outcomes.iter().zip(&names) {
         assert_eq!(state, "dead", "{name}");
         assert!(
             error.contains("resolves only to forbidden addresses"),
