@@ -60,7 +60,6 @@ pub struct Chaos {
 
 #[derive(Debug, Default)]
 pub struct Verdict {
-    pub rows: usize,
     pub delivered: usize,
     pub dead: usize,
     pub lost: usize,
@@ -125,7 +124,6 @@ pub async fn check(
             return verdict;
         }
     };
-    verdict.rows = rows.len();
 
     // One row per key (the UNIQUE constraint's job; checked, not assumed).
     let mut by_key: HashMap<(String, String, String, String), &Row> = HashMap::new();
