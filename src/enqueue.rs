@@ -4,7 +4,9 @@
 //! - Dedup is the `notifications_key` UNIQUE constraint: `INSERT … ON CONFLICT DO NOTHING`, and
 //!   a read of the existing row only when the insert wrote nothing. Duplicates write nothing.
 //! - Same key, equal fingerprint: `Duplicate` of the existing notification. Different
-//!   fingerprint: `Conflict` naming the existing id; nothing changes.
+//!   fingerprint: `Conflict` naming the existing id; nothing changes. The fingerprint is
+//!   computed and compared by PostgreSQL (`herald.fingerprint()`), the same function the SQL
+//!   `herald.enqueue(...)` uses, so every client agrees on what a replay is.
 //! - Bad input is refused as `Invalid` before any SQL runs (see `notification`), except what
 //!   only the database knows (an unknown or disabled webhook endpoint), which is refused without
 //!   writing.
@@ -153,7 +155,7 @@ where
             }
             return Ok(Enqueued::Created { id: item.id, state });
         }
-        let found = sql::find_existing(&mut conn, &item.key, item.endpoint_id).await?;
+        let found = sql::find_existing(&mut conn, &item).await?;
         if let Some(settled) = settle(&item, found.existing, &found.endpoint) {
             return settled;
         }
@@ -236,20 +238,30 @@ async fn settle_batch(
         return Err(unsettled(&items[i].key));
     }
     // Repeats inside the batch: the same intent is a duplicate of its representative, a
-    // different one conflicts with it.
-    for (i, &rep) in representative.iter().enumerate() {
-        if rep == i {
-            continue;
-        }
+    // different one conflicts with it. The representative's own error is reported, earlier in
+    // input order.
+    let repeats: Vec<usize> = (0..items.len())
+        .filter(|&i| representative[i] != i && matches!(results[representative[i]], Some(Ok(_))))
+        .collect();
+    let same = if repeats.is_empty() {
+        Vec::new()
+    } else {
+        let pairs: Vec<(&Validated, &Validated)> = repeats
+            .iter()
+            .map(|&i| (&items[i], &items[representative[i]]))
+            .collect();
+        sql::same_intents(conn, &pairs).await?
+    };
+    for (&i, same_intent) in repeats.iter().zip(same) {
+        let rep = representative[i];
         let rep_result = match &results[rep] {
             Some(Ok(done)) => done.clone(),
-            // The representative's own error is reported, earlier in input order.
             _ => continue,
         };
         let item = &items[i];
         let what = differs(item, items[rep].channel.as_str(), &items[rep].destination);
         results[i] = Some(match rep_result {
-            _ if item.fingerprint == items[rep].fingerprint => Ok(Enqueued::Duplicate {
+            _ if same_intent => Ok(Enqueued::Duplicate {
                 id: rep_result.id(),
                 state: rep_result.state(),
             }),
@@ -291,7 +303,7 @@ fn settle(
     endpoint: &EndpointStatus,
 ) -> Option<Result<Enqueued, EnqueueError>> {
     if let Some(existing) = existing {
-        return Some(if existing.fingerprint == item.fingerprint {
+        return Some(if existing.same_intent {
             Ok(Enqueued::Duplicate {
                 id: existing.id,
                 state: existing.state,

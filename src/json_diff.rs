@@ -1,12 +1,13 @@
 //! Where two JSON payloads differ, as JSON paths (`$.order`, `$.items[0].qty`): the "why" behind
 //! a conflict, for `herald explain`.
 //!
-//! Invariant: the paths are empty exactly when the two values have the same canonical JSON (the
-//! form the fingerprint hashes), so an explanation never contradicts the conflict decision.
+//! Invariant: the paths are empty exactly when the two values have the same canonical JSON. For
+//! payloads the library writes that is when their fingerprints agree, so an explanation does not
+//! contradict the conflict decision.
 
 use serde_json::Value;
 
-use crate::fingerprint::canonical_json;
+use crate::canonical_json::canonical_json;
 
 /// The paths at which `a` and `b` differ, in sorted order; a key or element present on one side
 /// only is reported at its own path.

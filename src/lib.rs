@@ -18,7 +18,8 @@
 //!
 //! # Layout
 //! - [`notification`]: the `Notification` builder, its key, and validation.
-//! - [`fingerprint`]: SHA-256 of channel, destination and canonical JSON payload;
+//! - [`canonical_json`]: the payload in canonical JSON (the fingerprint itself is computed by
+//!   PostgreSQL, `herald.fingerprint()`, for every client alike);
 //!   [`json_diff`]: the JSON paths where two payloads differ.
 //! - [`enqueue`]: `enqueue` / `enqueue_many`, the `Enqueued` result and `EnqueueError`.
 //! - [`store`]: all SQL, as functions over `&mut PgConnection`.
@@ -34,13 +35,13 @@
 //! - [`cli`]: the `herald` binary's commands; `main.rs` only calls [`cli::main`].
 
 pub mod bench;
+pub mod canonical_json;
 pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod database;
 pub mod dispatch;
 pub mod enqueue;
-pub mod fingerprint;
 pub mod json_diff;
 pub mod metrics;
 pub mod migrate;

@@ -9,7 +9,7 @@
 //! - the payload is a JSON object nested at most [`MAX_PAYLOAD_DEPTH`] levels deep, with no NUL
 //!   (`\u0000`) in any key or string (PostgreSQL's jsonb rejects it) and, as canonical JSON,
 //!   fits the payload limit. Depth is checked first and without recursion: every later step
-//!   (the NUL search, canonical JSON, the fingerprint, serde_json's reader in the daemon)
+//!   (the NUL search, canonical JSON, serde_json's reader in the daemon)
 //!   recurses, and a payload nested 100,000 deep would overflow the stack;
 //! - `max_attempts` is within [`MAX_ATTEMPTS_RANGE`].
 
@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::canonical_json::canonical_json;
 use crate::enqueue::EnqueueError;
-use crate::fingerprint::{canonical_json, fingerprint};
 use crate::state::Channel;
 
 /// `tenant` when none is given.
@@ -208,7 +208,6 @@ impl Notification {
         Ok(Validated {
             id: Uuid::now_v7(),
             key: self.key(),
-            fingerprint: fingerprint(channel, &destination, &self.payload),
             channel,
             destination,
             endpoint_id: match self.destination {
@@ -248,7 +247,6 @@ pub struct Validated {
     /// The id it gets if this enqueue creates it (UUIDv7).
     pub id: Uuid,
     pub key: Key,
-    pub fingerprint: [u8; 32],
     pub channel: Channel,
     pub destination: String,
     pub endpoint_id: Option<Uuid>,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::Context;
 use super::error::CliError;
 use super::output::{fields, out, print_json, time};
-use crate::fingerprint::{canonical_json, fingerprint};
+use crate::canonical_json::canonical_json;
 use crate::notification::{DEFAULT_TENANT, Key, check_key_part};
 use crate::state::Channel;
 use crate::store::admin as store;
@@ -114,6 +114,20 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
         differences: Vec::new(),
     };
     if let Some((row, stored_fingerprint)) = holder {
+        // The intent's verdict is the database's, from the function enqueue itself uses.
+        let same_intent = match (candidate(&args), &args.payload) {
+            (Some((channel, destination)), Some(payload)) => Some(
+                store::is_fingerprint_of(
+                    &mut conn,
+                    &stored_fingerprint,
+                    channel,
+                    &destination,
+                    payload,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         // Retention is at most 100 years (validated), so this cannot overflow; checked anyway.
         explanation.dedup_window_ends_at = row.finished_at.and_then(|f| {
             chrono::Duration::from_std(retention)
@@ -121,7 +135,7 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
                 .and_then(|r| f.checked_add_signed(r))
         });
         if let Some(payload) = &args.payload {
-            judge(&mut explanation, &row, &stored_fingerprint, payload, &args);
+            judge(&mut explanation, &row, same_intent, payload, &args);
         }
         explanation.notification = Some(row);
     } else if args.payload.is_some() {
@@ -135,25 +149,28 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Compares a candidate with the holder: the full intent when a destination was given, else the
-/// payload alone.
-fn judge(
-    e: &mut Explanation,
-    row: &NotificationRow,
-    stored: &[u8],
-    payload: &Value,
-    args: &ExplainArgs,
-) {
-    let candidate = match (&args.email, args.webhook) {
+/// The candidate's channel and destination, when one was given.
+fn candidate(args: &ExplainArgs) -> Option<(Channel, String)> {
+    match (&args.email, args.webhook) {
         (Some(address), _) => Some((Channel::Email, address.clone())),
         (None, Some(endpoint)) => Some((Channel::Webhook, endpoint.to_string())),
         (None, None) => None,
-    };
+    }
+}
+
+/// Compares a candidate with the holder: the full intent when a destination was given (then
+/// `same_intent` is the database's fingerprint comparison), else the payload alone.
+fn judge(
+    e: &mut Explanation,
+    row: &NotificationRow,
+    same_intent: Option<bool>,
+    payload: &Value,
+    args: &ExplainArgs,
+) {
     let paths = crate::json_diff::differing_paths(&row.payload, payload);
-    match candidate {
-        Some((channel, destination)) => {
+    match candidate(args).zip(same_intent) {
+        Some(((channel, destination), same)) => {
             e.compared = Some("intent");
-            let same = fingerprint(channel, &destination, payload)[..] == *stored;
             e.verdict = Some(if same { "duplicate" } else { "conflict" });
             if channel != row.channel {
                 e.differences.push("channel".into());

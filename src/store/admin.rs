@@ -134,6 +134,24 @@ pub async fn holder_of(
     Ok(row.map(|r| (r.notification, r.fingerprint)))
 }
 
+/// Whether `stored` is the fingerprint of this intent, by `herald.fingerprint()`: the function
+/// every enqueue uses.
+pub async fn is_fingerprint_of(
+    conn: &mut PgConnection,
+    stored: &[u8],
+    channel: crate::state::Channel,
+    destination: &str,
+    payload: &serde_json::Value,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select herald.fingerprint($1, $2, $3) = $4")
+        .bind(channel.as_str())
+        .bind(destination)
+        .bind(payload)
+        .bind(stored)
+        .fetch_one(conn)
+        .await
+}
+
 /// The database's clock, for answers that compare times.
 pub async fn now(conn: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::Error> {
     sqlx::query_scalar("select now()").fetch_one(conn).await

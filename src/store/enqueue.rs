@@ -1,10 +1,14 @@
 //! SQL of the enqueue path: the idempotent insert (one row or a batch) and the read of the row
 //! that already holds a key.
+//!
+//! The fingerprint is computed by the database (`herald.fingerprint()`, migration 0002), the
+//! same function `herald.enqueue(...)` uses, and compared there: the library never hashes, so it
+//! cannot drift from what other languages' enqueues store.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::notification::{Key, Validated};
+use crate::notification::Validated;
 use crate::state::State;
 
 /// The row that already holds a key, as far as the conflict decision needs it.
@@ -12,7 +16,8 @@ use crate::state::State;
 pub struct Existing {
     pub id: Uuid,
     pub state: State,
-    pub fingerprint: Vec<u8>,
+    /// Its fingerprint equals the candidate's: the same intent.
+    pub same_intent: bool,
     pub channel: String,
     pub destination: String,
 }
@@ -40,19 +45,19 @@ pub async fn insert_one(
         insert into herald.notifications
             (id, tenant, user_id, type, business_id, fingerprint, channel, destination,
              payload, run_at, max_attempts)
-        select $1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, now()), $11
-        where $12::uuid is null
+        select $1, $2, $3, $4, $5, herald.fingerprint($6, $7, $8), $6, $7, $8,
+               coalesce($9, now()), $10
+        where $11::uuid is null
            or exists (select 1 from herald.webhook_endpoints e
-                      where e.id = $12 and e.tenant = $2 and e.enabled)
+                      where e.id = $11 and e.tenant = $2 and e.enabled)
         on conflict (tenant, user_id, type, business_id) do nothing
-        returning state, case when $13 then herald.wake() else false end as woke";
+        returning state, case when $12 then herald.wake() else false end as woke";
     let row: Option<(String, bool)> = sqlx::query_as(SQL)
         .bind(item.id)
         .bind(&item.key.tenant)
         .bind(&item.key.user_id)
         .bind(&item.key.type_)
         .bind(&item.key.business_id)
-        .bind(&item.fingerprint[..])
         .bind(item.channel.as_str())
         .bind(&item.destination)
         .bind(&item.payload)
@@ -65,33 +70,35 @@ pub async fn insert_one(
     row.map(|(state, _)| parse_state(state)).transpose()
 }
 
-/// The row holding `key`, if any, and the status of `endpoint_id` in the key's tenant. Runs as
-/// its own statement so that, under READ COMMITTED, it sees a row that a concurrent transaction
-/// committed after the insert's snapshot was taken.
+/// The row holding `item`'s key, if any, compared with `item`, and the status of its endpoint
+/// in the key's tenant. Runs as its own statement so that, under READ COMMITTED, it sees a row
+/// that a concurrent transaction committed after the insert's snapshot was taken.
 pub async fn find_existing(
     conn: &mut PgConnection,
-    key: &Key,
-    endpoint_id: Option<Uuid>,
+    item: &Validated,
 ) -> Result<Found, sqlx::Error> {
     const SQL: &str = "
-        select n.id, n.state, n.fingerprint, n.channel, n.destination,
-               e.enabled as endpoint_enabled, e.disabled_reason
+        select n.id, n.state, n.fingerprint = herald.fingerprint($6, $7, $8) as same_intent,
+               n.channel, n.destination, e.enabled as endpoint_enabled, e.disabled_reason
         from (select 1) as one
         left join herald.notifications n
                on n.tenant = $1 and n.user_id = $2 and n.type = $3 and n.business_id = $4
         left join herald.webhook_endpoints e on e.id = $5 and e.tenant = $1";
     let row: FoundRow = sqlx::query_as(SQL)
-        .bind(&key.tenant)
-        .bind(&key.user_id)
-        .bind(&key.type_)
-        .bind(&key.business_id)
-        .bind(endpoint_id)
+        .bind(&item.key.tenant)
+        .bind(&item.key.user_id)
+        .bind(&item.key.type_)
+        .bind(&item.key.business_id)
+        .bind(item.endpoint_id)
+        .bind(item.channel.as_str())
+        .bind(&item.destination)
+        .bind(&item.payload)
         .fetch_one(conn)
         .await?;
     Ok(Found {
         existing: row.existing.into_existing()?,
         endpoint: endpoint_status(
-            endpoint_id.is_some(),
+            item.endpoint_id.is_some(),
             row.endpoint_enabled,
             row.disabled_reason,
         ),
@@ -115,17 +122,17 @@ struct FoundRow {
 struct ExistingColumns {
     id: Option<Uuid>,
     state: Option<String>,
-    fingerprint: Option<Vec<u8>>,
+    same_intent: Option<bool>,
     channel: Option<String>,
     destination: Option<String>,
 }
 
 impl ExistingColumns {
     fn into_existing(self) -> Result<Option<Existing>, sqlx::Error> {
-        let (Some(id), Some(state), Some(fingerprint), Some(channel), Some(destination)) = (
+        let (Some(id), Some(state), Some(same_intent), Some(channel), Some(destination)) = (
             self.id,
             self.state,
-            self.fingerprint,
+            self.same_intent,
             self.channel,
             self.destination,
         ) else {
@@ -134,7 +141,7 @@ impl ExistingColumns {
         Ok(Some(Existing {
             id,
             state: parse_state(state)?,
-            fingerprint,
+            same_intent,
             channel,
             destination,
         }))
@@ -162,12 +169,12 @@ pub async fn insert_batch(
     // `inserted` are not visible to it, rows that existed before are.
     const SQL: &str = "
         with input as (
-            select *
+            select t.*, herald.fingerprint(t.channel, t.destination, t.payload) as fingerprint
             from unnest($1::int4[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                        $7::bytea[], $8::text[], $9::text[], $10::uuid[], $11::jsonb[],
-                        $12::timestamptz[], $13::int4[])
-              as t(ord, id, tenant, user_id, type, business_id, fingerprint, channel,
-                   destination, endpoint_id, payload, run_at, max_attempts)
+                        $7::text[], $8::text[], $9::uuid[], $10::jsonb[], $11::timestamptz[],
+                        $12::int4[])
+              as t(ord, id, tenant, user_id, type, business_id, channel, destination,
+                   endpoint_id, payload, run_at, max_attempts)
         ),
         inserted as (
             insert into herald.notifications
@@ -184,11 +191,12 @@ pub async fn insert_batch(
             returning id, state
         ),
         woke as (
-            select case when $14 and exists (select 1 from inserted) then herald.wake()
+            select case when $13 and exists (select 1 from inserted) then herald.wake()
                         else false end as woke
         )
         select i.ord, ins.state as created_state,
-               n.id, n.state, n.fingerprint, n.channel, n.destination,
+               n.id, n.state, n.fingerprint = i.fingerprint as same_intent, n.channel,
+               n.destination,
                e.enabled as endpoint_enabled, e.disabled_reason, w.woke
         from input i
         cross join woke w
@@ -205,7 +213,6 @@ pub async fn insert_batch(
     let mut user_id = Vec::with_capacity(items.len());
     let mut type_ = Vec::with_capacity(items.len());
     let mut business_id = Vec::with_capacity(items.len());
-    let mut fingerprint = Vec::with_capacity(items.len());
     let mut channel = Vec::with_capacity(items.len());
     let mut destination = Vec::with_capacity(items.len());
     let mut endpoint_id = Vec::with_capacity(items.len());
@@ -219,7 +226,6 @@ pub async fn insert_batch(
         user_id.push(item.key.user_id.as_str());
         type_.push(item.key.type_.as_str());
         business_id.push(item.key.business_id.as_str());
-        fingerprint.push(&item.fingerprint[..]);
         channel.push(item.channel.as_str());
         destination.push(item.destination.as_str());
         endpoint_id.push(item.endpoint_id);
@@ -234,7 +240,6 @@ pub async fn insert_batch(
         .bind(user_id)
         .bind(type_)
         .bind(business_id)
-        .bind(fingerprint)
         .bind(channel)
         .bind(destination)
         .bind(endpoint_id)
@@ -286,4 +291,43 @@ fn endpoint_status(
 
 pub(crate) fn parse_state(state: String) -> Result<State, sqlx::Error> {
     state.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// For each pair, whether the two are the same intent: equal fingerprints, computed by the
+/// database. Decides repeats of a key inside one `enqueue_many`.
+pub async fn same_intents(
+    conn: &mut PgConnection,
+    pairs: &[(&Validated, &Validated)],
+) -> Result<Vec<bool>, sqlx::Error> {
+    const SQL: &str = "
+        select herald.fingerprint(a_channel, a_destination, a_payload)
+             = herald.fingerprint(b_channel, b_destination, b_payload)
+        from unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::jsonb[])
+          with ordinality
+          as t(a_channel, a_destination, a_payload, b_channel, b_destination, b_payload, ord)
+        order by ord";
+    let (a, b): (Vec<&Validated>, Vec<&Validated>) = pairs.iter().copied().unzip();
+    let channels = |items: &[&Validated]| -> Vec<String> {
+        items
+            .iter()
+            .map(|v| v.channel.as_str().to_owned())
+            .collect()
+    };
+    let destinations = |items: &[&Validated]| -> Vec<String> {
+        items.iter().map(|v| v.destination.clone()).collect()
+    };
+    let payloads = |items: &[&Validated]| -> Vec<serde_json::Value> {
+        items.iter().map(|v| v.payload.clone()).collect()
+    };
+    let (a_channel, a_destination, a_payload) = (channels(&a), destinations(&a), payloads(&a));
+    let (b_channel, b_destination, b_payload) = (channels(&b), destinations(&b), payloads(&b));
+    sqlx::query_scalar(SQL)
+        .bind(a_channel)
+        .bind(a_destination)
+        .bind(a_payload)
+        .bind(b_channel)
+        .bind(b_destination)
+        .bind(b_payload)
+        .fetch_all(conn)
+        .await
 }

@@ -1,8 +1,8 @@
-//! Property tests (proptest): for any input, the fingerprint's canonical JSON, the SSRF
+//! Property tests (proptest): for any input, canonical JSON, the SSRF
 //! classifier, the retry schedule and template rendering keep their invariants and never
 //! panic. Case counts stay modest so the suite stays fast.
 
-mod fingerprint;
+mod canonical_json;
 mod retry;
 mod ssrf;
 mod templates;
