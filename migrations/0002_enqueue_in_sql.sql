@@ -75,16 +75,18 @@ create function herald._key_part_problem(value text) returns text
         end
     $$;
 
--- What is wrong with an email address, or null. The library parses addresses with lettre; this
--- is the same grammar as a regular expression: a dot-atom local part of at most 64 bytes (any
--- non-ASCII character allowed), and a domain of alphanumeric labels with inner hyphens, or an
--- address literal in brackets. Quoted local parts are refused (the library refuses the ones
--- with whitespace; the rest are too rare to be worth a second grammar).
+-- What is wrong with an email address, or null. The library parses addresses with lettre (the
+-- email_address crate's grammar); this is that grammar as a regular expression: a dot-atom local
+-- part of at most 64 bytes, and a domain of dot-separated labels of at most 63 bytes that start
+-- and end with a letter or digit, or an address literal in brackets. Any non-ASCII character
+-- counts as a letter. Quoted local parts are refused (the library refuses those with
+-- whitespace; the rest are too rare to be worth a second grammar).
 create function herald._email_problem(address text) returns text
     language sql immutable
     as $$
         select case
-            when address is null or address = '' then format('%s is not a valid email address', to_json(coalesce(address, '')))
+            when address is null or address = ''
+                then format('%s is not a valid email address', to_json(coalesce(address, '')))
             when herald._control_character_problem(address) is not null
                 then herald._control_character_problem(address)
             when address ~ '[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]'
@@ -94,12 +96,13 @@ create function herald._email_problem(address text) returns text
             when octet_length(address) > 254 then 'must be at most 254 bytes (RFC 5321)'
             when address !~ ('^([A-Za-z0-9!#$%&''*+/=?^_`{|}~-]|[^\u0001-\u007f])+'
                              '(\.([A-Za-z0-9!#$%&''*+/=?^_`{|}~-]|[^\u0001-\u007f])+)*'
-                             '@(([A-Za-z0-9]|[^\u0001-\u007f])(([A-Za-z0-9-]|[^\u0001-\u007f])*([A-Za-z0-9]|[^\u0001-\u007f]))?'
-                             '(\.([A-Za-z0-9]|[^\u0001-\u007f])(([A-Za-z0-9-]|[^\u0001-\u007f])*([A-Za-z0-9]|[^\u0001-\u007f]))?)*'
+                             '@(([A-Za-z0-9]|[^\u0001-\u007f])(([A-Za-z0-9!#$%&''*+/=?^_`{|}~-]|[^\u0001-\u007f])*([A-Za-z0-9]|[^\u0001-\u007f]))?'
+                             '(\.([A-Za-z0-9]|[^\u0001-\u007f])(([A-Za-z0-9!#$%&''*+/=?^_`{|}~-]|[^\u0001-\u007f])*([A-Za-z0-9]|[^\u0001-\u007f]))?)*'
                              '|\[[!-Z^-~]+\])$')
                  or octet_length(split_part(address, '@', 1)) > 64
-                 or exists (select 1 from regexp_split_to_table(split_part(address, '@', 2), '\.') label
-                            where octet_length(label) > 63 and split_part(address, '@', 2) !~ '^\[')
+                 or (split_part(address, '@', 2) !~ '^\['
+                     and exists (select 1 from regexp_split_to_table(split_part(address, '@', 2), '\.') label
+                                 where octet_length(label) > 63))
                 then format('%s is not a valid email address', to_json(address))
         end
     $$;

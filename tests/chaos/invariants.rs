@@ -311,9 +311,12 @@ fn check_application(intents: &Intents, tally: &Tally, chaos: &Chaos, v: &mut Ve
     }
 }
 
+/// An attempt row: notification, attempt number, outcome, status, error.
+type AttemptRow = (Uuid, i32, String, Option<i32>, Option<String>);
+
 /// The attempt logs of `ids`, one line per attempt, to explain a violation.
 async fn attempt_logs(pool: &PgPool, ids: &[Uuid]) -> String {
-    let rows: Vec<(Uuid, i32, String, Option<i32>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<AttemptRow> = sqlx::query_as(
         "select notification_id, attempt, outcome, status, error from herald.attempts
          where notification_id = any($1) order by notification_id, attempt",
     )

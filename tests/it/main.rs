@@ -16,6 +16,7 @@ mod dispatch_webhook;
 mod enqueue_batch;
 mod enqueue_races;
 mod enqueue_semantics;
+mod enqueue_sql;
 mod enqueue_validation;
 mod hostile_input;
 mod migrations;

@@ -149,3 +149,57 @@ async fn a_webhook_destination_must_be_an_endpoint_id(pool: PgPool) {
         "{err}"
     );
 }
+
+/// Upgrading from a herald whose library computed fingerprints itself (scheme v1, over its own
+/// canonical JSON): migration 0002 recomputes every stored fingerprint with the database's
+/// function, so replays of old notifications stay duplicates rather than turning into conflicts.
+#[sqlx::test(migrations = false)]
+async fn upgrading_recomputes_stored_fingerprints(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "migrations/0001_create_herald.sql",
+        dir.path().join("0001_create_herald.sql"),
+    )
+    .unwrap();
+    let mut first_release = Migrator::new(dir.path()).await.unwrap();
+    first_release.create_schema("herald");
+    first_release.dangerous_set_table_name(herald::migrate::MIGRATIONS_TABLE);
+    first_release.run(&pool).await.unwrap();
+    // A row as the first release wrote it: SHA-256 of the v1 scheme over compact, key-sorted JSON.
+    use sha2::Digest;
+    let v1 =
+        sha2::Sha256::digest(b"herald-fingerprint-v1\0email\0ann@example.com\0{\"a\":1,\"b\":[2]}");
+    sqlx::query(
+        "insert into herald.notifications
+             (id, tenant, user_id, type, business_id, fingerprint, channel, destination,
+              payload, max_attempts)
+         values (gen_random_uuid(), 'default', 'u', 't', 'b', $1, 'email', 'ann@example.com',
+                 '{\"b\": [2], \"a\": 1}', 8)",
+    )
+    .bind(&v1[..])
+    .execute(&pool)
+    .await
+    .unwrap();
+    migrated(&pool).await;
+    let stale: i64 = sqlx::query_scalar(
+        "select count(*) from herald.notifications
+          where fingerprint <> herald.fingerprint(channel, destination, payload)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stale, 0, "every stored fingerprint is recomputed");
+    let replay = herald::Notification::email("u", "t", "b", "ann@example.com")
+        .payload(serde_json::json!({"a": 1, "b": [2]}));
+    let out = herald::enqueue(&pool, &replay).await.unwrap();
+    assert!(
+        !out.is_created(),
+        "the old notification's replay is a duplicate: {out:?}"
+    );
+    let changed = herald::Notification::email("u", "t", "b", "ann@example.com")
+        .payload(serde_json::json!({"a": 2}));
+    assert!(matches!(
+        herald::enqueue(&pool, &changed).await,
+        Err(herald::EnqueueError::Conflict { .. })
+    ));
+}
