@@ -113,6 +113,9 @@ fn case(name: &'static str, steps: Vec<Step>) -> Case {
     }
 }
 
+/// Who runs step `i` of a case.
+type Mix = fn(usize) -> Client;
+
 /// Who runs a step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Client {
@@ -521,7 +524,7 @@ async fn in_scratch_database(
 /// Runs a case through the library, through psql, and alternating both ways; asserts that all
 /// agree, outcomes and rows (fingerprints included), and returns the outcomes.
 async fn agreed(pool: &PgPool, case: Case) -> Vec<Outcome> {
-    let mixes: [(&str, fn(usize) -> Client); 4] = [
+    let mixes: [(&str, Mix); 4] = [
         ("the library", |_| Client::Library),
         ("psql", |_| Client::Sql),
         ("library then psql", |i| {
