@@ -146,15 +146,16 @@ where
     let item = notification.validate(&limits)?;
     let mut conn = conn.acquire().await?;
     for _ in 0..MAX_PASSES {
-        let notify = wake::window_open();
-        if let Some(state) = sql::insert_one(&mut conn, &item, notify).await? {
-            // Only a created notification claims the debounce window: replays must not
-            // suppress the wake-up of the next new one.
-            if notify {
-                wake::mark_notified();
+        // Claimed before the insert, so that concurrent enqueues do not all notify; a replay
+        // (nothing created) drops the claim, which gives the window back.
+        let wake_claim = wake::claim_window();
+        if let Some(state) = sql::insert_one(&mut conn, &item, wake_claim.is_some()).await? {
+            if let Some(claim) = wake_claim {
+                claim.keep();
             }
             return Ok(Enqueued::Created { id: item.id, state });
         }
+        drop(wake_claim);
         let found = sql::find_existing(&mut conn, &item).await?;
         if let Some(settled) = settle(&item, found.existing, &found.endpoint) {
             return settled;
@@ -216,10 +217,12 @@ async fn settle_batch(
             break;
         }
         let batch: Vec<&Validated> = pending.iter().map(|&i| &items[i]).collect();
-        let notify = wake::window_open();
-        let rows = sql::insert_batch(conn, &batch, notify).await?;
-        if notify && rows.iter().any(|row| row.created.is_some()) {
-            wake::mark_notified();
+        let wake_claim = wake::claim_window();
+        let rows = sql::insert_batch(conn, &batch, wake_claim.is_some()).await?;
+        if let Some(claim) = wake_claim
+            && rows.iter().any(|row| row.created.is_some())
+        {
+            claim.keep();
         }
         let mut still_pending = Vec::new();
         for (row, &i) in rows.into_iter().zip(&pending) {

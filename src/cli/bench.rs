@@ -42,12 +42,23 @@ pub async fn run(ctx: &Context, args: BenchArgs) -> Result<(), CliError> {
     let scratch = Scratch::create(&ctx.database_url).await?;
     let measured = tokio::select! {
         measured = measure(ctx, &scratch, options) => measured,
-        signal = interrupts.received() => Err(CliError::runtime(format!("interrupted by {signal}; the scratch database is dropped"))),
+        signal = interrupts.received() => Err(CliError::runtime(format!("interrupted by {signal}"))),
     };
     let name = scratch.name.clone();
     let dropped = scratch.drop().await;
-    let mut report = measured?;
-    dropped?;
+    // A failed drop is reported even when the run itself failed: the database is left behind.
+    let mut report = match (measured, dropped) {
+        (Ok(report), Ok(())) => report,
+        (Err(e), Ok(())) => return Err(e),
+        (Ok(_), Err(drop)) => return Err(drop.into()),
+        (Err(e), Err(drop)) => {
+            let drop = CliError::from(drop);
+            return Err(CliError::runtime(format!(
+                "{}; and {}",
+                e.message, drop.message
+            )));
+        }
+    };
     report.database = name;
     if args.json {
         return print_json(&report);

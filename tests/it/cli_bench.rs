@@ -1,5 +1,6 @@
 //! `herald bench`: a small run reports every figure and leaves no database behind; bad flags
-//! and an unreachable server are one-line errors; an interrupted run drops its database too.
+//! and an unreachable server are one-line errors; an interrupted run drops its database too,
+//! also mid-phase.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -149,6 +150,18 @@ async fn an_unreachable_server_is_one_line() {
 
 #[tokio::test]
 async fn an_interrupted_run_drops_its_database() {
+    interrupted_run_drops_its_database(false).await;
+}
+
+/// Mid-phase, sixteen enqueue clients still hold connections that reconnect while the drop
+/// ends them; the drop must still happen.
+#[tokio::test]
+async fn a_run_interrupted_while_enqueueing_drops_its_database() {
+    interrupted_run_drops_its_database(true).await;
+}
+
+/// Interrupts a run once its scratch database exists (and, with `mid_enqueue`, holds rows).
+async fn interrupted_run_drops_its_database(mid_enqueue: bool) {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let admin = admin().await;
     let before = scratch_databases(&admin).await;
@@ -183,6 +196,24 @@ async fn an_interrupted_run_drops_its_database() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let created = created.unwrap();
+    if mid_enqueue {
+        let scratch = PgPool::connect(&url_for(&created)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        // Before migration the table is missing: that reads as no rows yet.
+        while sqlx::query_scalar::<_, i64>("select count(*) from herald.notifications")
+            .fetch_one(&scratch)
+            .await
+            .unwrap_or(0)
+            < 100
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the bench never enqueued"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        scratch.close().await;
+    }
     // …and goes with the run when it is interrupted.
     let pid = child.id().expect("running").to_string();
     let killed = tokio::process::Command::new("kill")
