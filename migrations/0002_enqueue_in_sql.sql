@@ -12,8 +12,12 @@
 -- two different triples hash the same bytes. Computed here, and only here, so that a row
 -- enqueued by any client is recognised by any other: canonicalising JSON in two languages
 -- cannot agree on numbers (1e2, 1.50, integers past 2^53).
+--
+-- STABLE, not IMMUTABLE, on purpose: convert_to() is stable, and PostgreSQL inlines a SQL
+-- function only when its body is no more volatile than declared. Not inlined, the body was
+-- planned again on every single-row insert: 15-20 % of single-enqueue throughput (measured).
 create function herald.fingerprint(channel text, destination text, payload jsonb) returns bytea
-    language sql immutable strict parallel safe
+    language sql stable strict parallel safe
     as $$
         select sha256(convert_to('herald-fingerprint-v2', 'UTF8') || '\x00'::bytea
                       || convert_to(channel, 'UTF8') || '\x00'::bytea
