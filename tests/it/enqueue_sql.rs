@@ -928,3 +928,40 @@ async fn errors_name_the_field_and_the_holder_in_their_fields(pool: PgPool) {
     assert_eq!(detail, json!({"field": "type", "item": 0}));
     assert_eq!(count_notifications(&pool).await, 1);
 }
+
+/// Of concurrent transactions, only the first to enqueue sends the NOTIFY: every notifying
+/// commit takes PostgreSQL's global NOTIFY lock. A second transaction that commits first must
+/// send none, so the first wake-up to arrive is the first transaction's.
+#[sqlx::test(migrations = false)]
+async fn concurrent_sql_enqueues_send_one_notify(pool: PgPool) {
+    migrated(&pool).await;
+    let mut listener = PgListener::connect_with(&pool).await.unwrap();
+    listener.listen(herald::wake::CHANNEL).await.unwrap();
+    let enqueue = |business_id: &'static str| {
+        sqlx::query(
+            "select * from herald.enqueue(user_id => 'u', type => 't', business_id => $1,
+                                          email => 'ann@example.com')",
+        )
+        .bind(business_id)
+    };
+    let mut first = pool.begin().await.unwrap();
+    let first_pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&mut *first)
+        .await
+        .unwrap();
+    enqueue("b1").execute(&mut *first).await.unwrap();
+    let mut second = pool.begin().await.unwrap();
+    enqueue("b2").execute(&mut *second).await.unwrap();
+    second.commit().await.unwrap();
+    first.commit().await.unwrap();
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a NOTIFY within 10 s of the commits")
+        .unwrap();
+    assert_eq!(
+        woken.process_id() as i32,
+        first_pid,
+        "the second transaction committed first but must not have notified"
+    );
+    assert_eq!(count_notifications(&pool).await, 2);
+}
