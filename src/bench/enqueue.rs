@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use sqlx::PgPool;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::BenchError;
 use crate::Notification;
@@ -37,7 +38,9 @@ pub async fn single(
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let (pool, next, phase) = (pool.clone(), next.clone(), phase.to_owned());
-            tokio::spawn(async move {
+            // Aborted if the run is interrupted: none may outlive it and reconnect to the
+            // scratch database while it is dropped.
+            AbortOnDropHandle::new(tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
@@ -45,7 +48,7 @@ pub async fn single(
                     }
                     crate::enqueue(&pool, &email(&phase, i)).await?;
                 }
-            })
+            }))
         })
         .collect();
     for task in tasks {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::{BenchError, Options, Percentiles};
@@ -109,7 +110,11 @@ async fn probe_for(
     duration: Duration,
 ) -> Result<Percentiles, BenchError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let probe = tokio::spawn(probe(pool.clone(), phase.to_owned(), stop.clone()));
+    let probe = AbortOnDropHandle::new(tokio::spawn(probe(
+        pool.clone(),
+        phase.to_owned(),
+        stop.clone(),
+    )));
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let samples = probe
@@ -140,7 +145,11 @@ async fn sweep_under_probe(
     sweeper.retention = Duration::from_secs(3600);
     sweeper.retention_by_type.clear();
     let stop = Arc::new(AtomicBool::new(false));
-    let probe = tokio::spawn(probe(pool.clone(), "probe-during".into(), stop.clone()));
+    let probe = AbortOnDropHandle::new(tokio::spawn(probe(
+        pool.clone(),
+        "probe-during".into(),
+        stop.clone(),
+    )));
     let start = Instant::now();
     let swept = crate::sweeper::sweep(pool, &sweeper, &CancellationToken::new()).await;
     let elapsed = start.elapsed().as_secs_f64();

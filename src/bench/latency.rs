@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::receiver::Receiver;
@@ -32,7 +33,9 @@ pub async fn idle_daemon(
         super::dispatch::senders(config)?,
     );
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(dispatcher.run(RunOptions::default(), shutdown.clone()));
+    let daemon = AbortOnDropHandle::new(tokio::spawn(
+        dispatcher.run(RunOptions::default(), shutdown.clone()),
+    ));
     let result = measure(pool, receiver, endpoint, samples(n)).await;
     shutdown.cancel();
     let _ = daemon.await;

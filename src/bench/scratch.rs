@@ -59,38 +59,23 @@ impl Scratch {
         database::connect(&self.url, max_connections, false).await
     }
 
-    /// Drops the database, ending whatever connections still use it. Tried a few times: after
-    /// an interrupt, tasks of the abandoned phase may still hold pool clones that reconnect
-    /// between the drop's termination of their backends and the drop itself ("being accessed by
-    /// other users"); those tasks end on their next database error.
+    /// Drops the database, ending whatever connections still use it. The phases abort their
+    /// tasks when interrupted, so nothing reconnects in between.
     pub async fn drop(self) -> Result<(), ConnectError> {
         let (_, target) = database::parse_url(&self.admin_url)?;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            // DROP DATABASE IF EXISTS … WITH (FORCE), the name quoted by sqlx.
-            match Postgres::force_drop_database(&self.url).await {
-                Ok(_) => return Ok(()),
-                Err(_) if tries < DROP_TRIES => {
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await
-                }
-                Err(e) => {
-                    return Err(refused(
-                        &target,
-                        format!(
-                            "cannot drop the scratch database {}: {}",
-                            self.name,
-                            database::reason_of(&e)
-                        ),
-                    ));
-                }
-            }
-        }
+        // DROP DATABASE IF EXISTS … WITH (FORCE), the name quoted by sqlx.
+        Postgres::force_drop_database(&self.url).await.map_err(|e| {
+            refused(
+                &target,
+                format!(
+                    "cannot drop the scratch database {}: {}",
+                    self.name,
+                    database::reason_of(&e)
+                ),
+            )
+        })
     }
 }
-
-/// Attempts to drop the scratch database before giving up and saying so.
-const DROP_TRIES: u32 = 8;
 
 fn with_database(url: &str, database: &str) -> Result<String, ConnectError> {
     let mut parsed = url::Url::parse(url).map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
