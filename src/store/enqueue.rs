@@ -306,21 +306,12 @@ pub async fn same_intents(
           with ordinality
           as t(a_channel, a_destination, a_payload, b_channel, b_destination, b_payload, ord)
         order by ord";
-    let (a, b): (Vec<&Validated>, Vec<&Validated>) = pairs.iter().copied().unzip();
-    let channels = |items: &[&Validated]| -> Vec<String> {
-        items
-            .iter()
-            .map(|v| v.channel.as_str().to_owned())
-            .collect()
-    };
-    let destinations = |items: &[&Validated]| -> Vec<String> {
-        items.iter().map(|v| v.destination.clone()).collect()
-    };
-    let payloads = |items: &[&Validated]| -> Vec<serde_json::Value> {
-        items.iter().map(|v| v.payload.clone()).collect()
-    };
-    let (a_channel, a_destination, a_payload) = (channels(&a), destinations(&a), payloads(&a));
-    let (b_channel, b_destination, b_payload) = (channels(&b), destinations(&b), payloads(&b));
+    let a_channel: Vec<&str> = pairs.iter().map(|(a, _)| a.channel.as_str()).collect();
+    let a_destination: Vec<&str> = pairs.iter().map(|(a, _)| a.destination.as_str()).collect();
+    let a_payload: Vec<&serde_json::Value> = pairs.iter().map(|(a, _)| &a.payload).collect();
+    let b_channel: Vec<&str> = pairs.iter().map(|(_, b)| b.channel.as_str()).collect();
+    let b_destination: Vec<&str> = pairs.iter().map(|(_, b)| b.destination.as_str()).collect();
+    let b_payload: Vec<&serde_json::Value> = pairs.iter().map(|(_, b)| &b.payload).collect();
     sqlx::query_scalar(SQL)
         .bind(a_channel)
         .bind(a_destination)
