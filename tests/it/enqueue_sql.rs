@@ -231,7 +231,8 @@ fn sql_call(intent: &Intent, endpoints: &Endpoints) -> String {
     )
 }
 
-fn sql_batch_item(intent: &Intent, endpoints: &Endpoints) -> Value {
+/// One `enqueue_many` item as JSON text.
+fn sql_batch_item(intent: &Intent, endpoints: &Endpoints) -> String {
     let mut item = json!({
         "tenant": intent.tenant,
         "user_id": intent.user_id,
@@ -247,7 +248,7 @@ fn sql_batch_item(intent: &Intent, endpoints: &Endpoints) -> Value {
     // Spliced in as text, so psql's side gets the payload exactly as written.
     let mut text = item.to_string();
     text.truncate(text.len() - 1);
-    Value::String(format!("{text},\"payload\":{}}}", intent.payload))
+    format!("{text},\"payload\":{}}}", intent.payload)
 }
 
 /// What psql printed: result rows `id|status|state`, or the error's SQLSTATE and message.
@@ -257,14 +258,11 @@ enum PsqlResult {
 }
 
 async fn psql(pool: &PgPool, sql: &str) -> PsqlResult {
-    let script = format!("\\set VERBOSITY verbose\n{sql};\n");
     let output = tokio::process::Command::new("psql")
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
         .arg(url_of(pool))
-        .arg("-c")
-        .arg(&script[..script.find('\n').unwrap()])
-        .arg("-c")
-        .arg(sql)
+        // Verbose errors start with their SQLSTATE: "ERROR:  HR001: invalid …".
+        .args(["-c", "\\set VERBOSITY verbose", "-c", sql])
         .output()
         .await
         .expect("psql runs");
@@ -345,10 +343,7 @@ async fn run(
                     Client::Sql => {
                         let array: Vec<String> = items
                             .iter()
-                            .map(|i| match sql_batch_item(i, &endpoints) {
-                                Value::String(text) => text,
-                                _ => unreachable!(),
-                            })
+                            .map(|i| sql_batch_item(i, &endpoints))
                             .collect();
                         let sql = format!(
                             "select id, status, state from herald.enqueue_many({}::jsonb)",
