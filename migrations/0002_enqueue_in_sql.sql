@@ -56,15 +56,23 @@ create function herald._invalid(field text, message text, item integer) returns 
     end
     $$;
 
+-- The first character of `value` in the regex bracket-expression `class`, as the library words
+-- it ("must not contain <what>, found U+000A at byte 5"), or null.
+create function herald._character_problem(value text, what text, class text) returns text
+    language sql immutable strict
+    as $$
+        select format('must not contain %s, found U+%s at byte %s', what,
+                      upper(lpad(to_hex(ascii(m[1])), 4, '0')),
+                      octet_length(substring(value from '^[^' || class || ']*')))
+        from regexp_match(value, '([' || class || '])') as m
+        where m is not null
+    $$;
+
 -- Control characters as Rust's char::is_control sees them: U+0000–U+001F and U+007F–U+009F.
 create function herald._control_character_problem(value text) returns text
     language sql immutable strict
     as $$
-        select format('must not contain control characters, found U+%s at byte %s',
-                      upper(lpad(to_hex(ascii(m[1])), 4, '0')),
-                      octet_length(substring(value from '^[^\u0001-\u001f\u007f-\u009f]*')))
-        from regexp_match(value, '([\u0001-\u001f\u007f-\u009f])') as m
-        where m is not null
+        select herald._character_problem(value, 'control characters', '\u0001-\u001f\u007f-\u009f')
     $$;
 
 -- What is wrong with a key part (1..=255 characters, no control characters), or null.
@@ -93,10 +101,11 @@ create function herald._email_problem(address text) returns text
                 then format('%s is not a valid email address', to_json(coalesce(address, '')))
             when herald._control_character_problem(address) is not null
                 then herald._control_character_problem(address)
-            when address ~ '[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]'
-                then format('must not contain whitespace, found U+%s at byte %s',
-                            upper(lpad(to_hex(ascii(substring(address from '[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]'))), 4, '0')),
-                            octet_length(substring(address from '^[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*')))
+            -- Rust's char::is_whitespace (the Unicode White_Space property).
+            when herald._character_problem(address, 'whitespace',
+                    '\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000') is not null
+                then herald._character_problem(address, 'whitespace',
+                    '\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000')
             when octet_length(address) > 254 then 'must be at most 254 bytes (RFC 5321)'
             when address !~ ('^([A-Za-z0-9!#$%&''*+/=?^_`{|}~-]|[^\u0001-\u007f])+'
                              '(\.([A-Za-z0-9!#$%&''*+/=?^_`{|}~-]|[^\u0001-\u007f])+)*'
@@ -187,6 +196,16 @@ create function herald._refuse(status text, field text, message text, existing_i
     end
     $$;
 
+-- The library's conflict message.
+create function herald._conflict_message(
+    tenant text, user_id text, type text, business_id text, holder uuid, differs text
+) returns text
+    language sql immutable
+    as $$
+        select format('conflict: key %s is held by notification %s with a different %s',
+                      herald._key_text(tenant, user_id, type, business_id), holder, differs)
+    $$;
+
 -- Inserts one validated notification unless its key is held, and decides a held key. Never
 -- checks and then inserts: the UNIQUE key decides. o_status is 'created' or 'duplicate' (o_id
 -- and o_state are the row's), 'conflict' (o_id is the holder, o_field what differs, o_message
@@ -240,9 +259,8 @@ create function herald._enqueue_validated(
                 o_field := case when v_held.channel <> v_channel then 'channel'
                                 when v_held.destination <> v_destination then 'destination'
                                 else 'payload' end;
-                o_message := format('conflict: key %s is held by notification %s with a different %s',
-                                    herald._key_text(p_tenant, p_user_id, p_type, p_business_id),
-                                    v_held.id, o_field);
+                o_message := herald._conflict_message(p_tenant, p_user_id, p_type, p_business_id,
+                                                      v_held.id, o_field);
                 return;
             end if;
             select e.enabled, e.disabled_reason into v_endpoint
@@ -335,6 +353,7 @@ create function herald.enqueue_many(notifications jsonb, max_payload_bytes integ
         v_key text;
         v_tenant text[]; v_user_id text[]; v_type text[]; v_business_id text[];
         v_email text[]; v_webhook uuid[]; v_payload jsonb[]; v_run_at timestamptz[];
+        v_channel text[]; v_destination text[];
         v_max_attempts integer[];
         v_id uuid[]; v_status text[]; v_state text[]; v_field text[]; v_message text[];
         v_rep integer;
@@ -379,6 +398,8 @@ create function herald.enqueue_many(notifications jsonb, max_payload_bytes integ
                     format('%s is not an endpoint id (a UUID)', v_item -> 'webhook'), i);
             end if;
             v_webhook[i] := (v_item ->> 'webhook')::uuid;
+            v_channel[i] := case when v_webhook[i] is null then 'email' else 'webhook' end;
+            v_destination[i] := coalesce(v_email[i], v_webhook[i]::text);
             if v_item ->> 'max_attempts' is null then
                 v_max_attempts[i] := 8;
             elsif (v_item ->> 'max_attempts') ~ '^-?[0-9]{1,9}$' then
@@ -420,15 +441,12 @@ create function herald.enqueue_many(notifications jsonb, max_payload_bytes integ
             elsif v_status[v_rep] not in ('created', 'duplicate') then
                 -- The representative's own refusal is reported, earlier in input order.
                 continue;
-            elsif herald.fingerprint(case when v_webhook[i] is null then 'email' else 'webhook' end,
-                                     coalesce(v_email[i], v_webhook[i]::text), v_payload[i])
-                  = herald.fingerprint(case when v_webhook[v_rep] is null then 'email' else 'webhook' end,
-                                       coalesce(v_email[v_rep], v_webhook[v_rep]::text), v_payload[v_rep]) then
+            elsif herald.fingerprint(v_channel[i], v_destination[i], v_payload[i])
+                  = herald.fingerprint(v_channel[v_rep], v_destination[v_rep], v_payload[v_rep]) then
                 v_id[i] := v_id[v_rep]; v_status[i] := 'duplicate'; v_state[i] := v_state[v_rep];
             else
-                v_differs := case when (v_webhook[i] is null) <> (v_webhook[v_rep] is null) then 'channel'
-                                  when coalesce(v_email[i], v_webhook[i]::text)
-                                       <> coalesce(v_email[v_rep], v_webhook[v_rep]::text) then 'destination'
+                v_differs := case when v_channel[i] <> v_channel[v_rep] then 'channel'
+                                  when v_destination[i] <> v_destination[v_rep] then 'destination'
                                   else 'payload' end;
                 v_field[i] := v_differs;
                 v_id[i] := v_id[v_rep];
@@ -441,9 +459,8 @@ create function herald.enqueue_many(notifications jsonb, max_payload_bytes integ
                         v_differs);
                 else
                     v_status[i] := 'conflict';
-                    v_message[i] := format('conflict: key %s is held by notification %s with a different %s',
-                        herald._key_text(v_tenant[i], v_user_id[i], v_type[i], v_business_id[i]),
-                        v_id[v_rep], v_differs);
+                    v_message[i] := herald._conflict_message(v_tenant[i], v_user_id[i], v_type[i],
+                                                             v_business_id[i], v_id[v_rep], v_differs);
                 end if;
             end if;
         end loop;
