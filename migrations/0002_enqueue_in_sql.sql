@@ -136,6 +136,19 @@ create function herald._payload_problem(payload jsonb, max_bytes integer) return
         end
     $$;
 
+-- The caller's payload limit, checked as the configuration checks `limits.max_payload_bytes`:
+-- a null would otherwise compare as no limit at all.
+create function herald._check_payload_limit(max_payload_bytes integer) returns void
+    language plpgsql immutable
+    as $$
+    begin
+        if max_payload_bytes is null or max_payload_bytes < 1 then
+            perform herald._invalid('max_payload_bytes',
+                format('must be at least 1, got %s', coalesce(max_payload_bytes::text, 'null')), null);
+        end if;
+    end
+    $$;
+
 -- Validates one notification; raises HR001 naming the first bad field, in the library's order.
 create function herald._validate(
     tenant text, user_id text, type text, business_id text, email text, webhook uuid,
@@ -322,6 +335,7 @@ create function herald.enqueue(
     declare
         r record;
     begin
+        perform herald._check_payload_limit(max_payload_bytes);
         perform herald._validate(tenant, user_id, type, business_id, email, webhook, payload,
                                  max_attempts, max_payload_bytes, null);
         r := herald._enqueue_validated(tenant, user_id, type, business_id, email, webhook,
@@ -363,6 +377,7 @@ create function herald.enqueue_many(notifications jsonb, max_payload_bytes integ
         r record;
         i integer;
     begin
+        perform herald._check_payload_limit(max_payload_bytes);
         if notifications is null or jsonb_typeof(notifications) <> 'array' then
             perform herald._invalid('notifications', 'must be a JSON array of objects', null);
         end if;

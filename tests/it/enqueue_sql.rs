@@ -960,3 +960,36 @@ async fn concurrent_sql_enqueues_send_one_notify(pool: PgPool) {
     );
     assert_eq!(count_notifications(&pool).await, 2);
 }
+
+/// The limit is the caller's to pass; a missing or non-positive one is refused, not read as
+/// "no limit", and nothing is written.
+#[sqlx::test(migrations = false)]
+async fn a_bad_payload_limit_is_refused_naming_it(pool: PgPool) {
+    migrated(&pool).await;
+    for (limit, shown) in [("null", "null"), ("0", "0"), ("-5", "-5")] {
+        for call in [
+            format!(
+                "select * from herald.enqueue(user_id => 'u', type => 't', business_id => 'b',
+                                              email => 'ann@example.com', max_payload_bytes => {limit})"
+            ),
+            format!(
+                "select * from herald.enqueue_many('[{{\"user_id\": \"u\", \"type\": \"t\",
+                    \"business_id\": \"b\", \"email\": \"ann@example.com\"}}]', {limit})"
+            ),
+            // Also with nothing to enqueue.
+            format!("select * from herald.enqueue_many('[]', {limit})"),
+        ] {
+            let err = sqlx::query(sqlx::AssertSqlSafe(call))
+                .execute(&pool)
+                .await
+                .unwrap_err();
+            let db = err.as_database_error().expect("a database error");
+            assert_eq!(db.code().as_deref(), Some("HR001"));
+            assert_eq!(
+                db.message(),
+                format!("invalid max_payload_bytes: must be at least 1, got {shown}")
+            );
+        }
+    }
+    assert_eq!(count_notifications(&pool).await, 0);
+}
