@@ -136,6 +136,23 @@ create function herald._payload_problem(payload jsonb, max_bytes integer) return
         end
     $$;
 
+-- `value` as a timestamp when it is RFC 3339 with an offset and a real date and time, else null
+-- (the shape alone lets "2026-13-45T00:00:00Z" through to the cast, which would fail with a
+-- generic error instead of naming the field). The exception block runs only for batch items
+-- that carry a run_at.
+create function herald._rfc3339(value text) returns timestamptz
+    language plpgsql stable
+    as $$
+    begin
+        if value !~ '^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$' then
+            return null;
+        end if;
+        return value::timestamptz;
+    exception when datetime_field_overflow or invalid_datetime_format then
+        return null;
+    end
+    $$;
+
 -- The caller's payload limit, checked as the configuration checks `limits.max_payload_bytes`:
 -- a null would otherwise compare as no limit at all.
 create function herald._check_payload_limit(max_payload_bytes integer) returns void
@@ -427,11 +444,11 @@ create function herald.enqueue_many(notifications jsonb, max_payload_bytes integ
                                      v_email[i], v_webhook[i], v_payload[i], v_max_attempts[i],
                                      max_payload_bytes, i);
             if v_item ->> 'run_at' is not null then
-                if (v_item ->> 'run_at') !~ '^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$' then
+                v_run_at[i] := herald._rfc3339(v_item ->> 'run_at');
+                if v_run_at[i] is null then
                     perform herald._invalid('run_at',
                         format('%s is not an RFC 3339 timestamp with an offset', v_item -> 'run_at'), i);
                 end if;
-                v_run_at[i] := (v_item ->> 'run_at')::timestamptz;
             end if;
         end loop;
         -- Insert in key order (ties in input order), so the first occurrence of a key comes

@@ -993,3 +993,72 @@ async fn a_bad_payload_limit_is_refused_naming_it(pool: PgPool) {
     }
     assert_eq!(count_notifications(&pool).await, 0);
 }
+
+/// `enqueue_many`'s JSON items: every malformed field is refused naming it and the item, and
+/// nothing is written; a valid `run_at` is stored as given.
+#[sqlx::test(migrations = false)]
+async fn malformed_batch_items_are_refused_naming_the_field(pool: PgPool) {
+    migrated(&pool).await;
+    let base = r#""user_id": "u", "type": "t", "business_id": "b", "email": "ann@example.com""#;
+    let cases = [
+        (
+            format!(r#"{{{base}, "run_at": "tomorrow"}}"#),
+            r#"invalid run_at: "tomorrow" is not an RFC 3339 timestamp with an offset (item 0)"#,
+        ),
+        (
+            format!(r#"{{{base}, "run_at": "2026-13-45T00:00:00Z"}}"#),
+            r#"invalid run_at: "2026-13-45T00:00:00Z" is not an RFC 3339 timestamp with an offset (item 0)"#,
+        ),
+        (
+            format!(r#"{{{base}, "run_at": "2026-12-01T09:00:00"}}"#),
+            r#"invalid run_at: "2026-12-01T09:00:00" is not an RFC 3339 timestamp with an offset (item 0)"#,
+        ),
+        (
+            r#"{"user_id": "u", "type": "t", "business_id": "b", "webhook": "not-a-uuid"}"#.into(),
+            r#"invalid webhook: "not-a-uuid" is not an endpoint id (a UUID) (item 0)"#,
+        ),
+        (
+            format!(r#"{{{base}, "colour": "red"}}"#),
+            "invalid colour: is not a notification field (item 0)",
+        ),
+        (
+            r#"{"user_id": 42, "type": "t", "business_id": "b", "email": "ann@example.com"}"#
+                .into(),
+            "invalid user_id: must be a string (item 0)",
+        ),
+        (
+            format!(r#"{{{base}, "max_attempts": "many"}}"#),
+            "invalid max_attempts: must be between 1 and 100, got many (item 0)",
+        ),
+        (
+            "[]".into(),
+            "invalid notifications: each item must be a JSON object (item 0)",
+        ),
+    ];
+    for (item, message) in cases {
+        let err = sqlx::query("select * from herald.enqueue_many($1::jsonb)")
+            .bind(format!("[{item}]"))
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        let db = err.as_database_error().expect("a database error");
+        assert_eq!(db.code().as_deref(), Some("HR001"), "{item}");
+        assert_eq!(db.message(), message);
+    }
+    assert_eq!(count_notifications(&pool).await, 0);
+
+    let (status,): (String,) = sqlx::query_as("select status from herald.enqueue_many($1::jsonb)")
+        .bind(format!(
+            r#"[{{{base}, "run_at": "2030-01-02T03:04:05+02:00"}}]"#
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "created");
+    let run_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("select run_at from herald.notifications")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(run_at.to_rfc3339(), "2030-01-02T01:04:05+00:00");
+}
