@@ -201,10 +201,18 @@ pub async fn insert_batch(
         from input i
         cross join woke w
         left join inserted ins on ins.id = i.id
-        left join herald.notifications n
-               on ins.id is null
+        -- A lookup by key for each item that wrote nothing. As a plain join, the planner (which
+        -- guesses a few hundred rows for the unnest) hashed a sequential scan of the whole
+        -- table: 22 of 39 ms for 1,000 items at 37,000 rows, growing with history. `limit 1`
+        -- (the key is unique) keeps the subquery from being flattened back into that join.
+        left join lateral (
+            select n.id, n.state, n.fingerprint, n.channel, n.destination
+            from herald.notifications n
+            where ins.id is null
               and n.tenant = i.tenant and n.user_id = i.user_id
               and n.type = i.type and n.business_id = i.business_id
+            limit 1
+        ) n on true
         left join herald.webhook_endpoints e on e.id = i.endpoint_id and e.tenant = i.tenant
         order by i.ord";
     let mut ord = Vec::with_capacity(items.len());
