@@ -11,10 +11,11 @@
 //!   releases the leases of whatever is unfinished so another daemon takes it at once.
 //! - A database outage never ends the daemon: each loop logs, backs off and resumes.
 //!
-//! Layout: `claim_loop` (this file) · `worker` (one delivery, one decided attempt) ·
-//! `recorder` (group commit of outcomes) · `heartbeat` (lease extension) · `wakeup` (LISTEN) ·
-//! `retry` (the pure retry policy).
+//! Layout: `claim_loop` (claims for free workers; two at once while a backlog drains) ·
+//! `worker` (one delivery, one decided attempt) · `recorder` (group commit of outcomes) ·
+//! `heartbeat` (lease extension) · `wakeup` (LISTEN) · `retry` (the pure retry policy).
 
+mod claim_loop;
 mod heartbeat;
 mod recorder;
 pub mod retry;
@@ -23,10 +24,9 @@ mod worker;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -184,7 +184,7 @@ impl Dispatcher {
 
         let deliveries = TaskTracker::new();
         let abort = CancellationToken::new();
-        claim_loop(&shared, options, &shutdown, &deliveries, &abort).await;
+        claim_loop::claim_loop(&shared, options, &shutdown, &deliveries, &abort).await;
 
         deliveries.close();
         let grace = shared.config.dispatcher.shutdown_grace;
@@ -213,169 +213,6 @@ impl Dispatcher {
             released,
         }
     }
-}
-
-async fn claim_loop(
-    shared: &Arc<Shared>,
-    options: RunOptions,
-    shutdown: &CancellationToken,
-    deliveries: &TaskTracker,
-    abort: &CancellationToken,
-) {
-    let config = &shared.config.dispatcher;
-    let workers = Arc::new(Semaphore::new(config.workers));
-    // A worker is free again once its delivery ended; its outcome then waits for the
-    // recorder's next group commit under a lease slot. Without that split, every worker would
-    // sit idle for a whole commit after each delivery, capping throughput at workers / commit
-    // time. Lease slots bound what is claimed but not yet recorded.
-    let lease_slots = config.workers + recorder::QUEUED_OUTCOMES;
-    let leases = Arc::new(Semaphore::new(lease_slots));
-    let mut backoff = Backoff::default();
-    let mut last_rescue: Option<Instant> = None;
-    let mut recheck_soon = false;
-    let claim_threshold = (config.batch_size.min(config.workers) / 4).max(1);
-    while !shutdown.is_cancelled() {
-        let free = workers.available_permits().min(leases.available_permits());
-        // While deliveries run, wait until a quarter of a batch's workers are free: claiming
-        // one row per finished delivery would spend a round trip and a commit on each.
-        let busy = free < config.workers;
-        let wanted = if busy && free < claim_threshold {
-            0
-        } else {
-            free.min(config.batch_size)
-        };
-        let mut claimed = 0;
-        if wanted > 0 {
-            let result = async {
-                let mut conn = shared.pool.acquire().await?;
-                store::claim_due(&mut conn, &shared.owner, wanted as i64, config.lease).await
-            }
-            .await;
-            match result {
-                Ok(batch) => {
-                    backoff.reset();
-                    claimed = batch.len();
-                    for n in batch {
-                        let (Ok(worker), Ok(lease)) = (
-                            workers.clone().try_acquire_owned(),
-                            leases.clone().try_acquire_owned(),
-                        ) else {
-                            // Unreachable: only this loop takes permits, and it asked for no
-                            // more than were free. Hand the claim back rather than overrun.
-                            tracing::error!(id = %n.id, "no free worker for a claimed notification");
-                            break;
-                        };
-                        lock(&shared.in_flight).insert(n.id, n.lease_token);
-                        let slots = worker::Slots { worker, lease };
-                        deliveries.spawn(worker::deliver(shared.clone(), n, abort.clone(), slots));
-                    }
-                }
-                Err(e) => {
-                    crate::metrics::database_error(crate::metrics::DbOperation::Claim);
-                    let pause = backoff.next();
-                    tracing::warn!(error = %crate::database::reason_of(&e), retry_in = ?pause, "cannot claim notifications");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(pause) => continue,
-                    }
-                }
-            }
-        }
-        // After the claim, not before: a wake-up's work starts without waiting for it.
-        let mut rescued = 0;
-        if last_rescue.is_none_or(|at| at.elapsed() >= config.poll_interval) {
-            last_rescue = Some(Instant::now());
-            rescued = rescue_expired(shared).await;
-        }
-        if rescued > 0 || (wanted > 0 && claimed == wanted) {
-            continue; // rescued rows are due now, or a full batch: drain before waiting
-        }
-        // Idle only on evidence: a claim that ran and found nothing, with every worker free.
-        if options.until_idle
-            && wanted > 0
-            && claimed == 0
-            && workers.available_permits() == config.workers
-            && leases.available_permits() == lease_slots
-            && lock(&shared.in_flight).is_empty()
-            && !retries_pending(shared).await
-            && !running_anywhere(shared).await
-        {
-            tracing::info!("idle: nothing running, nothing due, no retry waiting");
-            break;
-        }
-        // A NOTIFY is debounced per enqueuing process: an enqueue that committed just after the
-        // one that woke us may have sent none, so look again shortly after a wake-up.
-        let wait = if recheck_soon {
-            crate::wake::DEBOUNCE
-        } else {
-            config.poll_interval
-        };
-        recheck_soon = false;
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = shared.wake.notified() => recheck_soon = true,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-/// Returns how many expired leases went back to pending (or dead).
-async fn rescue_expired(shared: &Shared) -> u64 {
-    let result = async {
-        let mut conn = shared.pool.acquire().await?;
-        store::rescue_expired(&mut conn, 1000).await
-    }
-    .await;
-    match result {
-        Ok(0) => 0,
-        Ok(n) => {
-            crate::metrics::leases_rescued(n);
-            tracing::warn!(
-                rescued = n,
-                "returned notifications with expired leases to pending"
-            );
-            n
-        }
-        Err(e) => {
-            crate::metrics::database_error(crate::metrics::DbOperation::Rescue);
-            tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped");
-            0
-        }
-    }
-}
-
-/// Whether a retry this daemon scheduled is still waiting or running somewhere.
-async fn retries_pending(shared: &Shared) -> bool {
-    let ids: Vec<Uuid> = lock(&shared.retries_waiting).iter().copied().collect();
-    if ids.is_empty() {
-        return false;
-    }
-    let result = async {
-        let mut conn = shared.pool.acquire().await?;
-        store::count_unfinished(&mut conn, &ids).await
-    }
-    .await;
-    match result {
-        Ok(0) => {
-            lock(&shared.retries_waiting).clear();
-            false
-        }
-        Ok(_) => true,
-        // Cannot tell: keep waiting rather than exit early.
-        Err(_) => true,
-    }
-}
-
-/// Whether any daemon is delivering something (rows another daemon left `running` when it
-/// stopped come back once their leases expire, and are drained too).
-async fn running_anywhere(shared: &Shared) -> bool {
-    let result = async {
-        let mut conn = shared.pool.acquire().await?;
-        store::any_running(&mut conn).await
-    }
-    .await;
-    // Cannot tell: keep waiting rather than exit early.
-    result.unwrap_or(true)
 }
 
 async fn release_unfinished(shared: &Shared) -> u64 {
@@ -411,47 +248,4 @@ fn owner_name() -> String {
         .unwrap_or_else(|_| "herald".into());
     let run = Uuid::new_v4().simple().to_string();
     format!("{host}:{}:{}", std::process::id(), &run[..8])
-}
-
-/// Exponential backoff for database errors: 100 ms doubling to 5 s.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: Backoff::FIRST,
-        }
-    }
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(5);
-
-    fn next(&mut self) -> Duration {
-        let now = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        now
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_ceiling_and_resets() {
-        let mut b = Backoff::default();
-        let seen: Vec<u64> = (0..8).map(|_| b.next().as_millis() as u64).collect();
-        assert_eq!(seen, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
-        b.reset();
-        assert_eq!(b.next(), Duration::from_millis(100));
-    }
 }
