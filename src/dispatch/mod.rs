@@ -97,6 +97,8 @@ pub struct RunSummary {
 /// State shared by the claim loop, the workers and the heartbeat.
 struct Shared {
     pool: PgPool,
+    /// Claims only (see [`claim_loop::claim_connections`]).
+    claim_pool: PgPool,
     config: Config,
     delivery: Delivery,
     owner: String,
@@ -152,6 +154,7 @@ impl Dispatcher {
             recorder_task,
             shared: Arc::new(Shared {
                 recorder,
+                claim_pool: claim_loop::claim_connections(&pool),
                 pool,
                 config,
                 delivery,
