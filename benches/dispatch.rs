@@ -1,7 +1,7 @@
 //! Delivery throughput and wake-up latency of one daemon: `cargo bench --bench dispatch`.
 //!
 //! - `deliver`: N webhooks (default 5,000) enqueued up front, one in-process dispatcher with the
-//!   default 32 workers delivering to a local receiver until idle; notifications per second.
+//!   default 64 workers delivering to a local receiver until idle; notifications per second.
 //!   Baseline in the same run: the same N POSTs from a bare reqwest client with 32 in flight to
 //!   the same receiver (the HTTP ceiling, no database).
 //! - `latency`: an idle daemon (default 1 s poll interval); one notification enqueued and

@@ -61,7 +61,9 @@ impl Default for DatabaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DispatcherConfig {
-    /// Concurrent deliveries per daemon.
+    /// Concurrent deliveries per daemon. Claimed rows count against it from the moment their
+    /// claim is sent, so fast channels need more workers than a batch: the default 64 keeps two
+    /// claims of 32 in flight.
     pub workers: usize,
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -76,7 +78,7 @@ pub struct DispatcherConfig {
 impl Default for DispatcherConfig {
     fn default() -> Self {
         DispatcherConfig {
-            workers: 32,
+            workers: 64,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             batch_size: 32,
