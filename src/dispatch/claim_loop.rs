@@ -11,8 +11,6 @@
 //!   one statement.
 //! - A claim in flight is always awaited and its rows delivered, also at shutdown: its rows are
 //!   leased in the database whether or not anyone listens for the answer.
-//! - Claims run on connections of their own, planned without bitmap scans (see
-//!   [`claim_connections`]), so a claim reads only the rows it returns, however large the backlog.
 //! - Idle (`--until-idle`) only on evidence: the last claim ran, found nothing, and nothing is
 //!   claimed, running, in flight or waiting for a retry.
 
@@ -23,8 +21,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,24 +30,6 @@ use crate::store::dispatch::Claimed;
 
 /// Claims in flight at once while a backlog drains.
 pub(super) const CLAIMS_IN_FLIGHT: usize = 2;
-
-/// The claims' own connections, one per claim in flight, which plan without bitmap scans.
-///
-/// Why: a claim is a prepared statement, and its generic plan lives as long as its connection.
-/// Planned while the table held few due rows (or its statistics said so), PostgreSQL chose a
-/// bitmap scan of every due row and a sort, and kept it: each claim then read the whole
-/// backlog to return its batch (6 ms per claim with 20,000 due in `herald bench`, growing with
-/// the backlog). Without bitmap scans the plan is the walk of `notifications_due` in `run_at`
-/// order that stops after the batch. Only these connections carry the setting.
-pub(super) fn claim_connections(pool: &PgPool) -> PgPool {
-    let options = (*pool.connect_options())
-        .clone()
-        .options([("enable_bitmapscan", "off")]);
-    PgPoolOptions::new()
-        .max_connections(CLAIMS_IN_FLIGHT as u32)
-        .acquire_timeout(crate::database::CONNECT_TIMEOUT)
-        .connect_lazy_with(options)
-}
 
 /// The workers and lease slots a claim may fill, held from before it is sent until its rows
 /// take theirs.
@@ -246,7 +224,7 @@ pub(super) async fn claim_loop(
 async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
     let config = &shared.config.dispatcher;
     let result = async {
-        let mut conn = shared.claim_pool.acquire().await?;
+        let mut conn = shared.pool.acquire().await?;
         store::claim_due(
             &mut conn,
             &shared.owner,

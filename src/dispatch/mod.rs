@@ -97,8 +97,6 @@ pub struct RunSummary {
 /// State shared by the claim loop, the workers and the heartbeat.
 struct Shared {
     pool: PgPool,
-    /// Claims only (see [`claim_loop::claim_connections`]).
-    claim_pool: PgPool,
     config: Config,
     delivery: Delivery,
     owner: String,
@@ -154,7 +152,6 @@ impl Dispatcher {
             recorder_task,
             shared: Arc::new(Shared {
                 recorder,
-                claim_pool: claim_loop::claim_connections(&pool),
                 pool,
                 config,
                 delivery,
