@@ -14,8 +14,6 @@
 //! - Idle (`--until-idle`) only on evidence: the last claim ran, found nothing, and nothing is
 //!   claimed, running, in flight or waiting for a retry.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +48,9 @@ impl Reservation {
 }
 
 type ClaimResult = (Result<Vec<Claimed>, sqlx::Error>, Reservation);
-type InFlight = FuturesUnordered<Pin<Box<dyn Future<Output = ClaimResult> + Send>>>;
+/// Claims run as tasks of their own, so each is on its way the moment it is started, whatever
+/// the loop awaits meanwhile.
+type InFlight = FuturesUnordered<tokio::task::JoinHandle<ClaimResult>>;
 
 /// Capacity of the daemon: what bounds claims and when one is worth sending.
 struct Capacity {
@@ -140,6 +140,9 @@ pub(super) async fn claim_loop(
     let mut draining = false;
     // The last claim ran and found nothing.
     let mut found_nothing = false;
+    // A reason to look (a wake-up, rescued rows) arrived that no claim sent since has covered:
+    // a claim in flight took its snapshot before it, so its coming back short proves nothing.
+    let mut uncovered = false;
     loop {
         let paused = paused_until.is_some_and(|until| Instant::now() < until);
         if look && !shutdown.is_cancelled() && !paused {
@@ -148,7 +151,8 @@ pub(super) async fn claim_loop(
                 let Some(reservation) = capacity.reserve(limit) else {
                     break;
                 };
-                claims.push(Box::pin(claim(shared.clone(), reservation)));
+                claims.push(tokio::spawn(claim(shared.clone(), reservation)));
+                uncovered = false;
             }
         }
         // After starting the claims, not before: a wake-up's work starts without waiting for it.
@@ -160,32 +164,38 @@ pub(super) async fn claim_loop(
             rescued = rescue_expired(shared).await;
         }
         if rescued > 0 {
-            look = true; // rescued rows are due now
+            (look, uncovered) = (true, true); // rescued rows are due now
             continue;
         }
 
         if !claims.is_empty() {
             tokio::select! {
-                Some((result, reservation)) = claims.next() => {
-                    match result {
-                        Ok(batch) => {
+                Some(joined) = claims.next() => {
+                    let failure = match joined {
+                        Ok((Ok(batch), reservation)) => {
                             backoff.reset();
                             draining = batch.len() == reservation.wanted;
-                            look = draining;
-                            found_nothing = batch.is_empty() && claims.is_empty();
+                            look = draining || uncovered;
+                            found_nothing = batch.is_empty() && claims.is_empty() && !uncovered;
                             start_deliveries(shared, batch, reservation, deliveries, abort);
+                            None
                         }
-                        Err(e) => {
-                            crate::metrics::database_error(crate::metrics::DbOperation::Claim);
-                            let pause = backoff.next();
-                            tracing::warn!(error = %crate::database::reason_of(&e), retry_in = ?pause, "cannot claim notifications");
-                            paused_until = Some(Instant::now() + pause);
-                            (look, draining, found_nothing) = (false, false, false);
-                        }
+                        Ok((Err(e), _)) => Some(crate::database::reason_of(&e)),
+                        // Short of a bug it cannot panic; its reservation went back with it.
+                        Err(e) => Some(format!("the claim task failed: {e}")),
+                    };
+                    if let Some(error) = failure {
+                        crate::metrics::database_error(crate::metrics::DbOperation::Claim);
+                        let pause = backoff.next();
+                        tracing::warn!(%error, retry_in = ?pause, "cannot claim notifications");
+                        paused_until = Some(Instant::now() + pause);
+                        (look, draining, found_nothing) = (false, false, false);
                     }
                 }
                 // Finished deliveries free workers for the next claim while one is in flight.
-                _ = shared.wake.notified(), if draining && claims.len() < CLAIMS_IN_FLIGHT => {}
+                _ = shared.wake.notified(), if draining && claims.len() < CLAIMS_IN_FLIGHT => {
+                    uncovered = true;
+                }
             }
             continue;
         }
