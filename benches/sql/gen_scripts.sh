@@ -171,7 +171,10 @@ select count(*) from done;
 SQL
 
 # ---------- variant b2: the claim touches only herald.queue; the wide row is written once ----------
-cat > disp_b2.sql <<SQL
+# b2_script ATTEMPT_NUMBER FINISHED_LOG: b2 is (the function, the log); b2opt numbers attempts with
+# an inline subquery instead of herald.next_attempt_number(); b3 keeps no finished log.
+b2_script() {
+cat <<SQL
 with due as (
     select id from herald.queue
     where run_at <= now() and lease_token is null
@@ -216,13 +219,19 @@ done as (
 logged as (
     insert into herald.attempts
         (notification_id, attempt, started_at, finished_at, outcome, status, error, lease_token)
-    select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(),
+    select id, $1, coalesce(attempted_at, now()), now(),
            outcome, status, error, token
     from done
 ),
-$QUEUE_DONE,
-finlog as (
-    insert into herald.finished (finished_at, id) select finished_at, id from done where finished_at is not null
-)
+$QUEUE_DONE$2
 select count(*) from done;
 SQL
+}
+FINISHED_LOG=",
+finlog as (
+    insert into herald.finished (finished_at, id) select finished_at, id from done where finished_at is not null
+)"
+b2_script "herald.next_attempt_number(id)" "$FINISHED_LOG" > disp_b2.sql
+b2_script "(select coalesce(max(a.attempt), 0) + 1 from herald.attempts a where a.notification_id = done.id)" \
+  "$FINISHED_LOG" > disp_b2opt.sql
+b2_script "herald.next_attempt_number(id)" "" > disp_b3.sql

@@ -6,7 +6,7 @@
 set -uo pipefail
 export PGHOST=127.0.0.1 PGUSER=postgres
 P=$1; C=$2; T=$3; shift 3
-cd "$(dirname "$0")" && bash gen_scripts.sh   # scripts/disp_{cur,a,b,blog,b2}.sql
+cd "$(dirname "$0")" && bash gen_scripts.sh   # scripts/disp_{cur,a,b,blog,b2,b2opt,b3}.sql
 HZ=$(getconf CLK_TCK)
 ticks() { # sum utime+stime of backends of db $1 run by application $2 (default pgbench)
   local s=0

@@ -3,7 +3,7 @@
 set -uo pipefail
 export PGHOST=127.0.0.1 PGUSER=postgres
 P=$1; C=$2; T=$3; shift 3
-cd "$(dirname "$0")" && bash gen_scripts.sh   # scripts/disp_{cur,a,b,blog,b2}.sql
+cd "$(dirname "$0")" && bash gen_scripts.sh   # scripts/disp_{cur,a,b,blog,b2,b2opt,b3}.sql
 for pair in $@; do
   v=${pair%%:*}; s=${pair#*:}; db=${P}_$v
   psql -XqAt -d $db -c "vacuum herald.notifications" -c "checkpoint" >/dev/null 2>&1
