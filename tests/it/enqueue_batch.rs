@@ -4,7 +4,7 @@ use herald::{EnqueueError, Enqueued, Notification};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::{count_notifications, disable_endpoint, endpoint, migrated};
+use crate::support::{count_notifications, disable_endpoint, endpoint, finished_rows, migrated};
 
 fn intent(i: usize) -> Notification {
     Notification::email(
@@ -203,17 +203,7 @@ async fn a_batch_looks_up_existing_keys_by_index_not_by_scanning_the_table(pool:
     let existing: Vec<Notification> = (0..100).map(intent).collect();
     herald::enqueue_many(&pool, &existing).await.unwrap();
     // History, as a table in production has it, and statistics that know it.
-    sqlx::query(
-        "insert into herald.notifications
-             (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload,
-              state, attempts, max_attempts, finished_at)
-         select herald.uuid_v7(), 'default', 'user-' || i % 1000, 'history', 'h-' || i,
-                sha256(i::text::bytea), 'email', 'ann@example.com', '{}', 'delivered', 1, 8, now()
-         from generate_series(1, 20000) as i",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    finished_rows(&pool, 20_000, "history", "delivered", "1 day").await;
     sqlx::query("analyze herald.notifications")
         .execute(&pool)
         .await

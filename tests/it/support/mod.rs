@@ -197,6 +197,27 @@ pub async fn count_notifications(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
+/// Inserts `n` finished notifications of `type_`, finished `age` ago, each with one attempt.
+pub async fn finished_rows(pool: &PgPool, n: i64, type_: &str, state: &str, age: &str) {
+    sqlx::query(
+        "with made as (
+           insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts, attempts, state, finished_at)
+           select gen_random_uuid(), 'default', 'u', $2, $2 || '-' || $3 || '-' || $4 || '-' || g, decode(repeat('00', 32), 'hex'),
+                  'email', 'a@b.co', '{}', 3, 1, $3, now() - $4::interval
+           from generate_series(1, $1) g
+           returning id)
+         insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome)
+         select id, 1, now() - $4::interval, now() - $4::interval, 'delivered' from made",
+    )
+    .bind(n)
+    .bind(type_)
+    .bind(state)
+    .bind(age)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// The secret of endpoints registered by [`endpoint`] and [`endpoint_at`].
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
