@@ -25,7 +25,9 @@ fn claimed(type_: &str) -> Claimed {
         business_id: "b".into(),
         channel: Channel::Webhook,
         destination: Uuid::now_v7().to_string(),
-        payload: herald::store::payload::Payload::Readable(serde_json::json!({})),
+        payload: serde_json::value::RawValue::from_string("{}".into())
+            .expect("valid JSON")
+            .into(),
         attempts: 1,
         max_attempts: 8,
         created_at: chrono::Utc::now(),

@@ -4,26 +4,26 @@
 //! - Dedup is the `notifications_key` UNIQUE constraint: `INSERT … ON CONFLICT DO NOTHING`, and
 //!   a read of the existing row only when the insert wrote nothing. Duplicates write nothing.
 //! - Same key, equal fingerprint: `Duplicate` of the existing notification. Different
-//!   fingerprint: `Conflict` naming the existing id; nothing changes. The fingerprint is
-//!   computed and compared by PostgreSQL (`herald.fingerprint()`), the same function the SQL
-//!   `herald.enqueue(...)` uses, so every client agrees on what a replay is.
-//! - Bad input is refused as `Invalid` before any SQL runs (see `notification`), except what
-//!   only the database knows (an unknown or disabled webhook endpoint), which is refused without
-//!   writing.
+//!   fingerprint: `Conflict` naming the existing id; nothing changes.
+//! - The library enqueues through the SQL entry points every language uses
+//!   (`store::enqueue`): the database validates, fingerprints and decides, so an application
+//!   needs no right on herald's tables, and no client can disagree with another about what a
+//!   replay is. The library validates first too, for errors before any round trip, and refuses
+//!   alike with the same messages.
+//! - A refused `enqueue` leaves the caller's transaction usable: its refusal comes back as a
+//!   row, not an error.
 //! - `enqueue_many` is all or nothing: it runs in a transaction (a savepoint inside the caller's),
-//!   rolled back if any item is refused, with one insert statement for the whole batch.
+//!   rolled back if any item is refused, with one statement for the whole batch.
 //! - Both join the caller's transaction when given `&mut *tx`: a rollback leaves no row.
 
-use std::collections::HashMap;
-
 use futures_util::future::BoxFuture;
-use sqlx::{Acquire, PgConnection, Postgres};
+use sqlx::postgres::PgDatabaseError;
+use sqlx::{Acquire, Postgres};
 use uuid::Uuid;
 
 use crate::notification::{Key, Limits, Notification, Validated};
 use crate::state::State;
-use crate::store::enqueue::{self as sql, EndpointStatus, Existing};
-use crate::wake;
+use crate::store::enqueue::{self as sql, Decision, EnqueueRow};
 
 /// What an enqueue did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,10 +78,6 @@ pub enum EnqueueError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
-
-/// How often an enqueue re-tries a key whose conflicting row vanished between the insert and
-/// the read (swept in between). The second try always settles it; the bound is a safeguard.
-const MAX_PASSES: usize = 3;
 
 /// Enqueues one notification with the default [`Limits`].
 ///
@@ -145,23 +141,10 @@ where
 {
     let item = notification.validate(&limits)?;
     let mut conn = conn.acquire().await?;
-    for _ in 0..MAX_PASSES {
-        // Claimed before the insert, so that concurrent enqueues do not all notify; a replay
-        // (nothing created) drops the claim, which gives the window back.
-        let wake_claim = wake::claim_window();
-        if let Some(state) = sql::insert_one(&mut conn, &item, wake_claim.is_some()).await? {
-            if let Some(claim) = wake_claim {
-                claim.keep();
-            }
-            return Ok(Enqueued::Created { id: item.id, state });
-        }
-        drop(wake_claim);
-        let found = sql::find_existing(&mut conn, &item).await?;
-        if let Some(settled) = settle(&item, found.existing, &found.endpoint) {
-            return settled;
-        }
-    }
-    Err(unsettled(&item.key))
+    let decision = sql::enqueue_one(&mut conn, &item)
+        .await
+        .map_err(|e| refusal(e, std::slice::from_ref(&item)))?;
+    decide(&item, decision)
 }
 
 async fn enqueue_batch<'a, A>(
@@ -180,111 +163,17 @@ where
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    // The first occurrence of each key represents it in the insert; repeats copy its result.
-    let mut first_of_key: HashMap<&Key, usize> = HashMap::new();
-    let representative: Vec<usize> = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| *first_of_key.entry(&item.key).or_insert(i))
-        .collect();
-
     let mut tx = conn.begin().await?;
-    let settled = settle_batch(&mut tx, &items, &representative).await;
-    match settled {
-        Ok(results) => {
+    match sql::enqueue_many(&mut tx, &items).await {
+        Ok(rows) => {
             tx.commit().await?;
-            Ok(results)
+            rows.into_iter().map(enqueued).collect()
         }
         Err(error) => {
             tx.rollback().await?;
-            Err(error)
+            Err(refusal(error, &items))
         }
     }
-}
-
-async fn settle_batch(
-    conn: &mut PgConnection,
-    items: &[Validated],
-    representative: &[usize],
-) -> Result<Vec<Enqueued>, EnqueueError> {
-    let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> =
-        (0..items.len()).map(|_| None).collect();
-    let mut pending: Vec<usize> = (0..items.len())
-        .filter(|&i| representative[i] == i)
-        .collect();
-    for _ in 0..MAX_PASSES {
-        if pending.is_empty() {
-            break;
-        }
-        let batch: Vec<&Validated> = pending.iter().map(|&i| &items[i]).collect();
-        let wake_claim = wake::claim_window();
-        let rows = sql::insert_batch(conn, &batch, wake_claim.is_some()).await?;
-        if let Some(claim) = wake_claim
-            && rows.iter().any(|row| row.created.is_some())
-        {
-            claim.keep();
-        }
-        let mut still_pending = Vec::new();
-        for (row, &i) in rows.into_iter().zip(&pending) {
-            let item = &items[i];
-            match row.created {
-                Some(state) => results[i] = Some(Ok(Enqueued::Created { id: item.id, state })),
-                None => match settle(item, row.existing, &row.endpoint) {
-                    Some(settled) => results[i] = Some(settled.map_err(|e| in_item(i, e))),
-                    None => still_pending.push(i),
-                },
-            }
-        }
-        pending = still_pending;
-    }
-    if let Some(&i) = pending.first() {
-        return Err(unsettled(&items[i].key));
-    }
-    // Repeats inside the batch: the same intent is a duplicate of its representative, a
-    // different one conflicts with it. The representative's own error is reported, earlier in
-    // input order.
-    let repeats: Vec<usize> = (0..items.len())
-        .filter(|&i| representative[i] != i && matches!(results[representative[i]], Some(Ok(_))))
-        .collect();
-    let same = if repeats.is_empty() {
-        Vec::new()
-    } else {
-        let pairs: Vec<(&Validated, &Validated)> = repeats
-            .iter()
-            .map(|&i| (&items[i], &items[representative[i]]))
-            .collect();
-        sql::same_intents(conn, &pairs).await?
-    };
-    for (&i, same_intent) in repeats.iter().zip(same) {
-        let rep = representative[i];
-        let rep_result = match &results[rep] {
-            Some(Ok(done)) => done.clone(),
-            _ => continue,
-        };
-        let item = &items[i];
-        let what = differs(item, items[rep].channel.as_str(), &items[rep].destination);
-        results[i] = Some(match rep_result {
-            _ if same_intent => Ok(Enqueued::Duplicate {
-                id: rep_result.id(),
-                state: rep_result.state(),
-            }),
-            // The key was already held before this batch: a conflict with that notification.
-            Enqueued::Duplicate { id, .. } => Err(conflict(item, id, what)),
-            // Both intents are new: there is no existing notification to name.
-            Enqueued::Created { .. } => Err(EnqueueError::Invalid {
-                field: "batch",
-                message: format!(
-                    "items {rep} and {i} share the key {} but differ in {what}",
-                    item.key
-                ),
-            }),
-        });
-    }
-    // The first refusal in input order fails the whole batch.
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(unsettled(&items[0].key))))
-        .collect()
 }
 
 /// Says which batch item an `Invalid` is about.
@@ -298,66 +187,112 @@ fn in_item(index: usize, error: EnqueueError) -> EnqueueError {
     }
 }
 
-/// Decides an insert that wrote nothing: `None` when the key's row vanished in between and the
-/// insert should be tried again.
-fn settle(
-    item: &Validated,
-    existing: Option<Existing>,
-    endpoint: &EndpointStatus,
-) -> Option<Result<Enqueued, EnqueueError>> {
-    if let Some(existing) = existing {
-        return Some(if existing.same_intent {
-            Ok(Enqueued::Duplicate {
-                id: existing.id,
-                state: existing.state,
-            })
-        } else {
-            let what = differs(item, &existing.channel, &existing.destination);
-            Err(conflict(item, existing.id, what))
-        });
-    }
-    let endpoint_id = item
-        .endpoint_id
-        .map(|id| id.to_string())
-        .unwrap_or_default();
-    match endpoint {
-        EndpointStatus::Missing => Some(Err(EnqueueError::Invalid {
-            field: "endpoint",
-            message: format!(
-                "webhook endpoint {endpoint_id} does not exist for tenant {:?}",
-                item.key.tenant
-            ),
-        })),
-        EndpointStatus::Disabled(reason) => Some(Err(EnqueueError::Invalid {
-            field: "endpoint",
-            message: format!("webhook endpoint {endpoint_id} is disabled: {reason}"),
-        })),
-        EndpointStatus::Enabled | EndpointStatus::NotWebhook => None,
+fn decide(item: &Validated, decision: Decision) -> Result<Enqueued, EnqueueError> {
+    let field = decision.field.as_deref().unwrap_or_default();
+    match (decision.status.as_str(), decision.id, decision.state) {
+        ("conflict", Some(existing_id), _) => Err(EnqueueError::Conflict {
+            existing_id,
+            key: Box::new(item.key.clone()),
+            differs: known_field(field),
+        }),
+        ("invalid", _, _) => Err(EnqueueError::Invalid {
+            field: known_field(field),
+            message: decision.message.unwrap_or_default(),
+        }),
+        (status, Some(id), Some(state)) => enqueued(EnqueueRow {
+            id,
+            status: status.to_owned(),
+            state,
+        }),
+        (status, ..) => Err(unexpected(format!("enqueue decided {status:?} without a row"))),
     }
 }
 
-/// Which part of the intent differs from the existing notification's.
-fn differs(item: &Validated, channel: &str, destination: &str) -> &'static str {
-    if item.channel.as_str() != channel {
-        "channel"
-    } else if item.destination != destination {
-        "destination"
-    } else {
-        "payload"
+fn enqueued(row: EnqueueRow) -> Result<Enqueued, EnqueueError> {
+    let state: State = row
+        .state
+        .parse()
+        .map_err(|e| EnqueueError::Database(sqlx::Error::Decode(Box::new(e))))?;
+    match row.status.as_str() {
+        "created" => Ok(Enqueued::Created { id: row.id, state }),
+        "duplicate" => Ok(Enqueued::Duplicate { id: row.id, state }),
+        other => Err(unexpected(format!("enqueue returned status {other:?}"))),
     }
 }
 
-fn conflict(item: &Validated, existing_id: Uuid, differs: &'static str) -> EnqueueError {
-    EnqueueError::Conflict {
-        existing_id,
-        key: Box::new(item.key.clone()),
-        differs,
+/// Turns the SQL functions' refusals (`HR001` invalid, `HR002` conflict) into the library's
+/// errors; anything else stays a database error.
+fn refusal(error: sqlx::Error, items: &[Validated]) -> EnqueueError {
+    let Some(db) = error
+        .as_database_error()
+        .and_then(|db| db.try_downcast_ref::<PgDatabaseError>())
+    else {
+        return EnqueueError::Database(error);
+    };
+    match db.code() {
+        "HR001" => {
+            let field = known_field(db.column().unwrap_or_default());
+            let message = db.message();
+            let message = message
+                .strip_prefix(&format!("invalid {field}: "))
+                .unwrap_or(message);
+            EnqueueError::Invalid {
+                field,
+                message: message.to_owned(),
+            }
+        }
+        "HR002" => {
+            #[derive(serde::Deserialize)]
+            struct Detail {
+                existing_id: Uuid,
+                differs: String,
+                item: Option<usize>,
+            }
+            match db.detail().map(serde_json::from_str::<Detail>) {
+                Some(Ok(detail)) => EnqueueError::Conflict {
+                    existing_id: detail.existing_id,
+                    key: Box::new(
+                        items
+                            .get(detail.item.unwrap_or(0))
+                            .map(|item| item.key.clone())
+                            .unwrap_or_else(|| items[0].key.clone()),
+                    ),
+                    differs: known_field(&detail.differs),
+                },
+                _ => EnqueueError::Database(error),
+            }
+        }
+        _ => EnqueueError::Database(error),
     }
 }
 
-/// Unreachable in practice (see [`MAX_PASSES`]); reported rather than looping forever.
-fn unsettled(key: &Key) -> EnqueueError {
-    EnqueueError::Database(sqlx::Error::Protocol(format!(
-        "enqueue of key {key} did not settle after {MAX_PASSES} attempts"
-    )))
+/// The fields the SQL functions name, as the `&'static str` of `EnqueueError`.
+fn known_field(name: &str) -> &'static str {
+    const FIELDS: [&str; 17] = [
+        "tenant",
+        "user_id",
+        "type",
+        "business_id",
+        "destination",
+        "email",
+        "webhook",
+        "endpoint",
+        "payload",
+        "run_at",
+        "max_attempts",
+        "max_payload_bytes",
+        "batch",
+        "notifications",
+        "channel",
+        "input",
+        "key",
+    ];
+    FIELDS
+        .into_iter()
+        .find(|known| *known == name)
+        .unwrap_or("input")
+}
+
+fn unexpected(message: String) -> EnqueueError {
+    EnqueueError::Database(sqlx::Error::Protocol(message))
 }

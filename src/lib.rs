@@ -47,6 +47,8 @@ pub mod metrics;
 pub mod migrate;
 pub mod net;
 pub mod notification;
+pub mod raw_payload;
+pub mod roles;
 pub mod state;
 pub mod store;
 pub mod sweeper;

@@ -21,10 +21,32 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     migrator
 });
 
-/// Applies every migration not yet applied; idempotent and safe to run from several processes
-/// at once.
+/// Applies every migration not yet applied, then grants herald's roles their rights (see
+/// [`crate::roles`]); idempotent and safe to run from several processes at once.
+///
+/// It reads the database's migration status first and changes nothing when the schema is
+/// current, so an application or daemon whose role may not create objects can call it at every
+/// start. Roles it may not create are logged as warnings; `herald migrate` reports them.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    MIGRATOR.run(pool).await
+    let current = status(&mut *pool.acquire().await?).await?.is_current();
+    if current {
+        return Ok(());
+    }
+    let report = migrate_and_grant(pool).await?;
+    for role in report.missing {
+        tracing::warn!(role, "herald role missing: nothing granted to it; a DBA can create every role with the SQL of `herald roles --sql`");
+    }
+    if let Some(why) = report.owner_not_transferred {
+        tracing::warn!("herald's objects stay owned by the migrating login: {why}");
+    }
+    Ok(())
+}
+
+/// Applies pending migrations and then [`crate::roles::apply`], whatever the status.
+pub async fn migrate_and_grant(pool: &PgPool) -> Result<crate::roles::Report, MigrateError> {
+    MIGRATOR.run(pool).await?;
+    let mut conn = pool.acquire().await?;
+    Ok(crate::roles::apply(&mut conn).await?)
 }
 
 /// How a database's applied migrations compare with the ones built into this binary.

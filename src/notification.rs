@@ -17,10 +17,11 @@ use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::canonical_json::canonical_json;
 use crate::enqueue::EnqueueError;
+use crate::raw_payload::{ShapeProblem, check_shape};
 use crate::state::Channel;
 
 /// `tenant` when none is given.
@@ -91,7 +92,7 @@ pub struct Notification {
     type_: String,
     business_id: String,
     destination: Destination,
-    payload: Value,
+    payload: PayloadInput,
     run_at: Option<DateTime<Utc>>,
     max_attempts: u32,
 }
@@ -139,15 +140,31 @@ impl Notification {
             type_: type_.into(),
             business_id: business_id.into(),
             destination,
-            payload: Value::Object(Default::default()),
+            payload: PayloadInput::Value(Value::Object(Default::default())),
             run_at: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
     }
 
     /// The data delivered with the notification: a JSON object (default `{}`).
+    ///
+    /// A `Value` holds numbers as `f64`, `i64` or `u64`; for numbers beyond those (more than
+    /// 17 significant digits, or past `f64`'s range) use [`Notification::payload_raw`].
     pub fn payload(mut self, payload: Value) -> Self {
-        self.payload = payload;
+        self.payload = PayloadInput::Value(payload);
+        self
+    }
+
+    /// The payload as JSON text, delivered with every number exactly as written (jsonb may
+    /// change only its spelling: `1e2` becomes `100`).
+    ///
+    /// ```
+    /// let payload = serde_json::from_str(r#"{"amount": 123456789012345678901234567890}"#)?;
+    /// let n = herald::Notification::email("u", "t", "b", "ann@example.com").payload_raw(payload);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn payload_raw(mut self, payload: Box<RawValue>) -> Self {
+        self.payload = PayloadInput::Raw(payload);
         self
     }
 
@@ -191,7 +208,7 @@ impl Notification {
         if let Destination::Email(address) = &self.destination {
             check_email(address)?;
         }
-        let payload_json = check_payload(&self.payload, limits)?;
+        let payload = check_payload(&self.payload)?;
         if !MAX_ATTEMPTS_RANGE.contains(&self.max_attempts) {
             return Err(invalid(
                 "max_attempts",
@@ -214,8 +231,8 @@ impl Notification {
                 Destination::Webhook(id) => Some(id),
                 Destination::Email(_) => None,
             },
-            payload: self.payload.clone(),
-            payload_json,
+            payload,
+            max_payload_bytes: limits.max_payload_bytes,
             run_at: self.run_at,
             max_attempts: self.max_attempts as i32,
         })
@@ -250,11 +267,23 @@ pub struct Validated {
     pub channel: Channel,
     pub destination: String,
     pub endpoint_id: Option<Uuid>,
-    pub payload: Value,
-    /// Canonical JSON of the payload, as measured against the limit.
-    pub payload_json: String,
+    /// The payload as JSON text (compact when it was given as a `Value`).
+    pub payload: Box<RawValue>,
+    /// The limit on the payload, in bytes of jsonb's text form. PostgreSQL checks it
+    /// (`herald._payload_problem`), the one place that knows that text form.
+    pub max_payload_bytes: usize,
     pub run_at: Option<DateTime<Utc>>,
     pub max_attempts: i32,
+}
+
+impl Validated {
+    /// The address, for an email.
+    pub fn email(&self) -> Option<&str> {
+        match self.channel {
+            Channel::Email => Some(&self.destination),
+            Channel::Webhook => None,
+        }
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> EnqueueError {
@@ -317,36 +346,59 @@ fn check_email(address: &str) -> Result<(), EnqueueError> {
     })
 }
 
-/// Returns the canonical JSON of a valid payload.
-fn check_payload(payload: &Value, limits: &Limits) -> Result<String, EnqueueError> {
-    if !payload.is_object() {
-        return Err(invalid("payload", "must be a JSON object"));
+/// The payload as JSON text, once its shape is valid: an object, nested at most
+/// [`MAX_PAYLOAD_DEPTH`] levels, without NUL. Its size is checked by the database.
+fn check_payload(payload: &PayloadInput) -> Result<Box<RawValue>, EnqueueError> {
+    match payload {
+        PayloadInput::Raw(raw) => {
+            check_shape(raw, MAX_PAYLOAD_DEPTH).map_err(shape_error)?;
+            Ok(raw.clone())
+        }
+        PayloadInput::Value(value) => {
+            if !value.is_object() {
+                return Err(shape_error(ShapeProblem::NotAnObject));
+            }
+            // Before anything that recurses (see the module docs).
+            if exceeds_depth(value, MAX_PAYLOAD_DEPTH) {
+                return Err(shape_error(ShapeProblem::TooDeep));
+            }
+            if let Some(path) = find_nul(value, &mut String::from("$")) {
+                return Err(shape_error(ShapeProblem::Nul(path)));
+            }
+            serde_json::value::to_raw_value(value)
+                .map_err(|e| invalid("payload", format!("cannot be written as JSON ({e})")))
+        }
     }
-    // Before anything that recurses (see the module docs).
-    if exceeds_depth(payload, MAX_PAYLOAD_DEPTH) {
-        return Err(invalid(
-            "payload",
-            format!("must be nested at most {MAX_PAYLOAD_DEPTH} levels deep"),
-        ));
+}
+
+fn shape_error(problem: ShapeProblem) -> EnqueueError {
+    invalid(
+        "payload",
+        match problem {
+            ShapeProblem::NotAnObject => "must be a JSON object".to_owned(),
+            ShapeProblem::TooDeep => {
+                format!("must be nested at most {MAX_PAYLOAD_DEPTH} levels deep")
+            }
+            ShapeProblem::Nul(path) => format!("must not contain NUL (\\u0000), found at {path}"),
+        },
+    )
+}
+
+/// A payload as the application gave it.
+#[derive(Debug, Clone)]
+enum PayloadInput {
+    Value(Value),
+    Raw(Box<RawValue>),
+}
+
+impl PartialEq for PayloadInput {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PayloadInput::Value(a), PayloadInput::Value(b)) => a == b,
+            (PayloadInput::Raw(a), PayloadInput::Raw(b)) => a.get() == b.get(),
+            _ => false,
+        }
     }
-    if let Some(path) = find_nul(payload, &mut String::from("$")) {
-        return Err(invalid(
-            "payload",
-            format!("must not contain NUL (\\u0000), found at {path}"),
-        ));
-    }
-    let json = canonical_json(payload);
-    if json.len() > limits.max_payload_bytes {
-        return Err(invalid(
-            "payload",
-            format!(
-                "is {} bytes, over the limit of {} bytes",
-                json.len(),
-                limits.max_payload_bytes
-            ),
-        ));
-    }
-    Ok(json)
 }
 
 /// Whether `value` nests arrays and objects more than `limit` levels deep (a scalar is level 0,
@@ -419,7 +471,7 @@ mod tests {
             .unwrap();
         assert_eq!(v.key.tenant, "default");
         assert_eq!(v.channel, Channel::Email);
-        assert_eq!(v.payload_json, r#"{"x":1}"#);
+        assert_eq!(v.payload.get(), r#"{"x":1}"#);
         assert_eq!(v.id.get_version_num(), 7);
     }
 
@@ -470,7 +522,7 @@ mod tests {
     }
 
     #[test]
-    fn payload_must_be_an_object_without_nul_within_the_limit() {
+    fn payload_must_be_an_object_without_nul() {
         assert_eq!(
             field_of(&email().payload(json!([1]))).1,
             "must be a JSON object"
@@ -480,28 +532,19 @@ mod tests {
         assert_eq!(message, "must not contain NUL (\\u0000), found at $.a[0].b");
         let (_, message) = field_of(&email().payload(json!({"k\u{0}": 1})));
         assert!(message.ends_with("$.k\\u0000"), "{message}");
-        let big = json!({"s": "x".repeat(DEFAULT_MAX_PAYLOAD_BYTES)});
-        let (field, message) = field_of(&email().payload(big));
-        assert_eq!(field, "payload");
-        assert!(
-            message.contains("over the limit of 65536 bytes"),
-            "{message}"
+        // The same checks on a payload given as text, whose numbers no `Value` could hold.
+        let raw = |text: &str| email().payload_raw(serde_json::from_str(text).unwrap());
+        assert_eq!(field_of(&raw("[1]")).1, "must be a JSON object");
+        assert_eq!(
+            field_of(&raw(r#"{"a": [{"b": "x\u0000y"}]}"#)).1,
+            "must not contain NUL (\\u0000), found at $.a[0].b"
         );
-        // `{"s":"1234"}` is 12 bytes of canonical JSON.
-        let limits = Limits {
-            max_payload_bytes: 12,
-        };
-        assert!(
-            email()
-                .payload(json!({"s": "1234"}))
-                .validate(&limits)
-                .is_ok()
-        );
-        assert!(
-            email()
-                .payload(json!({"s": "12345"}))
-                .validate(&limits)
-                .is_err()
+        let exact = raw(r#"{"n": 123456789012345678901234567890, "m": 1e400}"#)
+            .validate(&Limits::default())
+            .unwrap();
+        assert_eq!(
+            exact.payload.get(),
+            r#"{"n": 123456789012345678901234567890, "m": 1e400}"#
         );
     }
 
@@ -544,7 +587,9 @@ mod tests {
                 ..
             })
         ));
-        dismantle(n.payload);
+        if let PayloadInput::Value(value) = n.payload {
+            dismantle(value);
+        }
     }
 
     #[test]

@@ -67,7 +67,11 @@ impl EmailSender {
 
     /// One attempt for a claimed email notification.
     pub async fn deliver(&self, n: &Claimed) -> Outcome {
-        let rendered = match self.templates.render(&n.type_, &context(n)) {
+        let context = match context(n) {
+            Ok(context) => context,
+            Err(problem) => return Outcome::give_up(problem),
+        };
+        let rendered = match self.templates.render(&n.type_, &context) {
             Ok(rendered) => rendered,
             Err(e) => return Outcome::give_up(e.to_string()),
         };
@@ -156,10 +160,11 @@ pub async fn check_connection(config: &SmtpConfig, within: Duration) -> Result<(
     }
 }
 
-/// The template context: the payload's fields, plus `herald` with the notification's identity.
-fn context(n: &Claimed) -> Value {
-    let mut context = match n.payload.value() {
-        Value::Object(map) => map.clone(),
+/// The template context: the payload's fields, plus `herald` with the notification's identity;
+/// or why the payload cannot be read as JSON values (retrying cannot change that).
+fn context(n: &Claimed) -> Result<Value, String> {
+    let mut context = match n.payload.to_value()? {
+        Value::Object(map) => map,
         _ => Default::default(),
     };
     context.insert(
@@ -169,7 +174,7 @@ fn context(n: &Claimed) -> Value {
             "tenant": n.tenant, "attempt": n.attempts,
         }),
     );
-    Value::Object(context)
+    Ok(Value::Object(context))
 }
 
 fn judge_error(e: &lettre::transport::smtp::Error) -> Outcome {

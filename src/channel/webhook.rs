@@ -43,7 +43,8 @@ struct Body<'a> {
     #[serde(rename = "type")]
     type_: &'a str,
     timestamp: String,
-    data: &'a serde_json::Value,
+    /// The payload as stored: numbers exactly as jsonb keeps them.
+    data: &'a serde_json::value::RawValue,
 }
 
 impl WebhookSender {
@@ -113,7 +114,7 @@ impl WebhookSender {
         let body = match serde_json::to_vec(&Body {
             type_: &n.type_,
             timestamp: n.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            data: n.payload.value(),
+            data: n.payload.raw(),
         }) {
             Ok(body) => body,
             Err(e) => return Outcome::give_up(format!("cannot encode the body: {e}")),

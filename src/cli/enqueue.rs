@@ -97,7 +97,7 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
         let payload = parse_payload(&text).map_err(|problem| {
             CliError::usage(format!("invalid payload (--payload): {problem}"))
         })?;
-        n = n.payload(payload);
+        n = n.payload_raw(payload);
     }
     if let Some(tenant) = args.tenant {
         n = n.tenant(tenant);
@@ -111,10 +111,9 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
     Ok(n.max_attempts(max_attempts))
 }
 
-/// JSON text to a value. serde_json's reader stops at 128 levels (before that much recursion
-/// could hurt); such a document is reported as too deep, like a deep one the reader accepts
-/// and validation refuses.
-fn parse_payload(text: &str) -> Result<serde_json::Value, String> {
+/// JSON text, kept as text so that its numbers reach the database exactly as written. Checking
+/// raw JSON does not recurse; the validation that follows refuses what is nested too deep.
+fn parse_payload(text: &str) -> Result<Box<serde_json::value::RawValue>, String> {
     serde_json::from_str(text).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             format!("must be nested at most {MAX_PAYLOAD_DEPTH} levels deep")

@@ -167,7 +167,9 @@ fn judge(
     payload: &Value,
     args: &ExplainArgs,
 ) {
-    let paths = crate::json_diff::differing_paths(&row.payload, payload);
+    // Unreadable as a `Value` only past serde_json's nesting limit, which enqueue refuses.
+    let stored = row.payload.to_value().unwrap_or(Value::Null);
+    let paths = crate::json_diff::differing_paths(&stored, payload);
     match candidate(args).zip(same_intent) {
         Some(((channel, destination), same)) => {
             e.compared = Some("intent");
@@ -181,7 +183,7 @@ fn judge(
         }
         None => {
             e.compared = Some("payload");
-            let same = canonical_json(payload) == canonical_json(&row.payload);
+            let same = canonical_json(payload) == canonical_json(&stored);
             e.verdict = Some(if same { "duplicate" } else { "conflict" });
         }
     }

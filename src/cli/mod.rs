@@ -62,8 +62,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create the database if missing and apply herald's migrations (idempotent).
+    /// Create the database if missing, apply herald's migrations, create herald's database roles
+    /// when this login may, and grant each its rights (idempotent).
     Migrate,
+    /// herald's database roles: `--sql` prints the idempotent SQL a DBA runs to create them.
+    Roles(RolesArgs),
     /// Run the dispatcher daemon: claim due notifications, deliver, retry.
     Run(run::RunArgs),
     /// Enqueue one notification; a replay of the same intent is a duplicate, not an error.
@@ -209,6 +212,9 @@ pub fn main() -> ExitCode {
 /// Runs `command`. Only `doctor` runs with a configuration that failed to load: it reports
 /// that as one of its findings.
 async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(), CliError> {
+    if let Command::Roles(args) = &command {
+        return roles(args);
+    }
     let ctx = match loaded {
         Ok(ctx) => ctx,
         Err(e) => match command {
@@ -219,6 +225,7 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
     let ctx = &ctx;
     match command {
         Command::Migrate => migrate(ctx).await,
+        Command::Roles(args) => roles(&args),
         Command::Run(args) => run::run(ctx, args).await,
         Command::Enqueue(args) => enqueue::run(ctx, args).await,
         Command::List(args) => notifications::list(ctx, args).await,
@@ -236,10 +243,38 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
 
 async fn migrate(ctx: &Context) -> Result<(), CliError> {
     let pool = ctx.pool(true).await?;
-    crate::migrate(&pool).await?;
+    let report = crate::migrate::migrate_and_grant(&pool).await?;
     let (_, target) = database::parse_url(&ctx.database_url)?;
     outln!("migrations applied to database {:?}", target.database);
+    for role in &report.created {
+        outln!("created role {role}");
+    }
+    for role in &report.missing {
+        outln!(
+            "role {role} does not exist and this login may not create it: nothing granted to it; \
+             a DBA can create every role with the SQL of `herald roles --sql`"
+        );
+    }
+    if let Some(why) = &report.owner_not_transferred {
+        outln!("herald's objects stay owned by this login: {why}");
+    }
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+struct RolesArgs {
+    /// Print the idempotent SQL that creates herald's group roles.
+    #[arg(long)]
+    sql: bool,
+}
+
+fn roles(args: &RolesArgs) -> Result<(), CliError> {
+    if !args.sql {
+        return Err(CliError::usage(
+            "herald roles: give --sql to print the SQL that creates herald's database roles",
+        ));
+    }
+    output::emit(&crate::roles::roles_sql())
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors, plus herald's own

@@ -35,6 +35,8 @@ use crate::channel::Outcome;
 use crate::channel::email::EmailSender;
 use crate::channel::webhook::WebhookSender;
 use crate::config::Config;
+use crate::notification::MAX_PAYLOAD_DEPTH;
+use crate::raw_payload::check_shape;
 use crate::state::Channel;
 use crate::store::dispatch::{self as store, Claimed};
 
@@ -54,9 +56,13 @@ pub struct Senders {
 
 impl Senders {
     async fn deliver(&self, n: &Claimed) -> Outcome {
-        // Retrying cannot make it readable.
-        if let Some(problem) = n.payload.problem() {
-            return Outcome::give_up(problem);
+        // Only a plain-SQL writer with the owner's rights can store a payload that enqueue
+        // refuses; receivers never get one (many JSON readers stop at 100 or 128 levels), and
+        // retrying cannot change it.
+        if let Err(problem) = check_shape(n.payload.raw(), MAX_PAYLOAD_DEPTH) {
+            return Outcome::give_up(format!(
+                "the stored payload cannot be delivered: {problem}, which herald's enqueue refuses"
+            ));
         }
         match n.channel {
             Channel::Webhook => self.webhook.deliver(n).await,
@@ -76,6 +82,14 @@ enum Delivery {
 
 impl Delivery {
     async fn deliver(&self, n: &Claimed) -> Outcome {
+        // Only a plain-SQL writer with the owner's rights can store a payload that enqueue
+        // refuses; receivers never get one (many JSON readers stop at 100 or 128 levels), and
+        // retrying cannot change it.
+        if let Err(problem) = check_shape(n.payload.raw(), MAX_PAYLOAD_DEPTH) {
+            return Outcome::give_up(format!(
+                "the stored payload cannot be delivered: {problem}, which herald's enqueue refuses"
+            ));
+        }
         match self {
             Delivery::Channels(senders) => senders.deliver(n).await,
             Delivery::Null => Outcome::Delivered {

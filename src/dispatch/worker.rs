@@ -277,7 +277,9 @@ mod tests {
             business_id: "b".into(),
             channel: crate::state::Channel::Webhook,
             destination: Uuid::now_v7().to_string(),
-            payload: crate::store::payload::Payload::Readable(serde_json::json!({})),
+            payload: serde_json::value::RawValue::from_string("{}".into())
+                .expect("valid JSON")
+                .into(),
             attempts,
             max_attempts,
             created_at: chrono::Utc::now(),

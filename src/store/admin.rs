@@ -63,7 +63,11 @@ async fn transition(
     Ok(match row {
         None => Transition::NotFound,
         Some((_, true)) => Transition::Done,
-        Some((state, false)) => Transition::Refused(super::enqueue::parse_state(state)?),
+        Some((state, false)) => Transition::Refused(
+            state
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        ),
     })
 }
 

@@ -76,13 +76,13 @@ pub async fn rotate_secret(
     new_secret: &str,
     grace: std::time::Duration,
 ) -> Result<Option<(EndpointRow, DateTime<Utc>)>, sqlx::Error> {
+    // A SECURITY DEFINER function: moving the old secret aside reads it, and an operator's
+    // role (herald_admin) may write secrets but not read them.
     const SQL: &str = "
-        update herald.webhook_endpoints
-        set previous_secret = secret,
-            previous_secret_expires_at = now() + make_interval(secs => $3),
-            secret = $2
-        where id = $1
-        returning id, tenant, url, enabled, disabled_reason, created_at, previous_secret_expires_at";
+        select r.id, r.tenant, r.url, r.enabled, r.disabled_reason, r.created_at,
+               r.previous_secret_expires_at
+        from herald.rotate_endpoint_secret($1::pg_catalog.uuid, $2::pg_catalog.text,
+                                           $3::pg_catalog.float8) as r";
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]

@@ -19,9 +19,18 @@ pub async fn state_counts(
 
 /// The migration versions applied successfully, in order; an error with SQLSTATE 42P01 or
 /// 3F000 when herald's schema or its bookkeeping table is missing.
+///
+/// Read through `herald.applied_migrations()`, which every herald role may call, or from the
+/// table itself in a database migrated before that function existed.
 pub async fn applied_migrations(conn: &mut PgConnection) -> Result<Vec<i64>, sqlx::Error> {
-    const SQL: &str = "select version from herald._sqlx_migrations where success order by version";
-    sqlx::query_scalar(SQL).fetch_all(conn).await
+    const HAS_FUNCTION: &str =
+        "select pg_catalog.to_regprocedure('herald.applied_migrations()') is not null";
+    const BY_FUNCTION: &str = "select v from herald.applied_migrations() as v";
+    const BY_TABLE: &str =
+        "select version from herald._sqlx_migrations where success order by version";
+    let has_function: bool = sqlx::query_scalar(HAS_FUNCTION).fetch_one(&mut *conn).await?;
+    let sql = if has_function { BY_FUNCTION } else { BY_TABLE };
+    sqlx::query_scalar(sql).fetch_all(conn).await
 }
 
 /// The server's version, e.g. `15.18 (Debian 15.18-0+deb12u1)`.

@@ -20,7 +20,7 @@ pub struct NotificationRow {
     #[sqlx(try_from = "String")]
     pub channel: Channel,
     pub destination: String,
-    pub payload: serde_json::Value,
+    pub payload: super::payload::Payload,
     #[sqlx(try_from = "String")]
     pub state: State,
     pub attempts: i32,

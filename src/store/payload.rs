@@ -1,15 +1,15 @@
-//! Reading a stored payload for delivery, so that one unreadable payload fails only its own
-//! notification.
+//! A stored payload, read as jsonb's text so that every number reaches its reader as stored.
 //!
-//! Invariant: decoding a claimed row never fails because of its payload. herald's enqueue
-//! refuses payloads nested over 64 levels, but a plain-SQL writer can store anything jsonb
-//! takes, and serde_json refuses to read JSON nested 128 or more levels deep. Decoded as a
-//! `Value`, such a row would fail the whole claim statement after the claim had committed:
-//! every notification claimed with it would stay `running` until its lease expired, then be
-//! claimed with it again, burning attempts, over and over. Instead the column is read as raw
-//! JSON (serde_json checks raw JSON without recursion) and parsed here; a payload that does
-//! not parse is [`Payload::Unreadable`], and the dispatcher gives that notification up.
+//! Invariant: decoding a row never fails because of its payload. serde_json's `Value` cannot
+//! hold `1e400` nor keep `123456789012345678901234567890`, and refuses documents nested 128 or
+//! more levels deep, all of which a plain-SQL writer can store. Read as a `Value`, such a row
+//! would fail the whole statement that read it: a claim after it had committed (every
+//! notification claimed with it stuck `running` until its lease expired), or `herald list` for
+//! everyone. Read as raw JSON (checked without recursion), every row decodes; a webhook carries
+//! the text as it is, and only what needs a `Value` (an email's template data) parses it, for
+//! that notification alone.
 
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::error::BoxDynError;
@@ -17,39 +17,53 @@ use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::types::Json;
 use sqlx::{Decode, Postgres, Type};
 
-/// A claimed notification's payload.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Payload {
-    Readable(Value),
-    /// Why it cannot be read, for the attempt's error.
-    Unreadable(String),
-}
+use crate::raw_payload::inexact_numbers_as_strings;
+
+/// A notification's payload as jsonb's text.
+#[derive(Debug, Clone)]
+pub struct Payload(Box<RawValue>);
 
 impl Payload {
-    /// The payload; `null` when it is unreadable (never delivered: see [`Payload::problem`]).
-    pub fn value(&self) -> &Value {
-        match self {
-            Payload::Readable(value) => value,
-            Payload::Unreadable(_) => &Value::Null,
-        }
+    /// The JSON text, numbers exactly as stored.
+    pub fn raw(&self) -> &RawValue {
+        &self.0
     }
 
-    /// Why the payload cannot be delivered, if it cannot.
-    pub fn problem(&self) -> Option<&str> {
-        match self {
-            Payload::Readable(_) => None,
-            Payload::Unreadable(reason) => Some(reason),
-        }
-    }
-
-    fn parse(raw: &str) -> Self {
-        match serde_json::from_str(raw) {
-            Ok(value) => Payload::Readable(value),
-            Err(e) => Payload::Unreadable(format!(
-                "the stored payload cannot be read ({e}); herald's enqueue refuses payloads nested over {} levels",
+    /// The payload as a `Value` (an email's template data, `explain`'s comparison). A number no
+    /// `Value` can hold exactly is given as a string of its digits; what still cannot be read
+    /// (nesting past serde_json's limit of 128 levels, which herald's enqueue never stores) is
+    /// the reason, for this notification alone.
+    pub fn to_value(&self) -> Result<Value, String> {
+        serde_json::from_str(&inexact_numbers_as_strings(self.0.get())).map_err(|e| {
+            format!(
+                "the stored payload cannot be read as JSON values ({e}); herald's enqueue refuses payloads nested over {} levels",
                 crate::notification::MAX_PAYLOAD_DEPTH
-            )),
-        }
+            )
+        })
+    }
+}
+
+impl From<Box<RawValue>> for Payload {
+    fn from(raw: Box<RawValue>) -> Self {
+        Payload(raw)
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 
@@ -66,7 +80,7 @@ impl Type<Postgres> for Payload {
 impl<'r> Decode<'r, Postgres> for Payload {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
         let Json(raw) = <Json<Box<RawValue>> as Decode<'r, Postgres>>::decode(value)?;
-        Ok(Payload::parse(raw.get()))
+        Ok(Payload(raw))
     }
 }
 
@@ -74,21 +88,36 @@ impl<'r> Decode<'r, Postgres> for Payload {
 mod tests {
     use super::*;
 
+    fn payload(text: &str) -> Payload {
+        Payload(serde_json::from_str(text).expect("valid JSON"))
+    }
+
     #[test]
-    fn json_too_deep_for_serde_json_is_unreadable_not_an_error() {
-        let ok = Payload::parse(r#"{"a": [1, {"b": null}]}"#);
-        assert_eq!(ok.value()["a"][0], 1);
-        assert_eq!(ok.problem(), None);
+    fn json_too_deep_for_serde_json_fails_only_as_to_value() {
+        let ok = payload(r#"{"a": [1, {"b": null}]}"#);
+        assert_eq!(ok.to_value().unwrap()["a"][0], 1);
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         // serde_json's raw-value check, which the column decode uses, accepts it...
-        assert!(serde_json::from_str::<Box<RawValue>>(&deep).is_ok());
-        // ...and parsing it is what fails, here, for this payload alone.
-        let unreadable = Payload::parse(&deep);
-        let problem = unreadable.problem().expect("unreadable");
+        let unreadable = payload(&deep);
+        assert_eq!(unreadable.raw().get(), deep);
+        // ...and reading it as a `Value` is what fails, for this payload alone.
+        let problem = unreadable.to_value().unwrap_err();
         assert!(
-            problem.starts_with("the stored payload cannot be read (recursion limit exceeded"),
+            problem.starts_with("the stored payload cannot be read as JSON values (recursion limit exceeded"),
             "{problem}"
         );
-        assert_eq!(unreadable.value(), &Value::Null);
+    }
+
+    #[test]
+    fn numbers_serialize_exactly() {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            data: &'a Payload,
+        }
+        let exact = payload(r#"{"n": 123456789012345678901234567890, "m": 1e400}"#);
+        assert_eq!(
+            serde_json::to_string(&Body { data: &exact }).unwrap(),
+            r#"{"data":{"n": 123456789012345678901234567890, "m": 1e400}}"#
+        );
     }
 }

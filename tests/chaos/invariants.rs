@@ -364,4 +364,7 @@ fn intent_payload(intent: &herald::Notification) -> Value {
         .validate(&herald::Limits::default())
         .expect("the suite's intents are valid")
         .payload
+        .get()
+        .parse::<Value>()
+        .expect("a validated payload is JSON")
 }

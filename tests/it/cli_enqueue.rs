@@ -196,7 +196,8 @@ async fn bad_input_exits_2_with_one_line_and_writes_nothing(pool: PgPool) {
     .await;
     over_limit.assert_error(
         2,
-        "payload (--payload): is 18 bytes, over the limit of 10 bytes",
+        // jsonb's text form, `{"k": "0123456789"}`, is what the limit counts.
+        "payload (--payload): is 19 bytes, over the limit of 10 bytes",
     );
     assert_eq!(count_notifications(&pool).await, 0);
 }

@@ -222,7 +222,7 @@ async fn enqueue_stores_what_it_was_given(pool: PgPool) {
     assert_eq!(row.type_, "order_shipped");
     assert_eq!(row.destination, "ann@example.com");
     assert_eq!(
-        row.payload,
+        row.payload.to_value().unwrap(),
         json!({"order": "1001", "items": [{"sku": "a", "qty": 1}]})
     );
     assert_eq!(row.state, State::Pending);

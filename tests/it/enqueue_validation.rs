@@ -98,7 +98,8 @@ async fn the_payload_limit_is_configurable(pool: PgPool) {
     let small = Limits {
         max_payload_bytes: 16,
     };
-    let fits = ok().payload(json!({"k": "1234567"})); // {"k":"1234567"} is 15 bytes
+    // The limit counts jsonb's text form: `{"k": "1234567"}` is 16 bytes.
+    let fits = ok().payload(json!({"k": "1234567"}));
     assert!(
         herald::enqueue_with_limits(&pool, &fits, &small)
             .await
@@ -112,7 +113,7 @@ async fn the_payload_limit_is_configurable(pool: PgPool) {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid payload: is 17 bytes, over the limit of 16 bytes"
+        "invalid payload: is 18 bytes, over the limit of 16 bytes"
     );
     assert_eq!(count_notifications(&pool).await, 1);
 }
