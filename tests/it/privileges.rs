@@ -1,0 +1,255 @@
+//! herald's group roles against the real server: each one can do what its job needs and is
+//! refused the rest (SQLSTATE 42501, insufficient_privilege).
+
+use herald::{Enqueued, Notification};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::daemon::FAST;
+use crate::support::logins::{Login, sqlstate};
+use crate::support::receiver::Receiver;
+use crate::support::{SECRET, endpoint_at, herald_env, migrated};
+
+const DENIED: &str = "42501";
+
+async fn try_sql(pool: &PgPool, sql: &'static str) -> String {
+    sqlstate(sqlx::query(sql).execute(pool).await)
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
+    migrated(&pool).await;
+    let hook = endpoint_at(&pool, "default", "https://hooks.example.com/a").await;
+    let login = Login::create(&pool, Some("herald_enqueue")).await;
+    let app = login.pool().await;
+
+    // herald::migrate at an application's start: the schema is current, so no DDL is tried.
+    herald::migrate(&app).await.expect("migrate is a no-op");
+
+    let n = Notification::email("u", "welcome", "b1", "ann@example.com").payload(json!({"a": 1}));
+    assert!(matches!(herald::enqueue(&app, &n).await.unwrap(), Enqueued::Created { .. }));
+    assert!(matches!(herald::enqueue(&app, &n).await.unwrap(), Enqueued::Duplicate { .. }));
+    // A conflict in the application's transaction leaves the transaction usable.
+    let mut tx = app.begin().await.unwrap();
+    let other = n.clone().payload(json!({"a": 2}));
+    assert!(matches!(
+        herald::enqueue(&mut *tx, &other).await,
+        Err(herald::EnqueueError::Conflict { .. })
+    ));
+    let webhook = Notification::webhook("u", "welcome", "b2", hook);
+    assert!(herald::enqueue(&mut *tx, &webhook).await.unwrap().is_created());
+    tx.commit().await.unwrap();
+    let batch = [
+        Notification::email("u", "welcome", "b3", "ann@example.com"),
+        Notification::email("u", "welcome", "b4", "ann@example.com"),
+    ];
+    assert_eq!(herald::enqueue_many(&app, &batch).await.unwrap().len(), 2);
+    assert_eq!(
+        try_sql(&app, "select * from herald.enqueue('u', 'welcome', 'b5', 'ann@example.com')").await,
+        "ok"
+    );
+    assert_eq!(
+        try_sql(
+            &app,
+            r#"select * from herald.enqueue_many('[{"user_id": "u", "type": "welcome", "business_id": "b6", "email": "ann@example.com"}]')"#
+        )
+        .await,
+        "ok"
+    );
+
+    for refused in [
+        "select * from herald.notifications",
+        "select * from herald.attempts",
+        "select id from herald.webhook_endpoints",
+        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
+         values (gen_random_uuid(), 'default', 'u', 't', 'x', decode(repeat('00', 32), 'hex'), 'email', 'a@b.co', '{}', 1)",
+        "update herald.notifications set state = 'cancelled'",
+        "delete from herald.notifications",
+        // The helpers behind the entry points would skip the validation.
+        "select herald._enqueue_validated('default', 'u', 't', 'x', 'a@b.co', null, '{}', null, 1)",
+        "select herald.fingerprint('email', 'a@b.co', '{}')",
+        "select herald.wake()",
+        "select * from herald._sqlx_migrations",
+    ] {
+        assert_eq!(try_sql(&app, refused).await, DENIED, "{refused}");
+    }
+    let written: i64 = sqlx::query_scalar("select count(*) from herald.notifications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(written, 6);
+    app.close().await;
+    login.drop(&pool).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool) {
+    migrated(&pool).await;
+    endpoint_at(&pool, "default", "https://hooks.example.com/a").await;
+    herald::enqueue(&pool, &Notification::email("u", "t", "b", "ann@example.com"))
+        .await
+        .unwrap();
+    let login = Login::create(&pool, Some("herald_reader")).await;
+    let reader = login.pool().await;
+    for allowed in [
+        "select * from herald.notifications",
+        "select * from herald.attempts",
+        "select id, tenant, url, enabled, disabled_reason, created_at, previous_secret_expires_at from herald.webhook_endpoints",
+    ] {
+        assert_eq!(try_sql(&reader, allowed).await, "ok", "{allowed}");
+    }
+    for refused in [
+        "select secret from herald.webhook_endpoints",
+        "select previous_secret from herald.webhook_endpoints",
+        "select * from herald.webhook_endpoints",
+        "update herald.notifications set state = 'cancelled'",
+        "delete from herald.notifications",
+        "insert into herald.webhook_endpoints (id, tenant, url, secret) values (gen_random_uuid(), 't', 'https://x.example', 'whsec_x')",
+        "select * from herald.enqueue('u', 't', 'b2', 'ann@example.com')",
+    ] {
+        assert_eq!(try_sql(&reader, refused).await, DENIED, "{refused}");
+    }
+    reader.close().await;
+    login.drop(&pool).await;
+}
+
+/// Runs `herald --database-url <login> args…` and asserts it succeeded.
+async fn ok(login: &Login, args: &[&str]) -> String {
+    let mut all = vec!["--database-url", login.url.as_str()];
+    all.extend_from_slice(args);
+    let run = herald_env(&all, &[]).await;
+    assert_eq!(run.code, 0, "herald {args:?} as {}: {run:?}", login.name);
+    run.stdout
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPool) {
+    migrated(&pool).await;
+    let login = Login::create(&pool, Some("herald_admin")).await;
+    let enqueue = [
+        "enqueue", "--user", "u", "--type", "t", "--business-id", "b", "--email", "ann@example.com",
+        "--json",
+    ];
+    let id = serde_json::from_str::<serde_json::Value>(&ok(&login, &enqueue).await).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&login, &["list", "--json"]).await;
+    ok(&login, &["show", &id, "--json"]).await;
+    ok(&login, &["explain", "--user", "u", "--type", "t", "--business-id", "b", "--email", "ann@example.com", "--payload", "{}", "--json"]).await;
+    ok(&login, &["stats", "--json"]).await;
+    ok(&login, &["cancel", &id]).await;
+    ok(&login, &["retry", &id]).await;
+    let added = ok(&login, &["endpoints", "add", "--url", "https://hooks.example.com/x", "--json"]).await;
+    let endpoint: serde_json::Value = serde_json::from_str(&added).unwrap();
+    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    ok(&login, &["endpoints", "list", "--json"]).await;
+    ok(&login, &["endpoints", "disable", &endpoint]).await;
+    ok(&login, &["endpoints", "enable", &endpoint]).await;
+    let rotated = ok(&login, &["endpoints", "rotate-secret", &endpoint, "--json"]).await;
+    assert!(rotated.contains("whsec_"), "the new secret is printed once: {rotated}");
+    ok(&login, &["sweep", "--dry-run"]).await;
+    ok(&login, &["sweep"]).await;
+
+    let admin = login.pool().await;
+    assert_eq!(
+        try_sql(&admin, "select secret from herald.webhook_endpoints").await,
+        DENIED
+    );
+    admin.close().await;
+    login.drop(&pool).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_daemon_delivers_with_its_role_alone(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook).payload(json!({"n": 1})))
+        .await
+        .unwrap();
+    let login = Login::create(&pool, Some("herald_daemon")).await;
+    let run = herald_env(&["--database-url", &login.url, "run", "--until-idle"], FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let requests = receiver.wait_for_requests(1).await;
+    // Signed with the endpoint's secret, which only the daemon's role may read.
+    let verifier = standardwebhooks::Webhook::new(SECRET).unwrap();
+    verifier
+        .verify(&requests[0].body, &requests[0].headers)
+        .expect("a valid signature");
+    let state: String = sqlx::query_scalar("select state from herald.notifications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "delivered");
+    login.drop(&pool).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn roles_sql_is_idempotent_and_nests_the_roles(pool: PgPool) {
+    let run = herald_env(&["roles", "--sql"], &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for _ in 0..2 {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(run.stdout.clone()))
+            .execute(&pool)
+            .await
+            .expect("the printed SQL runs, twice");
+    }
+    let nested: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+        "select r.rolname, r.rolcanlogin, r.rolsuper,
+                pg_has_role(r.rolname, 'herald_enqueue', 'MEMBER')
+         from pg_roles r where r.rolname like 'herald\\_%' and r.rolname not like 'herald\\_test\\_%'
+         order by r.rolname",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        nested,
+        [
+            ("herald_admin".to_owned(), false, false, true),
+            ("herald_daemon".to_owned(), false, false, true),
+            ("herald_enqueue".to_owned(), false, false, true),
+            ("herald_owner".to_owned(), false, false, false),
+            ("herald_reader".to_owned(), false, false, false),
+        ]
+    );
+    let run = herald_env(&["roles"], &[]).await;
+    run.assert_error(2, "give --sql");
+}
+
+#[sqlx::test(migrations = false)]
+async fn herald_owner_owns_every_object(pool: PgPool) {
+    migrated(&pool).await;
+    let foreign: Vec<String> = sqlx::query_scalar(
+        "select c.oid::regclass::text from pg_class c
+         where c.relnamespace = 'herald'::regnamespace and c.relkind in ('r', 'v', 'S')
+           and c.relowner <> 'herald_owner'::regrole
+         union all
+         select p.oid::regprocedure::text from pg_proc p
+         where p.pronamespace = 'herald'::regnamespace and p.proowner <> 'herald_owner'::regrole
+         union all
+         select nspname::text from pg_namespace where nspname = 'herald'
+           and nspowner <> 'herald_owner'::regrole",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(foreign, Vec::<String>::new());
+    let definers: Vec<String> = sqlx::query_scalar(
+        "select p.proname::text from pg_proc p
+         where p.pronamespace = 'herald'::regnamespace and p.prosecdef
+           and not (p.proconfig @> array['search_path=pg_catalog, pg_temp'])
+         order by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(definers, Vec::<String>::new(), "SECURITY DEFINER without a fixed search_path");
+    let owner_is_super: bool =
+        sqlx::query_scalar("select rolsuper from pg_roles where rolname = 'herald_owner'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!owner_is_super);
+}
