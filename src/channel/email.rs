@@ -6,13 +6,16 @@
 //! - Every send runs under an outer timeout of `smtp.timeout`: lettre's own timeout covers only
 //!   the connect, and a server that accepts the connection but never answers would otherwise
 //!   hold a worker forever. A timeout is outcome `unknown` (the message may have been accepted).
+//! - The `Subject` is written by [`super::header::unstructured`]: folded, no line over 78
+//!   characters, and payload text that looks like an encoded-word stays literal text.
 //! - 5xx is permanent (dead); 4xx, refused connections and dropped connections are retried.
 //!   A missing or failing template is permanent: retrying cannot fix it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::message::{Mailbox, MultiPart, header::ContentType};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -78,7 +81,7 @@ impl EmailSender {
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(rendered.subject)
+            .raw_header(subject(&rendered.subject))
             .message_id(Some(self.message_id(n)));
         let message = match rendered.html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(rendered.text, html)),
@@ -105,6 +108,14 @@ impl EmailSender {
             Ok(Err(e)) => judge_error(&e),
         }
     }
+}
+
+/// The `Subject` header of `text`, encoded and folded by [`super::header`]: lettre's own
+/// encoding leaves long runs without spaces unfolded and `=?…?=` payload text as is.
+fn subject(text: &str) -> HeaderValue {
+    let name = HeaderName::new_from_ascii_str("Subject");
+    let wire = super::header::unstructured(&name, text);
+    HeaderValue::dangerous_new_pre_encoded(name, text.to_owned(), wire)
 }
 
 /// The SMTP transport of `config`; pooled (`pool_size` connections at most) for delivery.
