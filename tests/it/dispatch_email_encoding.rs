@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::support::daemon::{env_with, run_until_idle};
-use crate::support::migrated;
 use crate::support::smtp::{SmtpSink, decode};
+use crate::support::{insert_raw, migrated};
 
 /// Delivers one email whose subject template is `{{ subject }}` with `subject` as the payload
 /// value; returns the notification's state, the raw message and its decoded headers.
@@ -104,4 +104,40 @@ async fn non_ascii_subjects_round_trip(pool: PgPool) {
         decoded["longest_header_line"].as_u64().unwrap() <= 78,
         "{raw}"
     );
+}
+
+/// A destination written with plain SQL bypasses the library's address check, so it may hold
+/// a display name; lettre encodes one that looks like an encoded-word, and it reads as the
+/// literal text (Python decodes encoded-words even inside quotes).
+#[sqlx::test(migrations = false)]
+async fn a_display_name_in_the_destination_stays_literal(pool: PgPool) {
+    migrated(&pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    std::fs::write(dir.path().join("t/subject.txt"), "Hi").unwrap();
+    std::fs::write(dir.path().join("t/body.txt"), "Hello").unwrap();
+    for destination in [
+        "\"=?utf-8?b?QmNjOiBldmlsQHguY29t?=\" <ann@example.com>",
+        "=?utf-8?b?QmNjOiBldmlsQHguY29t?=<ann@example.com>",
+    ] {
+        insert_raw(&pool, "u", "email", destination).await.unwrap();
+    }
+    let sink = SmtpSink::start("").await;
+    let port = sink.port.to_string();
+    let env = env_with(&[
+        ("HERALD_SMTP__HOST", "127.0.0.1"),
+        ("HERALD_SMTP__PORT", &port),
+        ("HERALD_TEMPLATES__DIR", dir.path().to_str().unwrap()),
+    ]);
+    let run = run_until_idle(&pool, &env).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    for message in messages {
+        let to = decode(&message).await["to"].as_str().unwrap().to_owned();
+        assert_eq!(
+            to, "=?utf-8?b?QmNjOiBldmlsQHguY29t?= <ann@example.com>",
+            "{message}"
+        );
+    }
 }
