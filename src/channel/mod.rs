@@ -6,6 +6,7 @@
 //! [`MAX_DETAIL_CHARS`].
 
 pub mod email;
+pub mod header;
 pub mod signature;
 pub mod templates;
 pub mod webhook;

@@ -6,12 +6,19 @@
 //! characters (no header folding or injection through a payload). A notification type names a
 //! directory only if it is a plain name (letters, digits, `_`, `-`, `.`, not starting with `.`),
 //! so no type can reach outside the templates directory. Templates are read from disk when
-//! first used, so a type added after start is found without a restart.
+//! first used, so a type added after start is found without a restart. A template file is read
+//! only if it is a regular file (symlinks followed) of at most [`MAX_TEMPLATE_BYTES`]: a FIFO
+//! or a device (`/dev/zero`) linked in cannot block a worker or fill memory.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{Environment, ErrorKind, TemplateSource, UndefinedBehavior};
 use serde::Serialize;
+
+/// The largest template file read.
+pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
 
 /// The three parts of an email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +56,8 @@ impl Templates {
     pub fn load(dir: &Path) -> Result<(Self, Vec<LoadedType>), TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_loader(minijinja::path_loader(dir));
+        let root = dir.to_owned();
+        env.set_loader(move |name| load(&root, name));
         let templates = Templates {
             env,
             dir: dir.to_owned(),
@@ -133,6 +141,73 @@ impl Templates {
         }
         TemplateError::Broken { path, message }
     }
+}
+
+/// minijinja's `path_loader` (same path rule, same reload on change), except that it reads
+/// with the checks of [`read_capped`]: `path_loader` reads any file whole.
+fn load(dir: &Path, name: &str) -> Result<Option<TemplateSource>, minijinja::Error> {
+    let mut path = dir.to_owned();
+    for segment in name.split('/') {
+        if segment.starts_with('.') || segment.contains('\\') {
+            return Ok(None);
+        }
+        path.push(segment);
+    }
+    // Stamped before reading, so a change racing with the read is seen by the next check.
+    let stamp = file_stamp(&path);
+    match read_capped(&path) {
+        Ok(text) => {
+            let mut source = TemplateSource::new(text);
+            if let Some(stamp) = stamp {
+                source = source.with_uptodate_check(move || file_stamp(&path) == Some(stamp));
+            }
+            Ok(Some(source))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("could not read template {name}"),
+        )
+        .with_source(e)),
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+/// The text of `path` if it is a regular file of at most [`MAX_TEMPLATE_BYTES`] in UTF-8.
+/// Opened non-blocking (a FIFO would block `open` until a writer came) and checked on the open
+/// file, so a swap between a check and the open changes nothing; read through a limit, so a
+/// file growing meanwhile is still cut off.
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let too_large = || {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {MAX_TEMPLATE_BYTES} bytes, the limit for a template"),
+        )
+    };
+    if metadata.len() > MAX_TEMPLATE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_TEMPLATE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TEMPLATE_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| Error::new(ErrorKind::InvalidData, format!("not valid UTF-8 ({e})")))
 }
 
 /// The fields a template set reads from `herald`, beside the payload's (see `email::context`).
@@ -368,6 +443,61 @@ mod tests {
         );
         let err = templates.check("typo").unwrap_err().to_string();
         assert!(err.contains("herald.idd does not exist"), "{err}");
+    }
+
+    /// Loads `dir` on another thread: a read that blocks (a FIFO opened for reading waits for a
+    /// writer) fails the test instead of hanging it.
+    fn load_within_a_minute(dir: &Path) -> Result<(), String> {
+        let dir = dir.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Templates::load(&dir).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("loading the templates blocked")
+    }
+
+    #[test]
+    fn a_device_or_fifo_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "zero/body.txt", "x");
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero/subject.txt")).unwrap();
+        let err = load_within_a_minute(dir.path()).unwrap_err();
+        assert!(
+            err.contains("zero/subject.txt") && err.contains("not a regular file"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "fifo/body.txt", "x");
+        let fifo = dir.path().join("fifo/subject.txt");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = load_within_a_minute(dir.path()).unwrap_err();
+        assert!(
+            err.contains("fifo/subject.txt") && err.contains("not a regular file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_template_over_the_size_limit_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "big/subject.txt", "Hi");
+        let at_limit = "x".repeat(MAX_TEMPLATE_BYTES as usize);
+        write(dir.path(), "big/body.txt", &at_limit);
+        let (templates, _) = Templates::load(dir.path()).unwrap();
+        assert_eq!(templates.render("big", &json!({})).unwrap().text, at_limit);
+
+        write(dir.path(), "big/body.html", &format!("{at_limit}x"));
+        let err = load_within_a_minute(dir.path()).unwrap_err();
+        assert!(
+            err.contains("big/body.html") && err.contains("larger than 1048576 bytes"),
+            "{err}"
+        );
     }
 
     #[test]

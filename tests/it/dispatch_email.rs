@@ -181,3 +181,32 @@ async fn a_server_that_never_greets_is_unknown_within_the_timeout(pool: PgPool) 
         .unwrap();
     assert_eq!(state, "dead");
 }
+
+/// The sink offers no AUTH mechanism (aiosmtpd offers none without TLS), so lettre stops after
+/// EHLO: nothing was sent, the attempts are `failed`, not `unknown`.
+#[sqlx::test(migrations = false)]
+async fn no_compatible_auth_mechanism_is_failed(pool: PgPool) {
+    migrated(&pool).await;
+    let sink = SmtpSink::start("").await;
+    let dir = templates();
+    let id = enqueue_email(&pool, "order_shipped", 2).await;
+    let port = sink.port.to_string();
+    let mut env = smtp_env(&port, dir.path());
+    env.extend([
+        ("HERALD_SMTP__USERNAME", "herald"),
+        ("HERALD_SMTP__PASSWORD", "hunter2"),
+    ]);
+    let run = run_until_idle(&pool, &env).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let log = attempts(&pool, id).await;
+    assert_eq!(log.len(), 2, "retried, then out of attempts: {log:?}");
+    for (outcome, status, error) in &log {
+        assert_eq!((outcome.as_str(), *status), ("failed", None), "{log:?}");
+        let error = error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("No compatible authentication mechanism"),
+            "{error}"
+        );
+    }
+    assert!(sink.answers().is_empty(), "nothing was sent");
+}

@@ -8,6 +8,7 @@ mod cli_enqueue;
 mod cli_errors;
 mod cli_read;
 mod dispatch_email;
+mod dispatch_email_encoding;
 mod dispatch_email_headers;
 mod dispatch_leases;
 mod dispatch_outage;

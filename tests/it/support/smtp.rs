@@ -113,3 +113,26 @@ pub async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
     });
     (port, task)
 }
+
+/// A received message as a mail reader sees it, decoded by Python's `email` package
+/// (`tests/support/decode_email.py`): `subject`, `subject_legacy`, `to`, `from`,
+/// `longest_header_line`.
+#[allow(dead_code)] // not every test binary that includes support reads messages
+pub async fn decode(raw: &str) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/decode_email.py");
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(raw.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "decode_email.py failed on {raw}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
