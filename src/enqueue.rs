@@ -204,7 +204,9 @@ fn decide(item: &Validated, decision: Decision) -> Result<Enqueued, EnqueueError
             status: status.to_owned(),
             state,
         }),
-        (status, ..) => Err(unexpected(format!("enqueue decided {status:?} without a row"))),
+        (status, ..) => Err(unexpected(format!(
+            "enqueue decided {status:?} without a row"
+        ))),
     }
 }
 

@@ -34,7 +34,10 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     }
     let report = migrate_and_grant(pool).await?;
     for role in report.missing {
-        tracing::warn!(role, "herald role missing: nothing granted to it; a DBA can create every role with the SQL of `herald roles --sql`");
+        tracing::warn!(
+            role,
+            "herald role missing: nothing granted to it; a DBA can create every role with the SQL of `herald roles --sql`"
+        );
     }
     if let Some(why) = report.owner_not_transferred {
         tracing::warn!("herald's objects stay owned by the migrating login: {why}");

@@ -42,8 +42,13 @@ pub fn check_shape(raw: &RawValue, max_depth: usize) -> Result<(), ShapeProblem>
 
 enum Frame {
     /// `key`: the latest key read; `expect_key`: the next string is a key.
-    Object { key: String, expect_key: bool },
-    Array { index: usize },
+    Object {
+        key: String,
+        expect_key: bool,
+    },
+    Array {
+        index: usize,
+    },
 }
 
 #[derive(Default)]
@@ -156,7 +161,9 @@ pub fn inexact_numbers_as_strings(raw: &str) -> String {
             }
             b'-' | b'0'..=b'9' => {
                 let start = at;
-                while at < bytes.len() && matches!(bytes[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while at < bytes.len()
+                    && matches!(bytes[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
                     at += 1;
                 }
                 let number = &raw[start..at];
@@ -183,7 +190,10 @@ fn fits_a_value(number: &str) -> bool {
         return true;
     }
     let (mantissa, exponent) = match number.find(['e', 'E']) {
-        Some(at) => (&number[..at], number[at + 1..].parse::<i64>().unwrap_or(i64::MAX)),
+        Some(at) => (
+            &number[..at],
+            number[at + 1..].parse::<i64>().unwrap_or(i64::MAX),
+        ),
         None => (number, 0),
     };
     let (whole, fraction) = mantissa
@@ -219,7 +229,10 @@ mod tests {
     #[test]
     fn depth_counts_containers_not_brackets_inside_strings() {
         let at_limit = format!("{}{}", "[".repeat(2), "]".repeat(2));
-        assert_eq!(check_shape(&raw(&format!("{{\"a\":{at_limit}}}")), 3), Ok(()));
+        assert_eq!(
+            check_shape(&raw(&format!("{{\"a\":{at_limit}}}")), 3),
+            Ok(())
+        );
         let over = format!("{{\"a\":[[[]]]}}");
         assert_eq!(check_shape(&raw(&over), 3), Err(ShapeProblem::TooDeep));
         assert_eq!(check_shape(&raw(r#"{"a":"[[[[{{{{"}"#), 1), Ok(()));

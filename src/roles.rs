@@ -223,7 +223,9 @@ async fn create_role(conn: &mut PgConnection, role: &GroupRole) -> Result<bool, 
 fn tolerate_concurrent_creator<T>(result: Result<T, sqlx::Error>) -> Result<bool, sqlx::Error> {
     match result {
         Ok(_) => Ok(true),
-        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("42710" | "23505")) => {
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("42710" | "23505")) =>
+        {
             Ok(false)
         }
         Err(e) => Err(e),
@@ -327,6 +329,10 @@ mod tests {
         let without_reader = grants(&[READER]);
         assert!(all.iter().any(|g| g.ends_with("to herald_reader")));
         assert!(!without_reader.iter().any(|g| g.contains("herald_reader")));
-        assert!(without_reader.iter().any(|g| g.ends_with("to herald_daemon")));
+        assert!(
+            without_reader
+                .iter()
+                .any(|g| g.ends_with("to herald_daemon"))
+        );
     }
 }

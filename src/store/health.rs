@@ -28,7 +28,9 @@ pub async fn applied_migrations(conn: &mut PgConnection) -> Result<Vec<i64>, sql
     const BY_FUNCTION: &str = "select v from herald.applied_migrations() as v";
     const BY_TABLE: &str =
         "select version from herald._sqlx_migrations where success order by version";
-    let has_function: bool = sqlx::query_scalar(HAS_FUNCTION).fetch_one(&mut *conn).await?;
+    let has_function: bool = sqlx::query_scalar(HAS_FUNCTION)
+        .fetch_one(&mut *conn)
+        .await?;
     let sql = if has_function { BY_FUNCTION } else { BY_TABLE };
     sqlx::query_scalar(sql).fetch_all(conn).await
 }

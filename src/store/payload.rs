@@ -103,7 +103,9 @@ mod tests {
         // ...and reading it as a `Value` is what fails, for this payload alone.
         let problem = unreadable.to_value().unwrap_err();
         assert!(
-            problem.starts_with("the stored payload cannot be read as JSON values (recursion limit exceeded"),
+            problem.starts_with(
+                "the stored payload cannot be read as JSON values (recursion limit exceeded"
+            ),
             "{problem}"
         );
     }

@@ -27,8 +27,14 @@ async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
     herald::migrate(&app).await.expect("migrate is a no-op");
 
     let n = Notification::email("u", "welcome", "b1", "ann@example.com").payload(json!({"a": 1}));
-    assert!(matches!(herald::enqueue(&app, &n).await.unwrap(), Enqueued::Created { .. }));
-    assert!(matches!(herald::enqueue(&app, &n).await.unwrap(), Enqueued::Duplicate { .. }));
+    assert!(matches!(
+        herald::enqueue(&app, &n).await.unwrap(),
+        Enqueued::Created { .. }
+    ));
+    assert!(matches!(
+        herald::enqueue(&app, &n).await.unwrap(),
+        Enqueued::Duplicate { .. }
+    ));
     // A conflict in the application's transaction leaves the transaction usable.
     let mut tx = app.begin().await.unwrap();
     let other = n.clone().payload(json!({"a": 2}));
@@ -37,7 +43,12 @@ async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
         Err(herald::EnqueueError::Conflict { .. })
     ));
     let webhook = Notification::webhook("u", "welcome", "b2", hook);
-    assert!(herald::enqueue(&mut *tx, &webhook).await.unwrap().is_created());
+    assert!(
+        herald::enqueue(&mut *tx, &webhook)
+            .await
+            .unwrap()
+            .is_created()
+    );
     tx.commit().await.unwrap();
     let batch = [
         Notification::email("u", "welcome", "b3", "ann@example.com"),
@@ -45,7 +56,11 @@ async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
     ];
     assert_eq!(herald::enqueue_many(&app, &batch).await.unwrap().len(), 2);
     assert_eq!(
-        try_sql(&app, "select * from herald.enqueue('u', 'welcome', 'b5', 'ann@example.com')").await,
+        try_sql(
+            &app,
+            "select * from herald.enqueue('u', 'welcome', 'b5', 'ann@example.com')"
+        )
+        .await,
         "ok"
     );
     assert_eq!(
@@ -86,9 +101,12 @@ async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
 async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool) {
     migrated(&pool).await;
     endpoint_at(&pool, "default", "https://hooks.example.com/a").await;
-    herald::enqueue(&pool, &Notification::email("u", "t", "b", "ann@example.com"))
-        .await
-        .unwrap();
+    herald::enqueue(
+        &pool,
+        &Notification::email("u", "t", "b", "ann@example.com"),
+    )
+    .await
+    .unwrap();
     let login = Login::create(&pool, Some("herald_reader")).await;
     let reader = login.pool().await;
     for allowed in [
@@ -127,7 +145,15 @@ async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPo
     migrated(&pool).await;
     let login = Login::create(&pool, Some("herald_admin")).await;
     let enqueue = [
-        "enqueue", "--user", "u", "--type", "t", "--business-id", "b", "--email", "ann@example.com",
+        "enqueue",
+        "--user",
+        "u",
+        "--type",
+        "t",
+        "--business-id",
+        "b",
+        "--email",
+        "ann@example.com",
         "--json",
     ];
     let id = serde_json::from_str::<serde_json::Value>(&ok(&login, &enqueue).await).unwrap()["id"]
@@ -136,18 +162,48 @@ async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPo
         .to_owned();
     ok(&login, &["list", "--json"]).await;
     ok(&login, &["show", &id, "--json"]).await;
-    ok(&login, &["explain", "--user", "u", "--type", "t", "--business-id", "b", "--email", "ann@example.com", "--payload", "{}", "--json"]).await;
+    ok(
+        &login,
+        &[
+            "explain",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--email",
+            "ann@example.com",
+            "--payload",
+            "{}",
+            "--json",
+        ],
+    )
+    .await;
     ok(&login, &["stats", "--json"]).await;
     ok(&login, &["cancel", &id]).await;
     ok(&login, &["retry", &id]).await;
-    let added = ok(&login, &["endpoints", "add", "--url", "https://hooks.example.com/x", "--json"]).await;
+    let added = ok(
+        &login,
+        &[
+            "endpoints",
+            "add",
+            "--url",
+            "https://hooks.example.com/x",
+            "--json",
+        ],
+    )
+    .await;
     let endpoint: serde_json::Value = serde_json::from_str(&added).unwrap();
     let endpoint = endpoint["id"].as_str().unwrap().to_owned();
     ok(&login, &["endpoints", "list", "--json"]).await;
     ok(&login, &["endpoints", "disable", &endpoint]).await;
     ok(&login, &["endpoints", "enable", &endpoint]).await;
     let rotated = ok(&login, &["endpoints", "rotate-secret", &endpoint, "--json"]).await;
-    assert!(rotated.contains("whsec_"), "the new secret is printed once: {rotated}");
+    assert!(
+        rotated.contains("whsec_"),
+        "the new secret is printed once: {rotated}"
+    );
     ok(&login, &["sweep", "--dry-run"]).await;
     ok(&login, &["sweep"]).await;
 
@@ -165,9 +221,12 @@ async fn the_daemon_delivers_with_its_role_alone(pool: PgPool) {
     migrated(&pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
-    herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook).payload(json!({"n": 1})))
-        .await
-        .unwrap();
+    herald::enqueue(
+        &pool,
+        &Notification::webhook("u", "t", "b", hook).payload(json!({"n": 1})),
+    )
+    .await
+    .unwrap();
     let login = Login::create(&pool, Some("herald_daemon")).await;
     let run = herald_env(&["--database-url", &login.url, "run", "--until-idle"], FAST).await;
     assert_eq!(run.code, 0, "{run:?}");
@@ -245,7 +304,11 @@ async fn herald_owner_owns_every_object(pool: PgPool) {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(definers, Vec::<String>::new(), "SECURITY DEFINER without a fixed search_path");
+    assert_eq!(
+        definers,
+        Vec::<String>::new(),
+        "SECURITY DEFINER without a fixed search_path"
+    );
     let owner_is_super: bool =
         sqlx::query_scalar("select rolsuper from pg_roles where rolname = 'herald_owner'")
             .fetch_one(&pool)

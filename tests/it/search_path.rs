@@ -67,7 +67,9 @@ async fn set_traps(pool: &PgPool) -> Login {
 
 /// A pool of the application (a superuser here, the worst case) with `search_path`.
 async fn app_pool(pool: &PgPool, search_path: &str) -> PgPool {
-    let options: PgConnectOptions = (*pool.connect_options()).clone().options([("search_path", search_path)]);
+    let options: PgConnectOptions = (*pool.connect_options())
+        .clone()
+        .options([("search_path", search_path)]);
     PgPoolOptions::new()
         .max_connections(2)
         .connect_with(options)
@@ -88,7 +90,10 @@ async fn overloads_on_the_callers_search_path_never_run(pool: PgPool) {
     let hook = endpoint(&pool, "default").await;
     let evil = set_traps(&pool).await;
     // The default path, and one that puts the attacker's schema before the built-ins.
-    for (round, search_path) in ["\"$user\", public", "public, pg_catalog"].into_iter().enumerate() {
+    for (round, search_path) in ["\"$user\", public", "public, pg_catalog"]
+        .into_iter()
+        .enumerate()
+    {
         let app = app_pool(&pool, search_path).await;
         let key = |what: &str| format!("{what}-{round}");
         // The SQL entry points, as another language calls them.
@@ -114,10 +119,15 @@ async fn overloads_on_the_callers_search_path_never_run(pool: PgPool) {
                 .is_err()
         );
         // The library: one, a replay, a conflict, and a batch.
-        let n = Notification::email("u", "t", key("lib"), "ann@example.com").payload(json!({"c": 3}));
+        let n =
+            Notification::email("u", "t", key("lib"), "ann@example.com").payload(json!({"c": 3}));
         herald::enqueue(&app, &n).await.unwrap();
         herald::enqueue(&app, &n).await.unwrap();
-        assert!(herald::enqueue(&app, &n.clone().payload(json!({"c": 4}))).await.is_err());
+        assert!(
+            herald::enqueue(&app, &n.clone().payload(json!({"c": 4})))
+                .await
+                .is_err()
+        );
         herald::enqueue_many(
             &app,
             &[
@@ -138,9 +148,16 @@ async fn overloads_on_the_callers_search_path_never_run(pool: PgPool) {
 
     // The traps work: a call as the caller's path resolves it fires them.
     let app = app_pool(&pool, "public, pg_catalog").await;
-    sqlx::query("select convert_to('x', 'UTF8')").execute(&app).await.unwrap();
+    sqlx::query("select convert_to('x', 'UTF8')")
+        .execute(&app)
+        .await
+        .unwrap();
     app.close().await;
-    assert_eq!(fired(&pool).await.len(), 1, "the trap itself fires when called unqualified");
+    assert_eq!(
+        fired(&pool).await.len(),
+        1,
+        "the trap itself fires when called unqualified"
+    );
     // The traps are the attacker's: dropping the login drops them.
     evil.drop(&pool).await;
 }
