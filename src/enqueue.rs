@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::notification::{Key, Limits, Notification, Validated};
 use crate::state::State;
 use crate::store::enqueue::{self as sql, Decision, EnqueueRow};
+use crate::wake;
 
 /// What an enqueue did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,9 +142,17 @@ where
 {
     let item = notification.validate(&limits)?;
     let mut conn = conn.acquire().await?;
-    let decision = sql::enqueue_one(&mut conn, &item)
+    // Claimed before the call, so that concurrent enqueues of this process do not all notify;
+    // one that created nothing gives the window back.
+    let wake_claim = wake::claim_window();
+    let decision = sql::enqueue_one(&mut conn, &item, wake_claim.is_some())
         .await
         .map_err(|e| refusal(e, std::slice::from_ref(&item)))?;
+    if let Some(claim) = wake_claim
+        && decision.status == "created"
+    {
+        claim.keep();
+    }
     decide(&item, decision)
 }
 

@@ -54,7 +54,8 @@ pub const ROLES: [GroupRole; 5] = [
             "grant execute on function \
              herald.enqueue(text, text, text, text, uuid, jsonb, text, timestamptz, integer, integer), \
              herald.enqueue_many(jsonb, integer), \
-             herald._enqueue_or_refuse(text, text, text, text, text, uuid, jsonb, timestamptz, integer, integer), \
+             herald._enqueue_or_refuse(text, text, text, text, text, uuid, jsonb, timestamptz, integer, integer, \
+             boolean), \
              herald.applied_migrations() \
              to herald_enqueue",
         ],

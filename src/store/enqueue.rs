@@ -42,10 +42,12 @@ pub struct Decision {
 }
 
 /// Enqueues one validated notification. A refusal is returned, not raised, so that the
-/// caller's transaction stays usable.
+/// caller's transaction stays usable. With `wake`, a created row wakes listening dispatchers
+/// when the transaction commits.
 pub async fn enqueue_one(
     conn: &mut PgConnection,
     item: &Validated,
+    wake: bool,
 ) -> Result<Decision, sqlx::Error> {
     const SQL: &str = "
         select e.o_status as status, e.o_id as id, e.o_state as state,
@@ -53,7 +55,8 @@ pub async fn enqueue_one(
         from herald._enqueue_or_refuse(
             $1::pg_catalog.text, $2::pg_catalog.text, $3::pg_catalog.text, $4::pg_catalog.text,
             $5::pg_catalog.text, $6::pg_catalog.uuid, $7::pg_catalog.jsonb,
-            $8::pg_catalog.timestamptz, $9::pg_catalog.int4, $10::pg_catalog.int4) as e";
+            $8::pg_catalog.timestamptz, $9::pg_catalog.int4, $10::pg_catalog.int4,
+            $11::pg_catalog.bool) as e";
     sqlx::query_as(SQL)
         .bind(&item.key.tenant)
         .bind(&item.key.user_id)
@@ -65,6 +68,7 @@ pub async fn enqueue_one(
         .bind(item.run_at)
         .bind(item.max_attempts)
         .bind(payload_limit(item))
+        .bind(wake)
         .fetch_one(conn)
         .await
 }

@@ -5,6 +5,7 @@ use herald::{Enqueued, Notification};
 use serde_json::json;
 use sqlx::PgPool;
 
+use crate::support::cluster::Cluster;
 use crate::support::daemon::FAST;
 use crate::support::logins::{Login, sqlstate};
 use crate::support::receiver::Receiver;
@@ -315,4 +316,60 @@ async fn herald_owner_owns_every_object(pool: PgPool) {
             .await
             .unwrap();
     assert!(!owner_is_super);
+}
+
+/// On a cluster where herald's roles do not exist and the migrating login may not create
+/// roles, `herald migrate` still installs herald (owned by that login), names each missing
+/// role and where to get the SQL that creates it, and exits 0; once a DBA ran that SQL, the
+/// next `herald migrate` hands every object to herald_owner.
+#[tokio::test]
+async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
+    let cluster = Cluster::start();
+    let superuser = PgPool::connect(&cluster.url("postgres")).await.unwrap();
+    for sql in [
+        "create role migrator login createdb",
+        "create database app owner migrator",
+    ] {
+        sqlx::query(sql).execute(&superuser).await.unwrap();
+    }
+    let url = format!("postgres://migrator@127.0.0.1:{}/app", cluster.port);
+    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for role in ["herald_owner", "herald_enqueue", "herald_reader", "herald_admin", "herald_daemon"] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("role {role} does not exist")))
+            .unwrap_or_else(|| panic!("a line for {role}: {run:?}"));
+        assert!(line.contains("herald roles --sql"), "{line}");
+    }
+    let enqueue = [
+        "--database-url", &url, "enqueue", "--user", "u", "--type", "t", "--business-id", "b",
+        "--email", "ann@example.com",
+    ];
+    assert_eq!(herald_env(&enqueue, &[]).await.code, 0, "herald works for its owner");
+
+    let roles = herald_env(&["roles", "--sql"], &[]).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(roles.stdout))
+        .execute(&superuser)
+        .await
+        .unwrap();
+    sqlx::query("grant herald_owner to migrator")
+        .execute(&superuser)
+        .await
+        .unwrap();
+    let again = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(!again.stdout.contains("does not exist"), "{again:?}");
+    let app = PgPool::connect(&cluster.url("app")).await.unwrap();
+    let foreign: i64 = sqlx::query_scalar(
+        "select count(*) from pg_proc where pronamespace = 'herald'::regnamespace
+           and proowner <> 'herald_owner'::regrole",
+    )
+    .fetch_one(&app)
+    .await
+    .unwrap();
+    assert_eq!(foreign, 0);
+    app.close().await;
+    superuser.close().await;
 }
