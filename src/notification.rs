@@ -11,7 +11,9 @@
 //!   fits the payload limit. Depth is checked first and without recursion: every later step
 //!   (the NUL search, canonical JSON, serde_json's reader in the daemon)
 //!   recurses, and a payload nested 100,000 deep would overflow the stack;
-//! - `max_attempts` is within [`MAX_ATTEMPTS_RANGE`].
+//! - `max_attempts` is within [`MAX_ATTEMPTS_RANGE`];
+//! - `run_at`, when given, lies within years 1 to 9999 UTC ([`run_at_min`], [`run_at_max`]) and
+//!   is no leap second.
 
 use std::ops::RangeInclusive;
 
@@ -203,6 +205,9 @@ impl Notification {
                 ),
             ));
         }
+        if let Some(run_at) = self.run_at {
+            check_run_at(run_at)?;
+        }
         let destination = self.destination.as_column();
         let channel = self.destination.channel();
         Ok(Validated {
@@ -316,6 +321,37 @@ fn check_email(address: &str) -> Result<(), EnqueueError> {
         )
     })
 }
+
+/// The earliest accepted `run_at`: 0001-01-01T00:00:00Z.
+pub fn run_at_min() -> DateTime<Utc> {
+    DateTime::from_timestamp(-62_135_596_800, 0).expect("0001-01-01 is within chrono's range")
+}
+
+/// The latest accepted `run_at`: the last instant of 9999 (stored as ….999999, PostgreSQL keeping
+/// microseconds).
+pub fn run_at_max() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 999_999_999)
+        .expect("9999-12-31 is within chrono's range")
+}
+
+/// `run_at` within years 1 to 9999 (UTC), as `herald.enqueue`, `herald.enqueue_many` and the
+/// table's CHECK require: later times are refused by other clients of the table (chrono reads
+/// at most ±262,000 years, JavaScript's Date ±275,760, RFC 3339 has 4-digit years), and a
+/// leap second (second 60) is no instant PostgreSQL stores.
+fn check_run_at(run_at: DateTime<Utc>) -> Result<(), EnqueueError> {
+    use chrono::Timelike;
+    if run_at.nanosecond() >= 1_000_000_000 {
+        return Err(invalid("run_at", "must not be a leap second (second 60)"));
+    }
+    if run_at < run_at_min() || run_at > run_at_max() {
+        return Err(invalid("run_at", RUN_AT_RANGE_PROBLEM));
+    }
+    Ok(())
+}
+
+/// The message for a `run_at` out of range; the SQL functions word it the same.
+const RUN_AT_RANGE_PROBLEM: &str =
+    "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z";
 
 /// Returns the canonical JSON of a valid payload.
 fn check_payload(payload: &Value, limits: &Limits) -> Result<String, EnqueueError> {
@@ -553,6 +589,38 @@ mod tests {
         let body = json!({"type": "t", "data": nested(MAX_PAYLOAD_DEPTH)});
         let text = serde_json::to_string(&body).unwrap();
         assert!(serde_json::from_str::<Value>(&text).is_ok());
+    }
+
+    #[test]
+    fn run_at_lies_within_years_1_to_9999() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let refused = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z";
+        for text in [
+            "0000-12-31T23:59:59.999999Z",
+            "0001-01-01T00:00:00+00:01",
+            "9999-12-31T23:00:00-01:00",
+        ] {
+            assert_eq!(
+                field_of(&email().run_at(at(text))),
+                ("run_at", refused.into()),
+                "{text}"
+            );
+        }
+        let far = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(field_of(&email().run_at(far)), ("run_at", refused.into()));
+        for text in ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z"] {
+            assert!(
+                email()
+                    .run_at(at(text))
+                    .validate(&Limits::default())
+                    .is_ok(),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            field_of(&email().run_at(at("2026-12-01T09:00:60Z"))),
+            ("run_at", "must not be a leap second (second 60)".into())
+        );
     }
 
     #[test]

@@ -129,7 +129,8 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
             _ => None,
         };
         // Retention is at most 100 years (validated), so this cannot overflow; checked anyway.
-        explanation.dedup_window_ends_at = row.finished_at.and_then(|f| {
+        // A finished_at chrono cannot hold (only plain SQL writes one) gives no window.
+        explanation.dedup_window_ends_at = row.finished_at.and_then(|f| f.finite()).and_then(|f| {
             chrono::Duration::from_std(retention)
                 .ok()
                 .and_then(|r| f.checked_add_signed(r))
@@ -213,7 +214,7 @@ fn human(e: &Explanation, key: &Key, retention: std::time::Duration, now: DateTi
                 "held by",
                 format!("{} ({}, {} to {})", n.id, n.state, n.channel, n.destination),
             ));
-            lines.push(("created", time(n.created_at)));
+            lines.push(("created", n.created_at.to_string()));
             let window = match e.dedup_window_ends_at {
                 None => format!(
                     "open: it is {}; the key stays held until {retention_text} after it finishes",
@@ -222,7 +223,7 @@ fn human(e: &Explanation, key: &Key, retention: std::time::Duration, now: DateTi
                 Some(ends) if ends > now => format!(
                     "ends {} (finished {} + {retention_text})",
                     time(ends),
-                    time(n.finished_at.unwrap_or(ends))
+                    n.finished_at.map_or_else(|| time(ends), |f| f.to_string())
                 ),
                 Some(ends) => format!(
                     "ended {}; the key is free once the next sweep deletes the row",

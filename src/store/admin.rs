@@ -90,7 +90,9 @@ pub struct Recent {
 pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
     const SQL: &str = "
         select
-            (select extract(epoch from now() - min(run_at))::float8
+            -- An infinite run_at (stored before migration 0004) cannot be subtracted: it
+            -- counts as due since the earliest time herald accepts.
+            (select extract(epoch from now() - greatest(min(run_at), timestamptz '0001-01-01 00:00:00+00'))::float8
                from herald.notifications where state = 'pending' and run_at <= now())
                 as oldest_due_age_seconds,
             count(*) filter (where a.outcome = 'delivered') as delivered,
@@ -98,10 +100,12 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
             count(*) filter (where a.outcome = 'unknown') as unknown,
             (select percentile_cont(0.5) within group (order by extract(epoch from finished_at - run_at) * 1000)
                from herald.notifications
-              where state = 'delivered' and finished_at > now() - interval '1 hour') as latency_p50_ms,
+              where state = 'delivered' and finished_at > now() - interval '1 hour'
+                and isfinite(run_at) and isfinite(finished_at)) as latency_p50_ms,
             (select percentile_cont(0.99) within group (order by extract(epoch from finished_at - run_at) * 1000)
                from herald.notifications
-              where state = 'delivered' and finished_at > now() - interval '1 hour') as latency_p99_ms
+              where state = 'delivered' and finished_at > now() - interval '1 hour'
+                and isfinite(run_at) and isfinite(finished_at)) as latency_p99_ms
         from herald.attempts a
         where a.finished_at > now() - interval '1 hour'";
     sqlx::query_as(SQL).fetch_one(conn).await

@@ -19,6 +19,7 @@ mod enqueue_semantics;
 mod enqueue_sql;
 mod enqueue_validation;
 mod hostile_input;
+mod input_rules;
 mod migrations;
 mod ops_doctor;
 mod ops_logs;
