@@ -5,7 +5,9 @@
 --   such a row); a CHECK now guards plain-SQL writers too;
 -- - enqueue_many's run_at is RFC 3339 to the letter: hour 00-23, minute 00-59, second 00-59,
 --   offset hours 00-23 and minutes 00-59 ("+99:99" escaped as SQLSTATE 22009, "T24:00:00Z"
---   and second 60 were accepted).
+--   and second 60 were accepted);
+-- - an email address is a dot-atom local part and a host name: no quoted local parts, no
+--   address literals.
 --
 -- Every function here is written to be safe whatever the caller's search_path (CVE-2018-1058):
 -- built-in functions, operators and types are schema-qualified, and the plpgsql functions run
@@ -55,6 +57,17 @@ create function herald._run_at_problem(run_at timestamptz) returns text
         end
     $$;
 
+-- User input quoted in a message, as the library quotes it (src/notification.rs echo): a JSON
+-- string of its first 64 characters, followed by "…" when cut.
+create function herald._echo(value text) returns text
+    language sql immutable strict parallel safe
+    as $$
+        select pg_catalog.to_json(pg_catalog."left"(value, 64))::pg_catalog.text
+               OPERATOR(pg_catalog.||)
+               case when pg_catalog.char_length(value) OPERATOR(pg_catalog.>) 64
+                    then '…' else '' end
+    $$;
+
 -- `value` as a timestamp when it is RFC 3339 with an offset and a real date and time, else
 -- null. Hour 00-23, minute and second 00-59, offset up to ±23:59 as RFC 3339 and chrono allow:
 -- the offset is applied here, since PostgreSQL's own input stops at ±15:59 (SQLSTATE 22009).
@@ -92,6 +105,51 @@ create or replace function herald._rfc3339(value text) returns timestamptz
                    or invalid_time_zone_displacement_value then
         return null;
     end
+    $$;
+
+-- What is wrong with an email address, or null: src/notification.rs check_email in SQL, message
+-- for message. A dot-atom local part (atext, or any non-ASCII character) of at most 64 bytes,
+-- then a host name: labels of letters, digits and inner hyphens, or non-ASCII characters (IDN),
+-- at most 63 bytes each. The local part ends at the first @.
+create or replace function herald._email_problem(address text) returns text
+    language sql immutable
+    as $$
+        select case
+            when herald._control_character_problem(a.address) is not null
+                then herald._control_character_problem(a.address)
+            -- Rust's char::is_whitespace (the Unicode White_Space property).
+            when herald._character_problem(a.address, 'whitespace',
+                    '\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000') is not null
+                then herald._character_problem(a.address, 'whitespace',
+                    '\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000')
+            when pg_catalog.octet_length(a.address) OPERATOR(pg_catalog.>) 254
+                then 'must be at most 254 bytes (RFC 5321)'
+            when r.reason is not null
+                then pg_catalog.format('%s is not a valid email address: %s',
+                                       herald._echo(a.address), r.reason)
+        end
+        from (select coalesce(address, '') as address) as a,
+             lateral (select pg_catalog.strpos(a.address, '@') as at_sign) as p,
+             lateral (select pg_catalog.substr(a.address, 1,
+                                 greatest(p.at_sign OPERATOR(pg_catalog.-) 1, 0)) as local_part,
+                             pg_catalog.substr(a.address, p.at_sign OPERATOR(pg_catalog.+) 1) as host) as s,
+             lateral (select case
+                 when p.at_sign OPERATOR(pg_catalog.=) 0 then 'it has no @'
+                 when s.local_part OPERATOR(pg_catalog.~) '^"' then 'quoted local parts are not accepted'
+                 when s.host OPERATOR(pg_catalog.~) '^\[' then 'address literals are not accepted, only host names'
+                 when pg_catalog.octet_length(s.local_part) OPERATOR(pg_catalog.>) 64
+                     then 'the part before the @ is over 64 bytes'
+                 when s.local_part OPERATOR(pg_catalog.!~)
+                         '^([A-Za-z0-9!#$%&''*+/=?^_`{|}~-]|[^\u0001-\u007f])+(\.([A-Za-z0-9!#$%&''*+/=?^_`{|}~-]|[^\u0001-\u007f])+)*$'
+                     then 'the part before the @ must be dot-separated runs of letters, digits and !#$%&''*+/=?^_`{|}~-'
+                 when exists (select from pg_catalog.regexp_split_to_table(s.host, '\.') as label
+                              where pg_catalog.octet_length(label) OPERATOR(pg_catalog.>) 63)
+                     then 'a label of the domain is over 63 bytes'
+                 when s.host OPERATOR(pg_catalog.!~)
+                         ('^([A-Za-z0-9]|[^\u0001-\u007f])(([A-Za-z0-9-]|[^\u0001-\u007f])*([A-Za-z0-9]|[^\u0001-\u007f]))?'
+                          '(\.([A-Za-z0-9]|[^\u0001-\u007f])(([A-Za-z0-9-]|[^\u0001-\u007f])*([A-Za-z0-9]|[^\u0001-\u007f]))?)*$')
+                     then 'the domain must be dot-separated labels of letters, digits and hyphens (not first or last)'
+             end as reason) as r
     $$;
 
 -- 0002's herald.enqueue, with run_at checked after everything else, as the library orders it.

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod daemon;
+pub mod email_cases;
 pub mod raw_http;
 pub mod receiver;
 pub mod scrape;
