@@ -94,10 +94,7 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
         }
     };
     if let Some(text) = args.payload {
-        let payload = parse_payload(&text).map_err(|problem| {
-            CliError::usage(format!("invalid payload (--payload): {problem}"))
-        })?;
-        n = n.payload(payload);
+        n = n.payload(parse_payload_arg(&text)?);
     }
     if let Some(tenant) = args.tenant {
         n = n.tenant(tenant);
@@ -109,6 +106,12 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
         .max_attempts
         .unwrap_or_else(|| ctx.config.retry.default_max_attempts());
     Ok(n.max_attempts(max_attempts))
+}
+
+/// The `--payload` of `enqueue` and `explain`, refused as invalid input naming it.
+pub(super) fn parse_payload_arg(text: &str) -> Result<serde_json::Value, CliError> {
+    parse_payload(text)
+        .map_err(|problem| CliError::usage(format!("invalid payload (--payload): {problem}")))
 }
 
 /// JSON text to a value. serde_json's reader stops at 128 levels (before that much recursion

@@ -14,7 +14,7 @@ use super::Context;
 use super::error::CliError;
 use super::output::{fields, out, print_json, time};
 use crate::canonical_json::canonical_json;
-use crate::notification::{DEFAULT_TENANT, Key, check_key_part};
+use crate::notification::{DEFAULT_TENANT, Key, Notification, check_key_part};
 use crate::state::Channel;
 use crate::store::admin as store;
 use crate::store::notifications::NotificationRow;
@@ -31,8 +31,9 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "T")]
     tenant: Option<String>,
     /// A payload to judge: would enqueueing it be a duplicate or a conflict?
-    #[arg(long, value_name = "JSON", value_parser = parse_payload)]
-    payload: Option<Value>,
+    // Parsed by `run` as `herald enqueue` parses it (clap's error would echo the whole value).
+    #[arg(long, value_name = "JSON")]
+    payload: Option<String>,
     /// With --payload: the email destination to judge too (else only the payload is compared).
     #[arg(long, value_name = "ADDR", conflicts_with = "webhook")]
     email: Option<String>,
@@ -71,7 +72,12 @@ struct KeyJson {
     business_id: String,
 }
 
-pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
+pub async fn run(ctx: &Context, mut args: ExplainArgs) -> Result<(), CliError> {
+    let payload = args
+        .payload
+        .take()
+        .map(|text| super::enqueue::parse_payload_arg(&text))
+        .transpose()?;
     let key = Key {
         tenant: args
             .tenant
@@ -81,18 +87,44 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
         type_: args.type_.clone(),
         business_id: args.business_id.clone(),
     };
-    for (field, value) in [
-        ("tenant", &key.tenant),
-        ("user_id", &key.user_id),
-        ("type", &key.type_),
-        ("business_id", &key.business_id),
-    ] {
-        check_key_part(field, value)?;
-    }
-    if args.payload.is_none() && (args.email.is_some() || args.webhook.is_some()) {
-        return Err(CliError::usage(
-            "--email and --webhook need --payload: they are judged with it",
-        ));
+    match &payload {
+        // What enqueue would refuse is refused here, with enqueue's own validation and words.
+        Some(payload) => {
+            let n = match (&args.email, args.webhook) {
+                (Some(address), _) => Notification::email(
+                    &key.user_id,
+                    &key.type_,
+                    &key.business_id,
+                    address.as_str(),
+                ),
+                (None, Some(endpoint)) => {
+                    Notification::webhook(&key.user_id, &key.type_, &key.business_id, endpoint)
+                }
+                // No destination to judge: validation checks a webhook's only by its existence,
+                // which is no concern of explain.
+                (None, None) => {
+                    Notification::webhook(&key.user_id, &key.type_, &key.business_id, Uuid::nil())
+                }
+            };
+            n.tenant(&key.tenant)
+                .payload(payload.clone())
+                .validate(&ctx.config.limits())?;
+        }
+        None => {
+            for (field, value) in [
+                ("tenant", &key.tenant),
+                ("user_id", &key.user_id),
+                ("type", &key.type_),
+                ("business_id", &key.business_id),
+            ] {
+                check_key_part(field, value)?;
+            }
+            if args.email.is_some() || args.webhook.is_some() {
+                return Err(CliError::usage(
+                    "--email and --webhook need --payload: they are judged with it",
+                ));
+            }
+        }
     }
     let pool = ctx.pool(false).await?;
     let mut conn = pool.acquire().await?;
@@ -115,7 +147,7 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
     };
     if let Some((row, stored_fingerprint)) = holder {
         // The intent's verdict is the database's, from the function enqueue itself uses.
-        let same_intent = match (candidate(&args), &args.payload) {
+        let same_intent = match (candidate(&args), &payload) {
             (Some((channel, destination)), Some(payload)) => Some(
                 store::is_fingerprint_of(
                     &mut conn,
@@ -135,11 +167,11 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
                 .ok()
                 .and_then(|r| f.checked_add_signed(r))
         });
-        if let Some(payload) = &args.payload {
+        if let Some(payload) = &payload {
             judge(&mut explanation, &row, same_intent, payload, &args);
         }
         explanation.notification = Some(row);
-    } else if args.payload.is_some() {
+    } else if payload.is_some() {
         explanation.verdict = Some("new");
     }
     if args.json {
@@ -257,8 +289,4 @@ fn human(e: &Explanation, key: &Key, retention: std::time::Duration, now: DateTi
         lines.push(("verdict", text));
     }
     fields(&lines)
-}
-
-fn parse_payload(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
 }

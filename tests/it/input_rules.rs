@@ -1,6 +1,6 @@
 //! The input rules of migration 0004 as a user meets them: run_at within years 1 to 9999,
-//! enqueue_many's run_at read as RFC 3339 to the letter, and admin commands that read any
-//! stored time.
+//! enqueue_many's run_at read as RFC 3339 to the letter, admin commands that read any stored
+//! time, and `explain` refusing what enqueue refuses.
 
 use herald::{EnqueueError, Notification};
 use serde_json::Value;
@@ -379,4 +379,72 @@ async fn enqueue_many_reads_run_at_as_rfc3339_to_the_letter(pool: PgPool) {
             chrono::DateTime::from_timestamp_micros(expected.timestamp_micros()).unwrap();
         assert_eq!(stored, expected, "{value}");
     }
+}
+
+/// `explain` judges a candidate only if enqueue would take it: the same refusals, in the same
+/// words, exit 2.
+#[sqlx::test(migrations = false)]
+async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
+    migrated(&pool).await;
+    let big = format!(r#"{{"s": "{}"}}"#, "x".repeat(120 * 1024));
+    let key = ["--user", "u", "--type", "t", "--business-id", "b"];
+    for (extra, needle) in [
+        (
+            vec!["--payload", "[1]", "--email", "bad addr"],
+            "invalid email (--email): must not contain whitespace",
+        ),
+        (
+            vec!["--payload", "[1]"],
+            "invalid payload (--payload): must be a JSON object",
+        ),
+        (
+            vec!["--payload", big.as_str()],
+            "invalid payload (--payload): is 122888 bytes, over the limit of 65536 bytes",
+        ),
+        (
+            vec!["--payload", "{}", "--email", r#""a,b"@c.com"#],
+            "quoted local parts are not accepted",
+        ),
+        (
+            vec!["--payload", "{"],
+            "invalid payload (--payload): not valid JSON",
+        ),
+    ] {
+        let mut explain = vec!["explain"];
+        explain.extend(key);
+        explain.extend(extra.iter().copied());
+        let refused = herald(&pool, &explain).await;
+        refused.assert_error(2, needle);
+        let mut enqueue = vec!["enqueue"];
+        enqueue.extend(key);
+        enqueue.extend(extra.iter().copied());
+        if !extra.contains(&"--email") {
+            enqueue.extend(["--email", "ann@example.com"]);
+        }
+        let by_enqueue = herald(&pool, &enqueue).await;
+        by_enqueue.assert_error(2, needle);
+        assert_eq!(refused.stderr, by_enqueue.stderr);
+    }
+    assert_eq!(count_notifications(&pool).await, 0);
+    // A valid candidate is still judged.
+    let new = herald(
+        &pool,
+        &[
+            "explain",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--payload",
+            "{}",
+            "--email",
+            "ann@example.com",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(new.code, 0, "{new:?}");
+    assert_eq!(new.json()["verdict"], "new");
 }
