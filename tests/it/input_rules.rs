@@ -1,6 +1,7 @@
 //! The input rules of migration 0004 as a user meets them: run_at within years 1 to 9999,
-//! enqueue_many's run_at read as RFC 3339 to the letter, admin commands that read any stored
-//! time, and `explain` refusing what enqueue refuses.
+//! enqueue_many's run_at read as RFC 3339 to the letter, `explain` refusing what enqueue refuses,
+//! admin commands that read any stored time, and error lines that quote a short prefix of
+//! the input.
 
 use herald::{EnqueueError, Notification};
 use serde_json::Value;
@@ -447,4 +448,74 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
     .await;
     assert_eq!(new.code, 0, "{new:?}");
     assert_eq!(new.json()["verdict"], "new");
+}
+
+/// Error lines quote at most 64 characters of what the user typed.
+#[sqlx::test(migrations = false)]
+async fn error_lines_quote_a_short_prefix_of_the_input(pool: PgPool) {
+    migrated(&pool).await;
+    let junk = format!("[{}", "7,".repeat(10_000));
+    let id = Uuid::new_v4().to_string();
+    let long_address = format!("{}@example.com", "a".repeat(200));
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "explain",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--payload",
+            &junk,
+        ],
+        vec![
+            "enqueue",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--email",
+            "ann@example.com",
+            "--payload",
+            &junk,
+        ],
+        vec![
+            "enqueue",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--email",
+            "ann@example.com",
+            "--run-at",
+            &junk,
+        ],
+        vec![
+            "enqueue",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "b",
+            "--email",
+            &long_address,
+        ],
+        vec!["list", "--limit", &junk],
+        vec!["show", &junk],
+        vec!["cancel", &id, &junk],
+    ];
+    for args in cases {
+        let run = herald(&pool, &args).await;
+        assert_eq!(run.code, 2, "{run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+        assert!(run.stderr.chars().count() < 400, "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains(&"7,".repeat(40)), "{}", run.stderr);
+    }
+    assert_eq!(count_notifications(&pool).await, 0);
 }
