@@ -92,7 +92,8 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
         select
             -- An infinite run_at (stored before migration 0004) cannot be subtracted: it
             -- counts as due since the earliest time herald accepts.
-            (select extract(epoch from now() - greatest(min(run_at), timestamptz '0001-01-01 00:00:00+00'))::float8
+            (select extract(epoch from now() - case when min(run_at) < timestamptz '0001-01-01 00:00:00+00'
+                 then timestamptz '0001-01-01 00:00:00+00' else min(run_at) end)::float8
                from herald.notifications where state = 'pending' and run_at <= now())
                 as oldest_due_age_seconds,
             count(*) filter (where a.outcome = 'delivered') as delivered,

@@ -12,7 +12,8 @@ pub async fn state_counts(
 ) -> Result<(Vec<(String, String, i64)>, Option<f64>), sqlx::Error> {
     let counts = super::admin::counts(conn).await?;
     const OLDEST: &str = "
-        select extract(epoch from now() - greatest(min(run_at), timestamptz '0001-01-01 00:00:00+00'))::float8
+        select extract(epoch from now() - case when min(run_at) < timestamptz '0001-01-01 00:00:00+00'
+                 then timestamptz '0001-01-01 00:00:00+00' else min(run_at) end)::float8
         from herald.notifications where state = 'pending' and run_at <= now()";
     let oldest: Option<f64> = sqlx::query_scalar(OLDEST).fetch_one(conn).await?;
     Ok((counts, oldest))

@@ -168,6 +168,12 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
 #[sqlx::test(migrations = false)]
 async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
     migrated(&pool).await;
+    let empty = herald(&pool, &["stats", "--json"]).await.json();
+    assert_eq!(
+        empty["oldest_due_age_seconds"],
+        Value::Null,
+        "nothing is due: {empty}"
+    );
     sqlx::query("alter table herald.notifications drop constraint notifications_run_at_in_range")
         .execute(&pool)
         .await
