@@ -163,44 +163,6 @@ alter function herald.enqueue(text, text, text, text, uuid, jsonb, text, timesta
 alter function herald.enqueue_many(jsonb, integer)
     security definer set search_path = pg_catalog, pg_temp;
 
--- The Rust library's single enqueue: herald.enqueue's checks and insert, with a refusal
--- returned as a row (o_status 'conflict' or 'invalid', o_field, o_message, o_id the holder)
--- instead of raised. A raised error would abort the caller's transaction, and the library
--- promises that a refused enqueue leaves it usable, without a savepoint's two round trips.
--- What the library checks itself before calling still raises here, as in herald.enqueue.
--- `p_wake`: the library debounces wake-ups per process (src/wake.rs) and passes whether this
--- call holds the window; a created row then wakes listeners at commit.
-create function herald._enqueue_or_refuse(
-    p_tenant text, p_user_id text, p_type text, p_business_id text, p_email text, p_webhook uuid,
-    p_payload jsonb, p_run_at timestamptz, p_max_attempts integer, p_max_payload_bytes integer,
-    p_wake boolean,
-    out o_status text, out o_id uuid, out o_state text, out o_field text, out o_message text
-)
-    language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
-    as $$
-    declare
-        r record;
-    begin
-        perform herald._check_payload_limit(p_max_payload_bytes);
-        -- The one check the library cannot make itself: the size of jsonb's text form.
-        o_message := herald._payload_problem(p_payload, p_max_payload_bytes);
-        if o_message is not null then
-            o_status := 'invalid';
-            o_field := 'payload';
-            return;
-        end if;
-        perform herald._validate(p_tenant, p_user_id, p_type, p_business_id, p_email, p_webhook,
-                                 p_payload, p_max_attempts, p_max_payload_bytes, null);
-        r := herald._enqueue_validated(p_tenant, p_user_id, p_type, p_business_id, p_email,
-                                       p_webhook, p_payload, p_run_at, p_max_attempts);
-        o_status := r.o_status; o_id := r.o_id; o_state := r.o_state;
-        o_field := r.o_field; o_message := r.o_message;
-        if o_status = 'created' and p_wake then
-            perform herald._wake_unless_another_will();
-        end if;
-    end
-    $$;
-
 -- The migrations this database has applied, for roles that may not read the bookkeeping
 -- table: `herald run` and `herald::migrate` check it and issue DDL only when one is pending.
 create function herald.applied_migrations() returns setof bigint

@@ -61,8 +61,8 @@ impl Enqueued {
 #[non_exhaustive]
 pub enum EnqueueError {
     /// Bad input; `field` names it (`tenant`, `user_id`, `type`, `business_id`, `email`,
-    /// `endpoint`, `payload`, `max_attempts`; `batch` for two items of one `enqueue_many` that
-    /// share a key but not an intent). Batch messages end with the item's index.
+    /// `endpoint`, `payload`, `max_attempts`, `run_at`; `batch` for two items of one
+    /// `enqueue_many` that share a key but not an intent). Batch messages end with the item's index.
     #[error("invalid {field}: {message}")]
     Invalid {
         field: &'static str,

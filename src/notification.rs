@@ -4,14 +4,16 @@
 //! SQL runs and names the offending field. Invariants of a [`Validated`] notification:
 //! - each key part (tenant, user_id, type, business_id) is 1..=255 characters with no control
 //!   characters (so no NUL either);
-//! - an email destination parses as an address and has no control characters or whitespace
-//!   (Unicode line separators included);
+//! - an email destination is a dot-atom local part, `@` and a host name (see `check_email`),
+//!   with no control characters or whitespace (Unicode line separators included);
 //! - the payload is a JSON object nested at most [`MAX_PAYLOAD_DEPTH`] levels deep, with no NUL
 //!   (`\u0000`) in any key or string (PostgreSQL's jsonb rejects it) and, as canonical JSON,
 //!   fits the payload limit. Depth is checked first and without recursion: every later step
 //!   (the NUL search, canonical JSON, serde_json's reader in the daemon)
 //!   recurses, and a payload nested 100,000 deep would overflow the stack;
-//! - `max_attempts` is within [`MAX_ATTEMPTS_RANGE`].
+//! - `max_attempts` is within [`MAX_ATTEMPTS_RANGE`];
+//! - `run_at`, when given, lies within years 1 to 9999 UTC ([`run_at_min`], [`run_at_max`]) and
+//!   is no leap second.
 
 use std::ops::RangeInclusive;
 
@@ -220,6 +222,9 @@ impl Notification {
                 ),
             ));
         }
+        if let Some(run_at) = self.run_at {
+            check_run_at(run_at)?;
+        }
         let destination = self.destination.as_column();
         let channel = self.destination.channel();
         Ok(Validated {
@@ -321,11 +326,17 @@ fn check_no_control(field: &'static str, value: &str) -> Result<(), EnqueueError
     }
 }
 
+/// An address herald can deliver to as written: a dot-atom local part (RFC 5322 atext, and
+/// any non-ASCII character for SMTPUTF8) of at most 64 bytes, `@`, and a host name: dot-separated
+/// labels of letters, digits and hyphens (not first or last), or non-ASCII characters (IDN), of at
+/// most 63 bytes each. Quoted local parts (`"a,b"@c.com`, `"a\r\nb"@c.com`) and address literals
+/// (`a@[127.0.0.1]`) are refused: mail software disagrees on their escapes and commas (lettre
+/// sent one to a different mailbox), and literals bypass the MX lookup. `herald._email_problem`
+/// in migrations/0004 is this check in SQL, message for message.
 fn check_email(address: &str) -> Result<(), EnqueueError> {
     check_no_control("email", address)?;
-    // lettre accepts non-ASCII local parts, and with them Unicode line and paragraph
-    // separators (U+2028, U+2029) that some mail software treats as line breaks. Only a quoted
-    // local part may hold whitespace; such addresses are too rare to be worth the risk.
+    // Unicode line and paragraph separators (U+2028, U+2029) are whitespace that some mail
+    // software treats as line breaks; no unquoted address holds whitespace.
     if let Some((at, c)) = address.char_indices().find(|(_, c)| c.is_whitespace()) {
         return Err(invalid(
             "email",
@@ -338,13 +349,94 @@ fn check_email(address: &str) -> Result<(), EnqueueError> {
     if address.len() > 254 {
         return Err(invalid("email", "must be at most 254 bytes (RFC 5321)"));
     }
-    address.parse::<lettre::Address>().map(|_| ()).map_err(|e| {
-        invalid(
+    let refuse = |why: &str| {
+        Err(invalid(
             "email",
-            format!("{address:?} is not a valid email address ({e})"),
-        )
-    })
+            format!("{} is not a valid email address: {why}", echo(address)),
+        ))
+    };
+    let Some((local, domain)) = address.split_once('@') else {
+        return refuse("it has no @");
+    };
+    if local.starts_with('"') {
+        return refuse("quoted local parts are not accepted");
+    }
+    if domain.starts_with('[') {
+        return refuse("address literals are not accepted, only host names");
+    }
+    if local.len() > 64 {
+        return refuse("the part before the @ is over 64 bytes");
+    }
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    if local
+        .split('.')
+        .any(|atom| atom.is_empty() || !atom.chars().all(|c| atext(c) || !c.is_ascii()))
+    {
+        return refuse(
+            "the part before the @ must be dot-separated runs of letters, digits and !#$%&'*+/=?^_`{|}~-",
+        );
+    }
+    if domain.split('.').any(|label| label.len() > 63) {
+        return refuse("a label of the domain is over 63 bytes");
+    }
+    let label_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii();
+    if domain.split('.').any(|label| {
+        label.is_empty()
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label.chars().all(label_char)
+    }) {
+        return refuse(
+            "the domain must be dot-separated labels of letters, digits and hyphens (not first or last)",
+        );
+    }
+    Ok(())
 }
+
+/// User input quoted in a message: as a JSON string, cut to its first [`ECHO_CHARS`] characters
+/// (then ending in `…`). `herald._echo` in SQL words it the same.
+pub fn echo(text: &str) -> String {
+    let prefix: String = text.chars().take(ECHO_CHARS).collect();
+    let mut quoted = serde_json::to_string(&prefix).expect("a string serialises");
+    if prefix.len() < text.len() {
+        quoted.push('…');
+    }
+    quoted
+}
+
+/// The most characters of user input that a message quotes.
+pub const ECHO_CHARS: usize = 64;
+
+/// The earliest accepted `run_at`: 0001-01-01T00:00:00Z.
+pub fn run_at_min() -> DateTime<Utc> {
+    DateTime::from_timestamp(-62_135_596_800, 0).expect("0001-01-01 is within chrono's range")
+}
+
+/// The latest accepted `run_at`: the last instant of 9999 (stored as ….999999, PostgreSQL keeping
+/// microseconds).
+pub fn run_at_max() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 999_999_999)
+        .expect("9999-12-31 is within chrono's range")
+}
+
+/// `run_at` within years 1 to 9999 (UTC), as `herald.enqueue`, `herald.enqueue_many` and the
+/// table's CHECK require: later times are refused by other clients of the table (chrono reads
+/// at most ±262,000 years, JavaScript's Date ±275,760, RFC 3339 has 4-digit years), and a
+/// leap second (second 60) is no instant PostgreSQL stores.
+fn check_run_at(run_at: DateTime<Utc>) -> Result<(), EnqueueError> {
+    use chrono::Timelike;
+    if run_at.nanosecond() >= 1_000_000_000 {
+        return Err(invalid("run_at", "must not be a leap second (second 60)"));
+    }
+    if run_at < run_at_min() || run_at > run_at_max() {
+        return Err(invalid("run_at", RUN_AT_RANGE_PROBLEM));
+    }
+    Ok(())
+}
+
+/// The message for a `run_at` out of range; the SQL functions word it the same.
+const RUN_AT_RANGE_PROBLEM: &str =
+    "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z";
 
 /// The payload as JSON text, once its shape is valid: an object, nested at most
 /// [`MAX_PAYLOAD_DEPTH`] levels, without NUL. Its size is checked by the database.
@@ -598,6 +690,38 @@ mod tests {
         let body = json!({"type": "t", "data": nested(MAX_PAYLOAD_DEPTH)});
         let text = serde_json::to_string(&body).unwrap();
         assert!(serde_json::from_str::<Value>(&text).is_ok());
+    }
+
+    #[test]
+    fn run_at_lies_within_years_1_to_9999() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let refused = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z";
+        for text in [
+            "0000-12-31T23:59:59.999999Z",
+            "0001-01-01T00:00:00+00:01",
+            "9999-12-31T23:00:00-01:00",
+        ] {
+            assert_eq!(
+                field_of(&email().run_at(at(text))),
+                ("run_at", refused.into()),
+                "{text}"
+            );
+        }
+        let far = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(field_of(&email().run_at(far)), ("run_at", refused.into()));
+        for text in ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z"] {
+            assert!(
+                email()
+                    .run_at(at(text))
+                    .validate(&Limits::default())
+                    .is_ok(),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            field_of(&email().run_at(at("2026-12-01T09:00:60Z"))),
+            ("run_at", "must not be a leap second (second 60)".into())
+        );
     }
 
     #[test]

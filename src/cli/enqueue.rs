@@ -94,10 +94,7 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
         }
     };
     if let Some(text) = args.payload {
-        let payload = parse_payload(&text).map_err(|problem| {
-            CliError::usage(format!("invalid payload (--payload): {problem}"))
-        })?;
-        n = n.payload_raw(payload);
+        n = n.payload_raw(parse_payload_arg(&text)?);
     }
     if let Some(tenant) = args.tenant {
         n = n.tenant(tenant);
@@ -109,6 +106,14 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
         .max_attempts
         .unwrap_or_else(|| ctx.config.retry.default_max_attempts());
     Ok(n.max_attempts(max_attempts))
+}
+
+/// The `--payload` of `enqueue` and `explain`, refused as invalid input naming it.
+pub(super) fn parse_payload_arg(
+    text: &str,
+) -> Result<Box<serde_json::value::RawValue>, CliError> {
+    parse_payload(text)
+        .map_err(|problem| CliError::usage(format!("invalid payload (--payload): {problem}")))
 }
 
 /// JSON text, kept as text so that its numbers reach the database exactly as written. Checking

@@ -118,6 +118,7 @@ fn flag_of(field: &str) -> &'static str {
         "endpoint" => "--webhook",
         "payload" => "--payload",
         "max_attempts" => "--max-attempts",
+        "run_at" => "--run-at",
         _ => "input",
     }
 }

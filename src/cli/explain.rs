@@ -8,13 +8,15 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
 use super::output::{fields, out, print_json, time};
-use crate::canonical_json::canonical_json;
-use crate::notification::{DEFAULT_TENANT, Key, check_key_part};
+use crate::enqueue::EnqueueError;
+use crate::store::payload::Payload;
+use crate::notification::{DEFAULT_TENANT, Key, Notification, check_key_part};
 use crate::state::Channel;
 use crate::store::admin as store;
 use crate::store::notifications::NotificationRow;
@@ -31,8 +33,9 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "T")]
     tenant: Option<String>,
     /// A payload to judge: would enqueueing it be a duplicate or a conflict?
-    #[arg(long, value_name = "JSON", value_parser = parse_payload)]
-    payload: Option<Value>,
+    // Parsed by `run` as `herald enqueue` parses it (clap's error would echo the whole value).
+    #[arg(long, value_name = "JSON")]
+    payload: Option<String>,
     /// With --payload: the email destination to judge too (else only the payload is compared).
     #[arg(long, value_name = "ADDR", conflicts_with = "webhook")]
     email: Option<String>,
@@ -71,7 +74,12 @@ struct KeyJson {
     business_id: String,
 }
 
-pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
+pub async fn run(ctx: &Context, mut args: ExplainArgs) -> Result<(), CliError> {
+    let payload = args
+        .payload
+        .take()
+        .map(|text| super::enqueue::parse_payload_arg(&text))
+        .transpose()?;
     let key = Key {
         tenant: args
             .tenant
@@ -81,21 +89,59 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
         type_: args.type_.clone(),
         business_id: args.business_id.clone(),
     };
-    for (field, value) in [
-        ("tenant", &key.tenant),
-        ("user_id", &key.user_id),
-        ("type", &key.type_),
-        ("business_id", &key.business_id),
-    ] {
-        check_key_part(field, value)?;
-    }
-    if args.payload.is_none() && (args.email.is_some() || args.webhook.is_some()) {
-        return Err(CliError::usage(
-            "--email and --webhook need --payload: they are judged with it",
-        ));
+    match &payload {
+        // What enqueue would refuse is refused here, with enqueue's own validation and words.
+        Some(payload) => {
+            let n = match (&args.email, args.webhook) {
+                (Some(address), _) => Notification::email(
+                    &key.user_id,
+                    &key.type_,
+                    &key.business_id,
+                    address.as_str(),
+                ),
+                (None, Some(endpoint)) => {
+                    Notification::webhook(&key.user_id, &key.type_, &key.business_id, endpoint)
+                }
+                // No destination to judge: validation checks a webhook's only by its existence,
+                // which is no concern of explain.
+                (None, None) => {
+                    Notification::webhook(&key.user_id, &key.type_, &key.business_id, Uuid::nil())
+                }
+            };
+            n.tenant(&key.tenant)
+                .payload_raw(payload.clone())
+                .validate(&ctx.config.limits())?;
+        }
+        None => {
+            for (field, value) in [
+                ("tenant", &key.tenant),
+                ("user_id", &key.user_id),
+                ("type", &key.type_),
+                ("business_id", &key.business_id),
+            ] {
+                check_key_part(field, value)?;
+            }
+            if args.email.is_some() || args.webhook.is_some() {
+                return Err(CliError::usage(
+                    "--email and --webhook need --payload: they are judged with it",
+                ));
+            }
+        }
     }
     let pool = ctx.pool(false).await?;
     let mut conn = pool.acquire().await?;
+    if let Some(payload) = &payload {
+        // The one check only the database can make, in jsonb's text form, as enqueue's.
+        let limit = ctx.config.limits().max_payload_bytes;
+        let size = store::payload_size(&mut conn, payload).await?;
+        if size > limit {
+            return Err(EnqueueError::Invalid {
+                field: "payload",
+                message: format!("is {size} bytes, over the limit of {limit} bytes"),
+            }
+            .into());
+        }
+    }
     let holder = store::holder_of(&mut conn, &key).await?;
     let retention = retention_for(ctx, &key.type_);
     let mut explanation = Explanation {
@@ -115,7 +161,7 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
     };
     if let Some((row, stored_fingerprint)) = holder {
         // The intent's verdict is the database's, from the function enqueue itself uses.
-        let same_intent = match (candidate(&args), &args.payload) {
+        let same_intent = match (candidate(&args), &payload) {
             (Some((channel, destination)), Some(payload)) => Some(
                 store::is_fingerprint_of(
                     &mut conn,
@@ -129,16 +175,18 @@ pub async fn run(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
             _ => None,
         };
         // Retention is at most 100 years (validated), so this cannot overflow; checked anyway.
-        explanation.dedup_window_ends_at = row.finished_at.and_then(|f| {
+        // A finished_at chrono cannot hold (only plain SQL writes one) gives no window.
+        explanation.dedup_window_ends_at = row.finished_at.and_then(|f| f.finite()).and_then(|f| {
             chrono::Duration::from_std(retention)
                 .ok()
                 .and_then(|r| f.checked_add_signed(r))
         });
-        if let Some(payload) = &args.payload {
-            judge(&mut explanation, &row, same_intent, payload, &args);
+        if let Some(payload) = &payload {
+            let same_payload = store::holds_payload(&mut conn, row.id, payload).await?;
+            judge(&mut explanation, &row, same_intent, same_payload, payload, &args);
         }
         explanation.notification = Some(row);
-    } else if args.payload.is_some() {
+    } else if payload.is_some() {
         explanation.verdict = Some("new");
     }
     if args.json {
@@ -164,12 +212,17 @@ fn judge(
     e: &mut Explanation,
     row: &NotificationRow,
     same_intent: Option<bool>,
-    payload: &Value,
+    same_payload: bool,
+    payload: &RawValue,
     args: &ExplainArgs,
 ) {
-    // Unreadable as a `Value` only past serde_json's nesting limit, which enqueue refuses.
+    // As `Value`s with every number a float cannot hold as a string of its digits, on both
+    // sides alike; unreadable only past serde_json's nesting limit, which enqueue refuses.
     let stored = row.payload.to_value().unwrap_or(Value::Null);
-    let paths = crate::json_diff::differing_paths(&stored, payload);
+    let candidate_value = Payload::from(payload.to_owned())
+        .to_value()
+        .unwrap_or(Value::Null);
+    let paths = crate::json_diff::differing_paths(&stored, &candidate_value);
     match candidate(args).zip(same_intent) {
         Some(((channel, destination), same)) => {
             e.compared = Some("intent");
@@ -183,8 +236,7 @@ fn judge(
         }
         None => {
             e.compared = Some("payload");
-            let same = canonical_json(payload) == canonical_json(&stored);
-            e.verdict = Some(if same { "duplicate" } else { "conflict" });
+            e.verdict = Some(if same_payload { "duplicate" } else { "conflict" });
         }
     }
     e.differences.extend(paths);
@@ -215,7 +267,7 @@ fn human(e: &Explanation, key: &Key, retention: std::time::Duration, now: DateTi
                 "held by",
                 format!("{} ({}, {} to {})", n.id, n.state, n.channel, n.destination),
             ));
-            lines.push(("created", time(n.created_at)));
+            lines.push(("created", n.created_at.to_string()));
             let window = match e.dedup_window_ends_at {
                 None => format!(
                     "open: it is {}; the key stays held until {retention_text} after it finishes",
@@ -224,7 +276,7 @@ fn human(e: &Explanation, key: &Key, retention: std::time::Duration, now: DateTi
                 Some(ends) if ends > now => format!(
                     "ends {} (finished {} + {retention_text})",
                     time(ends),
-                    time(n.finished_at.unwrap_or(ends))
+                    n.finished_at.map_or_else(|| time(ends), |f| f.to_string())
                 ),
                 Some(ends) => format!(
                     "ended {}; the key is free once the next sweep deletes the row",
@@ -258,8 +310,4 @@ fn human(e: &Explanation, key: &Key, retention: std::time::Duration, now: DateTi
         lines.push(("verdict", text));
     }
     fields(&lines)
-}
-
-fn parse_payload(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
 }

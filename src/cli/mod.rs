@@ -144,10 +144,8 @@ pub fn main() -> ExitCode {
             return error::Exit::Usage.into();
         }
         Err(e) if e.use_stderr() => {
-            eprintln!(
-                "{}",
-                database::redact_passwords(&one_line(&e.render().to_string()))
-            );
+            let line = elide_echoes(&e, one_line(&e.render().to_string()));
+            eprintln!("{}", database::redact_passwords(&line));
             return error::Exit::Usage.into();
         }
         // --help and --version.
@@ -301,6 +299,36 @@ fn init_logging(daemon: bool, format: LogFormat) {
     };
 }
 
+/// The most characters of a user's value that an error line quotes.
+const ECHO_CHARS: usize = 64;
+
+/// `text` cut to its first [`ECHO_CHARS`] characters, then `…`.
+pub(crate) fn elide(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// Clap quotes the offending value or argument whole ("invalid value '<20 KB of JSON>' for
+/// '--payload <JSON>'"); the line quotes a short prefix instead.
+fn elide_echoes(e: &clap::Error, line: String) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let mut line = line;
+    for kind in [
+        ContextKind::InvalidValue,
+        ContextKind::InvalidArg,
+        ContextKind::InvalidSubcommand,
+    ] {
+        if let Some(ContextValue::String(value)) = e.get(kind)
+            && value.chars().count() > ECHO_CHARS
+        {
+            line = line.replace(value.as_str(), &elide(value));
+        }
+    }
+    line
+}
+
 /// Folds a multi-line message (clap's errors carry usage and tips) into its first paragraph on
 /// one line.
 fn one_line(text: &str) -> String {
@@ -319,6 +347,17 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_quote_a_short_prefix_of_the_value() {
+        let long = format!("--limit={}", "9".repeat(20_000));
+        let e = Cli::try_parse_from(["herald", "list", long.as_str()]).unwrap_err();
+        let line = elide_echoes(&e, one_line(&e.render().to_string()));
+        assert!(line.contains(&format!("'{}…'", "9".repeat(64))), "{line}");
+        assert!(line.len() < 300, "{line}");
+        assert_eq!(elide("short"), "short");
+        assert_eq!(elide(&"é".repeat(65)), format!("{}…", "é".repeat(64)));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
-use super::output::{fields, optional_time, out, outln, print_json, table, time};
+use super::output::{fields, out, outln, print_json, table, time};
 use crate::State;
 use crate::store::notifications::{self as store, AttemptRow, ListFilter, NotificationRow};
 
@@ -57,8 +57,8 @@ pub async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
                 n.channel.to_string(),
                 n.state.to_string(),
                 format!("{}/{}", n.attempts, n.max_attempts),
-                time(n.run_at),
-                time(n.created_at),
+                n.run_at.to_string(),
+                n.created_at.to_string(),
             ]
         })
         .collect();
@@ -124,9 +124,12 @@ pub async fn show(ctx: &Context, args: ShowArgs) -> Result<(), CliError> {
             ("destination", n.destination.clone()),
             ("state", n.state.to_string()),
             ("attempts", format!("{} of {}", n.attempts, n.max_attempts)),
-            ("run_at", time(n.run_at)),
-            ("created_at", time(n.created_at)),
-            ("finished_at", optional_time(n.finished_at)),
+            ("run_at", n.run_at.to_string()),
+            ("created_at", n.created_at.to_string()),
+            (
+                "finished_at",
+                n.finished_at.map_or_else(|| "-".into(), |t| t.to_string())
+            ),
             (
                 "last_error",
                 n.last_error.clone().unwrap_or_else(|| "-".into())

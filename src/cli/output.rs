@@ -85,10 +85,6 @@ pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-pub fn optional_time(t: Option<DateTime<Utc>>) -> String {
-    t.map(time).unwrap_or_else(|| "-".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

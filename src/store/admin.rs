@@ -2,7 +2,9 @@
 //! and the lookup behind `explain`.
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::notifications::NotificationRow;
@@ -94,7 +96,10 @@ pub struct Recent {
 pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
     const SQL: &str = "
         select
-            (select extract(epoch from now() - min(run_at))::float8
+            -- An infinite run_at (stored before migration 0004) cannot be subtracted: it
+            -- counts as due since the earliest time herald accepts.
+            (select extract(epoch from now() - case when min(run_at) < timestamptz '0001-01-01 00:00:00+00'
+                 then timestamptz '0001-01-01 00:00:00+00' else min(run_at) end)::float8
                from herald.notifications where state = 'pending' and run_at <= now())
                 as oldest_due_age_seconds,
             count(*) filter (where a.outcome = 'delivered') as delivered,
@@ -102,10 +107,12 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
             count(*) filter (where a.outcome = 'unknown') as unknown,
             (select percentile_cont(0.5) within group (order by extract(epoch from finished_at - run_at) * 1000)
                from herald.notifications
-              where state = 'delivered' and finished_at > now() - interval '1 hour') as latency_p50_ms,
+              where state = 'delivered' and finished_at > now() - interval '1 hour'
+                and isfinite(run_at) and isfinite(finished_at)) as latency_p50_ms,
             (select percentile_cont(0.99) within group (order by extract(epoch from finished_at - run_at) * 1000)
                from herald.notifications
-              where state = 'delivered' and finished_at > now() - interval '1 hour') as latency_p99_ms
+              where state = 'delivered' and finished_at > now() - interval '1 hour'
+                and isfinite(run_at) and isfinite(finished_at)) as latency_p99_ms
         from herald.attempts a
         where a.finished_at > now() - interval '1 hour'";
     sqlx::query_as(SQL).fetch_one(conn).await
@@ -145,15 +152,39 @@ pub async fn is_fingerprint_of(
     stored: &[u8],
     channel: crate::state::Channel,
     destination: &str,
-    payload: &serde_json::Value,
+    payload: &RawValue,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select herald.fingerprint($1, $2, $3) = $4")
         .bind(channel.as_str())
         .bind(destination)
-        .bind(payload)
+        .bind(Json(payload))
         .bind(stored)
         .fetch_one(conn)
         .await
+}
+
+/// Whether notification `id` holds `payload`, as jsonb compares them: numbers by value, keys
+/// in any order (the fingerprint's notion of the same payload).
+pub async fn holds_payload(
+    conn: &mut PgConnection,
+    id: Uuid,
+    payload: &RawValue,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select n.payload = $2::jsonb from herald.notifications n where n.id = $1")
+        .bind(id)
+        .bind(Json(payload))
+        .fetch_optional(conn)
+        .await
+        .map(|same| same.unwrap_or(false))
+}
+
+/// The size of `payload` in jsonb's text form: what the payload limit counts.
+pub async fn payload_size(conn: &mut PgConnection, payload: &RawValue) -> Result<usize, sqlx::Error> {
+    let size: i32 = sqlx::query_scalar("select octet_length($1::jsonb::text)")
+        .bind(Json(payload))
+        .fetch_one(conn)
+        .await?;
+    Ok(size as usize)
 }
 
 /// The database's clock, for answers that compare times.

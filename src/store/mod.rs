@@ -13,3 +13,4 @@ pub mod enqueue;
 pub mod health;
 pub mod payload;
 pub mod sweep;
+pub mod timestamp;

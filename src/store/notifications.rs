@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::timestamp::Timestamp;
 use crate::state::{Channel, State};
 
 /// A notification as the CLI and its JSON show it (DESIGN.md, "Notification JSON").
@@ -25,9 +26,11 @@ pub struct NotificationRow {
     pub state: State,
     pub attempts: i32,
     pub max_attempts: i32,
-    pub run_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
+    // Read as `Timestamp`, not `DateTime<Utc>`: a row stored before migration 0004 (or by plain
+    // SQL) may hold an infinity or a year chrono cannot represent (see `timestamp`).
+    pub run_at: Timestamp,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
     pub last_error: Option<String>,
 }
 

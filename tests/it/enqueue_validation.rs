@@ -149,3 +149,20 @@ async fn limits_hold_at_the_edges(pool: PgPool) {
     assert!(herald::enqueue(&pool, &sneaky).await.unwrap().is_created());
     assert_eq!(count_notifications(&pool).await, 2);
 }
+
+/// The shared table of addresses (support/email_cases.rs), through the library; enqueue_sql runs
+/// the same table through herald.enqueue.
+#[test]
+fn email_addresses_follow_the_shared_table() {
+    for (address, expected) in crate::support::email_cases::EMAIL_CASES {
+        let got = Notification::email("u", "t", "b", *address).validate(&Default::default());
+        match (got, expected) {
+            (Ok(_), None) => {}
+            (Err(EnqueueError::Invalid { field, message }), Some(expected)) => {
+                assert_eq!(field, "email", "{address:?}");
+                assert_eq!(&message, expected, "{address:?}");
+            }
+            (got, _) => panic!("{address:?}: expected {expected:?}, got {got:?}"),
+        }
+    }
+}

@@ -21,6 +21,7 @@ mod enqueue_sql;
 mod enqueue_validation;
 mod exact_numbers;
 mod hostile_input;
+mod input_rules;
 mod migrations;
 mod ops_doctor;
 mod ops_logs;

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod daemon;
+pub mod email_cases;
 pub mod logins;
 pub mod raw_http;
 pub mod receiver;
