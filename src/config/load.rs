@@ -87,6 +87,7 @@ pub fn load_unvalidated(
         }
         ConfigSource::BuiltIn => None,
     };
+    let lists = list_variables(env)?;
     let layered = |with_environment: bool| {
         let mut builder = config::Config::builder();
         if let Some(text) = &file_text {
@@ -94,8 +95,8 @@ pub fn load_unvalidated(
         }
         if with_environment {
             builder = builder.add_source(environment_layer(env));
-            for (key, items) in list_variables(env) {
-                builder = builder.set_override(key, items)?;
+            for (key, items) in &lists {
+                builder = builder.set_override(*key, items.clone())?;
             }
         }
         builder.build().and_then(|c| c.try_deserialize::<Config>())
@@ -180,21 +181,46 @@ fn variable_of(key: &str) -> String {
     format!("HERALD_{}", key.to_uppercase().replace('.', "__"))
 }
 
-/// List keys set in the environment, split on commas (an empty value is an empty list).
-fn list_variables(env: &HashMap<String, String>) -> Vec<(&'static str, Vec<String>)> {
-    LIST_KEYS
-        .into_iter()
-        .filter_map(|key| {
-            let value = env.get(&variable_of(key))?;
-            let items = value
-                .split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect();
-            Some((key, items))
-        })
-        .collect()
+/// List keys set in the environment, split on commas. An empty item (`1s,,2s`, a trailing
+/// comma) is refused rather than dropped. An empty value is an empty list, except for
+/// `retry.schedule`, where it would silently turn retries off: that takes `schedule = []` in
+/// the file.
+fn list_variables(
+    env: &HashMap<String, String>,
+) -> Result<Vec<(&'static str, Vec<String>)>, ConfigError> {
+    let mut lists = Vec::new();
+    for key in LIST_KEYS {
+        let variable = variable_of(key);
+        let Some(value) = env.get(&variable) else {
+            continue;
+        };
+        let invalid = |problem: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            problem,
+        };
+        if value.trim().is_empty() {
+            if key == "retry.schedule" {
+                return Err(invalid(format!(
+                    "{variable} is empty; for no retries, set `schedule = []` under [retry] in the config file"
+                )));
+            }
+            lists.push((key, Vec::new()));
+            continue;
+        }
+        let items: Vec<String> = value
+            .split(',')
+            .map(|item| item.trim().to_owned())
+            .collect();
+        if let Some(i) = items.iter().position(String::is_empty) {
+            return Err(invalid(format!(
+                "{variable} has an empty item (item {} of {})",
+                i + 1,
+                items.len()
+            )));
+        }
+        lists.push((key, items));
+    }
+    Ok(lists)
 }
 
 /// `HERALD_SMTP__PORT=2525` sets `smtp.port`. Values stay strings (a password of `0123` must not
@@ -337,6 +363,64 @@ mod tests {
     }
 
     #[test]
+    fn retention_by_type_names_that_differ_only_in_case_are_refused() {
+        let err = load_text(
+            "[sweeper.retention_by_type]\nt = \"0s\"\nT = \"99y\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "config: sweeper.retention_by_type: \"T\" and \"t\" name the same type (type names match case-insensitively): keep one"
+        );
+        let config =
+            load_text("[sweeper.retention_by_type]\nt = \"1h\"\nu = \"2h\"\n", &[]).unwrap();
+        assert_eq!(config.sweeper.retention_by_type.len(), 2);
+    }
+
+    #[test]
+    fn empty_items_in_list_variables_are_refused() {
+        let err = load_text("", &[("HERALD_RETRY__SCHEDULE", "")]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: retry.schedule: HERALD_RETRY__SCHEDULE is empty; for no retries, set `schedule = []` under [retry] in the config file"
+        );
+        let err = load_text("", &[("HERALD_RETRY__SCHEDULE", "1s,,2s")]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: retry.schedule: HERALD_RETRY__SCHEDULE has an empty item (item 2 of 3)"
+        );
+        let err = load_text("", &[("HERALD_RETRY__SCHEDULE", "1s,2s,")]).unwrap_err();
+        assert!(err.starts_with("config: retry.schedule: "), "{err}");
+        let err = load_text(
+            "",
+            &[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "10.0.0.0/8,,::1/128")],
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("config: webhook.allowed_networks: HERALD_WEBHOOK__ALLOWED_NETWORKS has an empty item"),
+            "{err}"
+        );
+        let config = load_text("[retry]\nschedule = []\n", &[]).unwrap();
+        assert_eq!(
+            config.retry.default_max_attempts(),
+            1,
+            "no retries, said in the file"
+        );
+    }
+
+    #[test]
+    fn the_duration_limit_and_the_value_are_printed_alike() {
+        let config = load_text("[sweeper]\nretention = \"100y\"\n", &[]).unwrap();
+        assert_eq!(config.sweeper.retention, crate::config::MAX_DURATION);
+        let err = load_text("[sweeper]\nretention = \"101y\"\n", &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: sweeper.retention: must be at most 100years, got 101years"
+        );
+    }
+
+    #[test]
     fn durations_read_as_humane_strings() {
         let config = load_text(
             "[sweeper]\nretention = \"30d\"\n[dispatcher]\nlease = \"5m\"\n",
@@ -459,12 +543,12 @@ mod tests {
         assert_eq!(err, "config: database.max_connections: must be at least 2");
         let err = load_text("[sweeper]\nretention = \"300000years\"\n", &[]).unwrap_err();
         assert!(
-            err.starts_with("config: sweeper.retention: must be at most 100 years"),
+            err.starts_with("config: sweeper.retention: must be at most 100years, got "),
             "{err}"
         );
         let err = load_text("[sweeper.retention_by_type]\nx = \"200y\"\n", &[]).unwrap_err();
         assert!(
-            err.starts_with("config: sweeper.retention_by_type.x: must be at most 100 years"),
+            err.starts_with("config: sweeper.retention_by_type.x: must be at most 100years, got "),
             "{err}"
         );
         let err = load_text("[smtp]\nfrom = \"not a mailbox\"\n", &[]).unwrap_err();

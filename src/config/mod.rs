@@ -21,7 +21,9 @@ pub use load::{ConfigError, ConfigSource, LEGACY_LOG_FORMAT, load, load_unvalida
 use crate::notification::{DEFAULT_MAX_PAYLOAD_BYTES, Limits};
 
 /// The longest duration any key accepts: longer ones overflow date arithmetic and mean nothing.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// 100 years as a duration string counts them (`"100y"`, years of 365.25 days), so that value is
+/// accepted and errors print the limit in the same unit as the value.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
 /// The database a bare `herald` uses: the local server's `postgres` role, database `herald`.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/herald";
@@ -245,6 +247,18 @@ fn duration_map<'de, D: serde::Deserializer<'de>>(
         .collect()
 }
 
+/// Two keys of `retention_by_type` that differ only in case, if any: both would apply to the
+/// same notifications, and which one wins would depend on iteration order.
+fn colliding_type_names(by_type: &BTreeMap<String, Duration>) -> Option<(&str, &str)> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for name in by_type.keys() {
+        if let Some(first) = seen.insert(name.to_lowercase(), name) {
+            return Some((first, name));
+        }
+    }
+    None
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesConfig {
@@ -377,8 +391,17 @@ impl Config {
             return bad(
                 key,
                 format!(
-                    "must be at most 100 years, got {}",
+                    "must be at most {}, got {}",
+                    humantime::format_duration(MAX_DURATION),
                     humantime::format_duration(*d)
+                ),
+            );
+        }
+        if let Some((a, b)) = colliding_type_names(&self.sweeper.retention_by_type) {
+            return bad(
+                "sweeper.retention_by_type",
+                format!(
+                    "{a:?} and {b:?} name the same type (type names match case-insensitively): keep one"
                 ),
             );
         }
