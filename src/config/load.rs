@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use config::{Environment, File, FileFormat};
@@ -14,6 +15,9 @@ use super::Config;
 
 /// The file read when none is named.
 pub const DEFAULT_FILE: &str = "config/herald.toml";
+
+/// The largest config file read: the shipped one, which documents every key, is under 5 KiB.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [&str; 2] = ["retry.schedule", "webhook.allowed_networks"];
@@ -75,9 +79,9 @@ pub fn load_unvalidated(
     let source = choose_file(flag, env);
     let file_text = match &source {
         ConfigSource::Flag(path) | ConfigSource::Env(path) | ConfigSource::DefaultFile(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            let text = read_capped(path).map_err(|problem| ConfigError::File {
                 path: path.clone(),
-                problem: e.to_string(),
+                problem,
             })?;
             check_syntax(&text).map_err(|problem| ConfigError::File {
                 path: path.clone(),
@@ -121,6 +125,20 @@ pub fn load_unvalidated(
         }
     })?;
     Ok((config, source))
+}
+
+/// The file's text, refused past [`MAX_FILE_BYTES`]: `--config /dev/zero` (or a log file named
+/// by mistake) must not be read until memory runs out.
+fn read_capped(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err("larger than 1 MiB".into());
+    }
+    String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".into())
 }
 
 /// `HERALD_LOG_FORMAT=json` (any case) as `HERALD_LOG__FORMAT=json`, unless the latter is set.
@@ -630,6 +648,25 @@ mod tests {
         assert!(
             err.starts_with("config file /nonexistent/h.toml: "),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_larger_than_1_mib_is_refused_unread() {
+        let err = load(Some(Path::new("/dev/zero")), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "config file /dev/zero: larger than 1 MiB");
+        let at_the_limit = "#".repeat(MAX_FILE_BYTES as usize - 1) + "\n";
+        let f = file(&at_the_limit);
+        load(Some(f.path()), &HashMap::new()).expect("1 MiB is read");
+        let f = file(&(at_the_limit + "\n"));
+        let err = load(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("config file {}: larger than 1 MiB", f.path().display())
         );
     }
 
