@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub use load::{ConfigError, ConfigSource, LEGACY_LOG_FORMAT, load, load_unvalidated};
@@ -351,6 +351,9 @@ impl Config {
                 problem,
             })
         };
+        if let Err(e) = crate::database::parse_url(self.database.url.expose_secret()) {
+            return bad("database.url", e.problem());
+        }
         if self.database.max_connections < 2 {
             // `herald run` needs one for claims and one for recording outcomes at the same time.
             return bad("database.max_connections", "must be at least 2".into());
