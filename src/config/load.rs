@@ -325,6 +325,8 @@ mod tests {
             "format",
             "listen",
             "state_refresh",
+            "header_timeout",
+            "idle_timeout",
         ] {
             assert!(
                 shipped.contains(&format!("{key} =")),
@@ -601,6 +603,52 @@ mod tests {
         );
         let err = load_text("[metrics]\nstate_refresh = \"0s\"\n", &[]).unwrap_err();
         assert_eq!(err, "config: metrics.state_refresh: must be more than 0s");
+    }
+
+    #[test]
+    fn the_metrics_listener_bounds_are_keys_and_checked() {
+        let config = load_text(
+            "[metrics]\nheader_timeout = \"2s\"\nidle_timeout = \"10s\"\nmax_connections = 8\n",
+            &[],
+        )
+        .unwrap();
+        let bounds = config.metrics.bounds();
+        assert_eq!(bounds.header_timeout, Duration::from_secs(2));
+        assert_eq!(bounds.idle_timeout, Duration::from_secs(10));
+        assert_eq!(bounds.max_connections, 8);
+        for (variable, value, error) in [
+            (
+                "HERALD_METRICS__HEADER_TIMEOUT",
+                "0s",
+                "config: metrics.header_timeout: must be more than 0s",
+            ),
+            (
+                "HERALD_METRICS__IDLE_TIMEOUT",
+                "0s",
+                "config: metrics.idle_timeout: must be more than 0s",
+            ),
+            (
+                "HERALD_METRICS__MAX_CONNECTIONS",
+                "0",
+                "config: metrics.max_connections: must be between 1 and 10000, got 0",
+            ),
+            (
+                "HERALD_METRICS__MAX_CONNECTIONS",
+                "20000",
+                "config: metrics.max_connections: must be between 1 and 10000, got 20000",
+            ),
+            (
+                "HERALD_METRICS__IDLE_TIMEOUT",
+                "200y",
+                "config: metrics.idle_timeout: must be at most 100years, got 200years",
+            ),
+        ] {
+            assert_eq!(load_text("", &[(variable, value)]).unwrap_err(), error);
+        }
+        let err = load_text("", &[("HERALD_METRICS__HEADER_TIMEOUT", "soon")]).unwrap_err();
+        assert!(err.contains("metrics.header_timeout"), "{err}");
+        let err = load_text("", &[("HERALD_METRICS__MAX_CONNECTIONS", "-1")]).unwrap_err();
+        assert!(err.contains("metrics.max_connections"), "{err}");
     }
 
     #[test]
