@@ -9,9 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use herald::Notification;
+
 use crate::support::daemon::{Daemon, env_with};
+use crate::support::receiver::Receiver;
 use crate::support::scrape::{free_addr, get, wait_for_status};
-use crate::support::{migrated, wait_until};
+use crate::support::{endpoint_at, migrated, wait_for_sql, wait_until};
 
 const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: herald\r\n\r\n";
 /// A request whose head never ends (no blank line): a slowloris.
@@ -203,5 +206,45 @@ async fn once_slowloris_connections_are_cut_healthz_answers_again(pool: PgPool) 
     for socket in &mut slow {
         assert!(closed(socket).await.is_empty());
     }
+    stop(daemon).await;
+}
+
+/// Descriptors the process `pid` holds.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// A flood of connections costs the daemon at most `max_connections` descriptors, and deliveries
+/// go on meanwhile.
+#[sqlx::test(migrations = false)]
+async fn a_connection_flood_takes_no_descriptors_beyond_max_connections(pool: PgPool) {
+    let (daemon, addr) = daemon(&pool, "1h", "1h", "4").await;
+    let pid = daemon.pid().expect("running");
+    let before = descriptors(pid);
+    let mut flood = Vec::new();
+    // Within the listen backlog (128): past it the kernel drops further handshakes.
+    for _ in 0..100 {
+        let socket = TcpStream::connect(addr).await.unwrap();
+        flood.push(socket);
+    }
+    wait_until("all but four to wait unaccepted", || backlog(addr) == 96).await;
+    let during = descriptors(pid);
+    // Four connections, and a margin for the pool and the HTTP client opening theirs.
+    assert!(during < before + 30, "{before} descriptors, then {during}");
+
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook))
+        .await
+        .unwrap();
+    wait_for_sql(
+        &pool,
+        "the delivery",
+        "select count(*) = 1 from herald.notifications where state = 'delivered'",
+    )
+    .await;
+    drop(flood);
     stop(daemon).await;
 }
