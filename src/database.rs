@@ -46,6 +46,17 @@ pub enum ConnectError {
     Refused { target: Target, reason: String },
 }
 
+impl ConnectError {
+    /// The problem without the "invalid database URL" prefix, for messages that name where the
+    /// URL came from.
+    pub fn problem(&self) -> String {
+        match self {
+            ConnectError::InvalidUrl(problem) => problem.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Parses a URL without echoing it back in errors (it may carry a password).
 pub fn parse_url(url: &str) -> Result<(PgConnectOptions, Target), ConnectError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -57,6 +68,11 @@ pub fn parse_url(url: &str) -> Result<(PgConnectOptions, Target), ConnectError> 
         // sqlx's parse errors describe the problem, not the URL; keep only the first line.
         ConnectError::InvalidUrl(e.to_string().lines().next().unwrap_or_default().to_owned())
     })?;
+    if !names_a_database(url) {
+        return Err(ConnectError::InvalidUrl(
+            "no database name: add one after the host and port, as in postgres://127.0.0.1:5432/herald (herald never falls back to a default database)".into(),
+        ));
+    }
     let target = Target {
         host: options.get_host().to_owned(),
         port: options.get_port(),
@@ -66,6 +82,19 @@ pub fn parse_url(url: &str) -> Result<(PgConnectOptions, Target), ConnectError> 
             .to_owned(),
     };
     Ok((options, target))
+}
+
+/// Whether `url` names its database, in its path or as `?dbname=`. Without one, PostgreSQL
+/// would pick the user's own database (`postgres`, usually), and `herald migrate` would install
+/// herald there.
+fn names_a_database(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    !parsed.path().trim_matches('/').is_empty()
+        || parsed
+            .query_pairs()
+            .any(|(key, value)| key == "dbname" && !value.is_empty())
 }
 
 /// Opens a pool after checking, with one direct connection, that the server answers: the
@@ -222,6 +251,29 @@ mod tests {
             }
         );
         assert!(!target.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn a_url_must_name_its_database() {
+        for url in [
+            "postgres://127.0.0.1:5432/",
+            "postgres://127.0.0.1:5432",
+            "postgresql://ann:s3cret@db",
+            "postgres://db:5432/?sslmode=disable",
+            "postgres://db:5432//",
+            "postgres://db/?dbname=",
+        ] {
+            let err = parse_url(url).unwrap_err().to_string();
+            assert!(
+                err.starts_with("invalid database URL: no database name"),
+                "{url}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        let (_, target) = parse_url("postgres://db:5432/?dbname=app").unwrap();
+        assert_eq!(target.database, "app");
+        let (_, target) = parse_url("postgres://db/postgres").unwrap();
+        assert_eq!(target.database, "postgres", "named explicitly, so allowed");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
@@ -104,19 +104,41 @@ pub struct Context {
     /// Where the configuration file layer came from.
     pub source: ConfigSource,
     database_url: String,
+    /// Where `database_url` came from (`--database-url`, `DATABASE_URL` or `database.url`), for
+    /// errors.
+    url_origin: &'static str,
 }
 
 impl Context {
-    /// `--database-url` (or `DATABASE_URL`) when given, else `database.url`.
-    pub fn new(config: Config, source: ConfigSource, database_url: Option<String>) -> Self {
-        let database_url = database_url
-            .filter(|url| !url.is_empty())
-            .unwrap_or_else(|| config.database.url.expose_secret().to_owned());
+    /// `--database-url` (or `DATABASE_URL`) when given, else `database.url`; `database_url`
+    /// carries the name of where it came from.
+    pub fn new(
+        config: Config,
+        source: ConfigSource,
+        database_url: Option<(String, &'static str)>,
+    ) -> Self {
+        let (database_url, url_origin) = database_url
+            .filter(|(url, _)| !url.is_empty())
+            .unwrap_or_else(|| {
+                (
+                    config.database.url.expose_secret().to_owned(),
+                    "database.url",
+                )
+            });
         Context {
             config,
             source,
             database_url,
+            url_origin,
         }
+    }
+
+    /// Refuses a URL that cannot be used (no database name, say) before the command starts,
+    /// naming where it came from.
+    fn check_database_url(&self) -> Result<(), CliError> {
+        database::parse_url(&self.database_url)
+            .map(drop)
+            .map_err(|e| CliError::usage(format!("{}: {e}", self.url_origin)))
     }
 
     /// Connects; `create_if_missing` is for the commands that own the database's life.
@@ -133,8 +155,8 @@ impl Context {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (cli, url_origin) = match parse_arguments() {
+        Ok(parsed) => parsed,
         Err(e) if e.kind() == clap::error::ErrorKind::InvalidUtf8 => {
             let args: Vec<_> = std::env::args_os().collect();
             let place = utf8::non_utf8_argument(&args)
@@ -192,7 +214,7 @@ pub fn main() -> ExitCode {
             return error::Exit::Runtime.into();
         }
     };
-    let url = cli.database_url;
+    let url = cli.database_url.map(|url| (url, url_origin));
     let loaded = loaded.map(|(config, source)| Context::new(config, source, url));
     let result = runtime.block_on(run(cli.command, loaded));
     match result {
@@ -205,6 +227,17 @@ pub fn main() -> ExitCode {
             e.exit.into()
         }
     }
+}
+
+/// The arguments, and the name of where `--database-url`'s value came from: the flag or
+/// `DATABASE_URL`.
+fn parse_arguments() -> Result<(Cli, &'static str), clap::Error> {
+    let matches = Cli::command().try_get_matches()?;
+    let origin = match matches.value_source("database_url") {
+        Some(clap::parser::ValueSource::EnvVariable) => "DATABASE_URL",
+        _ => "--database-url",
+    };
+    Ok((Cli::from_arg_matches(&matches)?, origin))
 }
 
 /// Runs `command`. Only `doctor` runs with a configuration that failed to load: it reports
@@ -221,6 +254,10 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
         },
     };
     let ctx = &ctx;
+    // `doctor` reports a bad URL as one of its findings.
+    if !matches!(command, Command::Doctor(_)) {
+        ctx.check_database_url()?;
+    }
     match command {
         Command::Migrate => migrate(ctx).await,
         Command::Roles(args) => roles(&args),
@@ -342,7 +379,6 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_definition_is_consistent() {

@@ -87,6 +87,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     let metrics_server = metrics_listener.map(|listener| {
         tokio::spawn(crate::metrics::server::serve(
             listener,
+            config.metrics.bounds(),
             pool.connect_options(),
             config.metrics.state_refresh,
             shutdown.clone(),

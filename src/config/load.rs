@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use config::{Environment, File, FileFormat};
@@ -14,6 +15,9 @@ use super::Config;
 
 /// The file read when none is named.
 pub const DEFAULT_FILE: &str = "config/herald.toml";
+
+/// The largest config file read: the shipped one, which documents every key, is under 5 KiB.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [&str; 2] = ["retry.schedule", "webhook.allowed_networks"];
@@ -75,9 +79,9 @@ pub fn load_unvalidated(
     let source = choose_file(flag, env);
     let file_text = match &source {
         ConfigSource::Flag(path) | ConfigSource::Env(path) | ConfigSource::DefaultFile(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            let text = read_capped(path).map_err(|problem| ConfigError::File {
                 path: path.clone(),
-                problem: e.to_string(),
+                problem,
             })?;
             check_syntax(&text).map_err(|problem| ConfigError::File {
                 path: path.clone(),
@@ -87,6 +91,7 @@ pub fn load_unvalidated(
         }
         ConfigSource::BuiltIn => None,
     };
+    let lists = list_variables(env)?;
     let layered = |with_environment: bool| {
         let mut builder = config::Config::builder();
         if let Some(text) = &file_text {
@@ -94,8 +99,8 @@ pub fn load_unvalidated(
         }
         if with_environment {
             builder = builder.add_source(environment_layer(env));
-            for (key, items) in list_variables(env) {
-                builder = builder.set_override(key, items)?;
+            for (key, items) in &lists {
+                builder = builder.set_override(*key, items.clone())?;
             }
         }
         builder.build().and_then(|c| c.try_deserialize::<Config>())
@@ -120,6 +125,20 @@ pub fn load_unvalidated(
         }
     })?;
     Ok((config, source))
+}
+
+/// The file's text, refused past [`MAX_FILE_BYTES`]: `--config /dev/zero` (or a log file named
+/// by mistake) must not be read until memory runs out.
+fn read_capped(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err("larger than 1 MiB".into());
+    }
+    String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".into())
 }
 
 /// `HERALD_LOG_FORMAT=json` (any case) as `HERALD_LOG__FORMAT=json`, unless the latter is set.
@@ -180,21 +199,46 @@ fn variable_of(key: &str) -> String {
     format!("HERALD_{}", key.to_uppercase().replace('.', "__"))
 }
 
-/// List keys set in the environment, split on commas (an empty value is an empty list).
-fn list_variables(env: &HashMap<String, String>) -> Vec<(&'static str, Vec<String>)> {
-    LIST_KEYS
-        .into_iter()
-        .filter_map(|key| {
-            let value = env.get(&variable_of(key))?;
-            let items = value
-                .split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect();
-            Some((key, items))
-        })
-        .collect()
+/// List keys set in the environment, split on commas. An empty item (`1s,,2s`, a trailing
+/// comma) is refused rather than dropped. An empty value is an empty list, except for
+/// `retry.schedule`, where it would silently turn retries off: that takes `schedule = []` in
+/// the file.
+fn list_variables(
+    env: &HashMap<String, String>,
+) -> Result<Vec<(&'static str, Vec<String>)>, ConfigError> {
+    let mut lists = Vec::new();
+    for key in LIST_KEYS {
+        let variable = variable_of(key);
+        let Some(value) = env.get(&variable) else {
+            continue;
+        };
+        let invalid = |problem: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            problem,
+        };
+        if value.trim().is_empty() {
+            if key == "retry.schedule" {
+                return Err(invalid(format!(
+                    "{variable} is empty; for no retries, set `schedule = []` under [retry] in the config file"
+                )));
+            }
+            lists.push((key, Vec::new()));
+            continue;
+        }
+        let items: Vec<String> = value
+            .split(',')
+            .map(|item| item.trim().to_owned())
+            .collect();
+        if let Some(i) = items.iter().position(String::is_empty) {
+            return Err(invalid(format!(
+                "{variable} has an empty item (item {} of {})",
+                i + 1,
+                items.len()
+            )));
+        }
+        lists.push((key, items));
+    }
+    Ok(lists)
 }
 
 /// `HERALD_SMTP__PORT=2525` sets `smtp.port`. Values stay strings (a password of `0123` must not
@@ -281,6 +325,8 @@ mod tests {
             "format",
             "listen",
             "state_refresh",
+            "header_timeout",
+            "idle_timeout",
         ] {
             assert!(
                 shipped.contains(&format!("{key} =")),
@@ -334,6 +380,64 @@ mod tests {
             "{err}"
         );
         assert!(err.ends_with("use \"0 */5 * * * *\""), "{err}");
+    }
+
+    #[test]
+    fn retention_by_type_names_that_differ_only_in_case_are_refused() {
+        let err = load_text(
+            "[sweeper.retention_by_type]\nt = \"0s\"\nT = \"99y\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "config: sweeper.retention_by_type: \"T\" and \"t\" name the same type (type names match case-insensitively): keep one"
+        );
+        let config =
+            load_text("[sweeper.retention_by_type]\nt = \"1h\"\nu = \"2h\"\n", &[]).unwrap();
+        assert_eq!(config.sweeper.retention_by_type.len(), 2);
+    }
+
+    #[test]
+    fn empty_items_in_list_variables_are_refused() {
+        let err = load_text("", &[("HERALD_RETRY__SCHEDULE", "")]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: retry.schedule: HERALD_RETRY__SCHEDULE is empty; for no retries, set `schedule = []` under [retry] in the config file"
+        );
+        let err = load_text("", &[("HERALD_RETRY__SCHEDULE", "1s,,2s")]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: retry.schedule: HERALD_RETRY__SCHEDULE has an empty item (item 2 of 3)"
+        );
+        let err = load_text("", &[("HERALD_RETRY__SCHEDULE", "1s,2s,")]).unwrap_err();
+        assert!(err.starts_with("config: retry.schedule: "), "{err}");
+        let err = load_text(
+            "",
+            &[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "10.0.0.0/8,,::1/128")],
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("config: webhook.allowed_networks: HERALD_WEBHOOK__ALLOWED_NETWORKS has an empty item"),
+            "{err}"
+        );
+        let config = load_text("[retry]\nschedule = []\n", &[]).unwrap();
+        assert_eq!(
+            config.retry.default_max_attempts(),
+            1,
+            "no retries, said in the file"
+        );
+    }
+
+    #[test]
+    fn the_duration_limit_and_the_value_are_printed_alike() {
+        let config = load_text("[sweeper]\nretention = \"100y\"\n", &[]).unwrap();
+        assert_eq!(config.sweeper.retention, crate::config::MAX_DURATION);
+        let err = load_text("[sweeper]\nretention = \"101y\"\n", &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "config: sweeper.retention: must be at most 100years, got 101years"
+        );
     }
 
     #[test]
@@ -459,12 +563,12 @@ mod tests {
         assert_eq!(err, "config: database.max_connections: must be at least 2");
         let err = load_text("[sweeper]\nretention = \"300000years\"\n", &[]).unwrap_err();
         assert!(
-            err.starts_with("config: sweeper.retention: must be at most 100 years"),
+            err.starts_with("config: sweeper.retention: must be at most 100years, got "),
             "{err}"
         );
         let err = load_text("[sweeper.retention_by_type]\nx = \"200y\"\n", &[]).unwrap_err();
         assert!(
-            err.starts_with("config: sweeper.retention_by_type.x: must be at most 100 years"),
+            err.starts_with("config: sweeper.retention_by_type.x: must be at most 100years, got "),
             "{err}"
         );
         let err = load_text("[smtp]\nfrom = \"not a mailbox\"\n", &[]).unwrap_err();
@@ -499,6 +603,52 @@ mod tests {
         );
         let err = load_text("[metrics]\nstate_refresh = \"0s\"\n", &[]).unwrap_err();
         assert_eq!(err, "config: metrics.state_refresh: must be more than 0s");
+    }
+
+    #[test]
+    fn the_metrics_listener_bounds_are_keys_and_checked() {
+        let config = load_text(
+            "[metrics]\nheader_timeout = \"2s\"\nidle_timeout = \"10s\"\nmax_connections = 8\n",
+            &[],
+        )
+        .unwrap();
+        let bounds = config.metrics.bounds();
+        assert_eq!(bounds.header_timeout, Duration::from_secs(2));
+        assert_eq!(bounds.idle_timeout, Duration::from_secs(10));
+        assert_eq!(bounds.max_connections, 8);
+        for (variable, value, error) in [
+            (
+                "HERALD_METRICS__HEADER_TIMEOUT",
+                "0s",
+                "config: metrics.header_timeout: must be more than 0s",
+            ),
+            (
+                "HERALD_METRICS__IDLE_TIMEOUT",
+                "0s",
+                "config: metrics.idle_timeout: must be more than 0s",
+            ),
+            (
+                "HERALD_METRICS__MAX_CONNECTIONS",
+                "0",
+                "config: metrics.max_connections: must be between 1 and 10000, got 0",
+            ),
+            (
+                "HERALD_METRICS__MAX_CONNECTIONS",
+                "20000",
+                "config: metrics.max_connections: must be between 1 and 10000, got 20000",
+            ),
+            (
+                "HERALD_METRICS__IDLE_TIMEOUT",
+                "200y",
+                "config: metrics.idle_timeout: must be at most 100years, got 200years",
+            ),
+        ] {
+            assert_eq!(load_text("", &[(variable, value)]).unwrap_err(), error);
+        }
+        let err = load_text("", &[("HERALD_METRICS__HEADER_TIMEOUT", "soon")]).unwrap_err();
+        assert!(err.contains("metrics.header_timeout"), "{err}");
+        let err = load_text("", &[("HERALD_METRICS__MAX_CONNECTIONS", "-1")]).unwrap_err();
+        assert!(err.contains("metrics.max_connections"), "{err}");
     }
 
     #[test]
@@ -546,6 +696,25 @@ mod tests {
         assert!(
             err.starts_with("config file /nonexistent/h.toml: "),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_larger_than_1_mib_is_refused_unread() {
+        let err = load(Some(Path::new("/dev/zero")), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "config file /dev/zero: larger than 1 MiB");
+        let at_the_limit = "#".repeat(MAX_FILE_BYTES as usize - 1) + "\n";
+        let f = file(&at_the_limit);
+        load(Some(f.path()), &HashMap::new()).expect("1 MiB is read");
+        let f = file(&(at_the_limit + "\n"));
+        let err = load(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("config file {}: larger than 1 MiB", f.path().display())
         );
     }
 

@@ -13,15 +13,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub use load::{ConfigError, ConfigSource, LEGACY_LOG_FORMAT, load, load_unvalidated};
 
+use crate::net::bounded_server::Bounds;
 use crate::notification::{DEFAULT_MAX_PAYLOAD_BYTES, Limits};
 
 /// The longest duration any key accepts: longer ones overflow date arithmetic and mean nothing.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// 100 years as a duration string counts them (`"100y"`, years of 365.25 days), so that value is
+/// accepted and errors print the limit in the same unit as the value.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
 /// The database a bare `herald` uses: the local server's `postgres` role, database `herald`.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/herald";
@@ -245,6 +248,18 @@ fn duration_map<'de, D: serde::Deserializer<'de>>(
         .collect()
 }
 
+/// Two keys of `retention_by_type` that differ only in case, if any: both would apply to the
+/// same notifications, and which one wins would depend on iteration order.
+fn colliding_type_names(by_type: &BTreeMap<String, Duration>) -> Option<(&str, &str)> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for name in by_type.keys() {
+        if let Some(first) = seen.insert(name.to_lowercase(), name) {
+            return Some((first, name));
+        }
+    }
+    None
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesConfig {
@@ -299,6 +314,14 @@ pub struct MetricsConfig {
     /// GROUP BY over the table, so not on every scrape).
     #[serde(with = "humantime_serde")]
     pub state_refresh: Duration,
+    /// How long a client may take to send a request's head (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// How long a connection with no request in progress may stay silent (keep-alive).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's backlog, holding no descriptor.
+    pub max_connections: usize,
 }
 
 impl Default for MetricsConfig {
@@ -306,11 +329,27 @@ impl Default for MetricsConfig {
         MetricsConfig {
             listen: String::new(),
             state_refresh: Duration::from_secs(15),
+            // A scraper or probe on a working network sends its few hundred bytes at once.
+            header_timeout: Duration::from_secs(5),
+            // Outlasts a 15 s scrape interval, so Prometheus keeps its connection.
+            idle_timeout: Duration::from_secs(30),
+            // Scrapers keep one connection each and probes open one at a time: a few dozen is
+            // room to spare, and 64 descriptors is little beside the 1024 of the usual soft
+            // limit that deliveries (one socket per worker) and the pool share.
+            max_connections: 64,
         }
     }
 }
 
 impl MetricsConfig {
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     /// The address to serve on, `None` when metrics are off. Validated at load, so an
     /// unparsable value here is treated as off.
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
@@ -337,6 +376,9 @@ impl Config {
                 problem,
             })
         };
+        if let Err(e) = crate::database::parse_url(self.database.url.expose_secret()) {
+            return bad("database.url", e.problem());
+        }
         if self.database.max_connections < 2 {
             // `herald run` needs one for claims and one for recording outcomes at the same time.
             return bad("database.max_connections", "must be at least 2".into());
@@ -359,6 +401,8 @@ impl Config {
             ("smtp.timeout".into(), self.smtp.timeout),
             ("sweeper.retention".into(), self.sweeper.retention),
             ("metrics.state_refresh".into(), self.metrics.state_refresh),
+            ("metrics.header_timeout".into(), self.metrics.header_timeout),
+            ("metrics.idle_timeout".into(), self.metrics.idle_timeout),
         ];
         durations.extend(
             self.retry
@@ -377,8 +421,17 @@ impl Config {
             return bad(
                 key,
                 format!(
-                    "must be at most 100 years, got {}",
+                    "must be at most {}, got {}",
+                    humantime::format_duration(MAX_DURATION),
                     humantime::format_duration(*d)
+                ),
+            );
+        }
+        if let Some((a, b)) = colliding_type_names(&self.sweeper.retention_by_type) {
+            return bad(
+                "sweeper.retention_by_type",
+                format!(
+                    "{a:?} and {b:?} name the same type (type names match case-insensitively): keep one"
                 ),
             );
         }
@@ -474,6 +527,38 @@ impl Config {
         if self.metrics.state_refresh.is_zero() {
             return bad("metrics.state_refresh", "must be more than 0s".into());
         }
+        check_bounds("metrics", &self.metrics.bounds())?;
         Ok(())
     }
+}
+
+/// The most connections a server section may allow: each holds a descriptor, and past the
+/// process's limit the bound would protect nothing.
+pub const MAX_SERVER_CONNECTIONS: usize = 10_000;
+
+/// The rules for a server section's `header_timeout`, `idle_timeout` and `max_connections`
+/// (their upper limit as durations is checked with every duration).
+fn check_bounds(section: &str, bounds: &Bounds) -> Result<(), ConfigError> {
+    let bad = |key: &str, problem: String| {
+        Err(ConfigError::Invalid {
+            key: format!("{section}.{key}"),
+            problem,
+        })
+    };
+    if bounds.header_timeout.is_zero() {
+        return bad("header_timeout", "must be more than 0s".into());
+    }
+    if bounds.idle_timeout.is_zero() {
+        return bad("idle_timeout", "must be more than 0s".into());
+    }
+    if !(1..=MAX_SERVER_CONNECTIONS).contains(&bounds.max_connections) {
+        return bad(
+            "max_connections",
+            format!(
+                "must be between 1 and {MAX_SERVER_CONNECTIONS}, got {}",
+                bounds.max_connections
+            ),
+        );
+    }
+    Ok(())
 }

@@ -4,7 +4,9 @@
 //! - `GET /readyz`: 200 when the database answers and every migration this binary needs is
 //!   applied; 503 with a one-line reason otherwise, and while the daemon is stopping.
 //!
-//! Invariants: the endpoints use a pool of one connection of their own, so a busy dispatcher
+//! Invariants: connections are bounded in number and time by `metrics.max_connections`,
+//! `metrics.header_timeout` and `metrics.idle_timeout` ([`bounded_server`]), so no client can
+//! take the descriptors deliveries need; the endpoints use a pool of one connection of their own, so a busy dispatcher
 //! cannot make a probe fail and a probe cannot take a connection from a claim; every database
 //! call is bounded by [`PROBE_TIMEOUT`], so a dead database gives a prompt 503, not a hung probe.
 
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::gauges::StateGauges;
+use crate::net::bounded_server::{self, Bounds};
 
 /// The longest a readiness check waits for the database.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,10 +54,11 @@ struct Endpoints {
     stopping: CancellationToken,
 }
 
-/// Serves the endpoints on `listener` until `stop` is cancelled, connecting with the daemon's
-/// `database` options through a one-connection pool of the endpoints' own.
+/// Serves the endpoints on `listener` until `stop` is cancelled, within `bounds`, connecting with
+/// the daemon's `database` options through a one-connection pool of the endpoints' own.
 pub async fn serve(
     listener: TcpListener,
+    bounds: Bounds,
     database: Arc<PgConnectOptions>,
     state_refresh: Duration,
     stopping: CancellationToken,
@@ -77,12 +81,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await;
-    if let Err(e) = served {
-        tracing::warn!(error = %e, "the metrics server stopped");
-    }
+    bounded_server::serve(listener, app, bounds, stop).await;
     endpoints.pool.close().await;
 }
 

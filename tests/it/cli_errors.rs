@@ -45,6 +45,45 @@ async fn a_malformed_database_url_is_a_usage_error() {
         .assert_error(2, "invalid database URL");
 }
 
+/// Without a database name PostgreSQL would use the user's own (`postgres`), and `migrate` would
+/// install herald there. Port 1, where nothing listens: refused before any connection is tried.
+#[tokio::test]
+async fn a_database_url_without_a_database_name_is_refused_naming_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres://postgres:CANARY-PW@127.0.0.1:1/",
+        "postgres://postgres:CANARY-PW@127.0.0.1:1",
+        "postgres://postgres:CANARY-PW@127.0.0.1:1/?sslmode=disable",
+    ] {
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, format!("[database]\nurl = \"{url}\"\n")).unwrap();
+        let file = file.to_str().unwrap();
+        let ways: [(Vec<&str>, Vec<(&str, &str)>, &str); 4] = [
+            (vec!["--database-url", url], vec![], "--database-url: "),
+            (vec![], vec![("DATABASE_URL", url)], "DATABASE_URL: "),
+            (vec!["--config", file], vec![], "config: database.url: "),
+            (
+                vec![],
+                vec![("HERALD_DATABASE__URL", url)],
+                "config: database.url: ",
+            ),
+        ];
+        for (prefix, env, origin) in &ways {
+            for command in ["migrate", "run", "list"] {
+                let args = [&prefix[..], &[command]].concat();
+                let out = herald_env(&args, env).await;
+                out.assert_error(2, origin);
+                assert!(
+                    out.stderr
+                        .contains("no database name: add one after the host and port"),
+                    "{args:?} {env:?}: {out:?}"
+                );
+                assert!(!out.stderr.contains("CANARY"), "{out:?}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_missing_database_points_at_migrate() {
     let url = url_for("herald_no_such_database");

@@ -227,6 +227,13 @@ async fn a_config_file_that_is_not_utf8_is_named(pool: PgPool) {
     assert_eq!(count_notifications(&pool).await, 0);
 }
 
+/// `/dev/zero` never ends: herald used to read it until the kernel killed it.
+#[tokio::test]
+async fn a_config_file_that_never_ends_is_refused_after_1_mib() {
+    let out = support::herald_env(&["--config", "/dev/zero", "migrate"], &[]).await;
+    out.assert_error(2, "config file /dev/zero: larger than 1 MiB");
+}
+
 #[sqlx::test(migrations = false)]
 async fn a_template_that_is_not_utf8_stops_the_daemon_naming_it(pool: PgPool) {
     migrated(&pool).await;

@@ -26,6 +26,7 @@ mod migrations;
 mod ops_doctor;
 mod ops_logs;
 mod ops_metrics;
+mod ops_metrics_bounds;
 mod ops_readiness;
 mod privileges;
 mod properties;
