@@ -393,6 +393,7 @@ async fn enqueue_many_reads_run_at_as_rfc3339_to_the_letter(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
     migrated(&pool).await;
+    // 122,889 bytes in jsonb's text form, which the limit counts.
     let big = format!(r#"{{"s": "{}"}}"#, "x".repeat(120 * 1024));
     let key = ["--user", "u", "--type", "t", "--business-id", "b"];
     for (extra, needle) in [
@@ -406,7 +407,7 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
         ),
         (
             vec!["--payload", big.as_str()],
-            "invalid payload (--payload): is 122888 bytes, over the limit of 65536 bytes",
+            "invalid payload (--payload): is 122889 bytes, over the limit of 65536 bytes",
         ),
         (
             vec!["--payload", "{}", "--email", r#""a,b"@c.com"#],
