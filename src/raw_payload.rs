@@ -233,8 +233,8 @@ mod tests {
             check_shape(&raw(&format!("{{\"a\":{at_limit}}}")), 3),
             Ok(())
         );
-        let over = format!("{{\"a\":[[[]]]}}");
-        assert_eq!(check_shape(&raw(&over), 3), Err(ShapeProblem::TooDeep));
+        let over = r#"{"a":[[[]]]}"#;
+        assert_eq!(check_shape(&raw(over), 3), Err(ShapeProblem::TooDeep));
         assert_eq!(check_shape(&raw(r#"{"a":"[[[[{{{{"}"#), 1), Ok(()));
         assert_eq!(check_shape(&raw(r#"{"a\"[[":"\\"}"#), 1), Ok(()));
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));

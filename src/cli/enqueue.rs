@@ -109,9 +109,7 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
 }
 
 /// The `--payload` of `enqueue` and `explain`, refused as invalid input naming it.
-pub(super) fn parse_payload_arg(
-    text: &str,
-) -> Result<Box<serde_json::value::RawValue>, CliError> {
+pub(super) fn parse_payload_arg(text: &str) -> Result<Box<serde_json::value::RawValue>, CliError> {
     parse_payload(text)
         .map_err(|problem| CliError::usage(format!("invalid payload (--payload): {problem}")))
 }

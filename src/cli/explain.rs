@@ -15,11 +15,11 @@ use super::Context;
 use super::error::CliError;
 use super::output::{fields, out, print_json, time};
 use crate::enqueue::EnqueueError;
-use crate::store::payload::Payload;
 use crate::notification::{DEFAULT_TENANT, Key, Notification, check_key_part};
 use crate::state::Channel;
 use crate::store::admin as store;
 use crate::store::notifications::NotificationRow;
+use crate::store::payload::Payload;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -183,7 +183,14 @@ pub async fn run(ctx: &Context, mut args: ExplainArgs) -> Result<(), CliError> {
         });
         if let Some(payload) = &payload {
             let same_payload = store::holds_payload(&mut conn, row.id, payload).await?;
-            judge(&mut explanation, &row, same_intent, same_payload, payload, &args);
+            judge(
+                &mut explanation,
+                &row,
+                same_intent,
+                same_payload,
+                payload,
+                &args,
+            );
         }
         explanation.notification = Some(row);
     } else if payload.is_some() {
@@ -236,7 +243,11 @@ fn judge(
         }
         None => {
             e.compared = Some("payload");
-            e.verdict = Some(if same_payload { "duplicate" } else { "conflict" });
+            e.verdict = Some(if same_payload {
+                "duplicate"
+            } else {
+                "conflict"
+            });
         }
     }
     e.differences.extend(paths);

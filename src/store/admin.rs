@@ -179,7 +179,10 @@ pub async fn holds_payload(
 }
 
 /// The size of `payload` in jsonb's text form: what the payload limit counts.
-pub async fn payload_size(conn: &mut PgConnection, payload: &RawValue) -> Result<usize, sqlx::Error> {
+pub async fn payload_size(
+    conn: &mut PgConnection,
+    payload: &RawValue,
+) -> Result<usize, sqlx::Error> {
     let size: i32 = sqlx::query_scalar("select octet_length($1::jsonb::text)")
         .bind(Json(payload))
         .fetch_one(conn)

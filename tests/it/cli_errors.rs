@@ -4,6 +4,9 @@ use sqlx::PgPool;
 
 use crate::support::{herald, herald_env, migrated, url_for};
 
+/// Arguments, environment, and the prefix naming where the URL came from.
+type Way<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 #[tokio::test]
 async fn an_unreachable_database_is_one_line_without_the_password() {
     // Nothing listens on port 1.
@@ -58,7 +61,7 @@ async fn a_database_url_without_a_database_name_is_refused_naming_where_it_came_
         let file = dir.path().join("herald.toml");
         std::fs::write(&file, format!("[database]\nurl = \"{url}\"\n")).unwrap();
         let file = file.to_str().unwrap();
-        let ways: [(Vec<&str>, Vec<(&str, &str)>, &str); 4] = [
+        let ways: [Way; 4] = [
             (vec!["--database-url", url], vec![], "--database-url: "),
             (vec![], vec![("DATABASE_URL", url)], "DATABASE_URL: "),
             (vec!["--config", file], vec![], "config: database.url: "),

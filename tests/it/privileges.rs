@@ -335,7 +335,13 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
     let url = format!("postgres://migrator@127.0.0.1:{}/app", cluster.port);
     let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
     assert_eq!(run.code, 0, "{run:?}");
-    for role in ["herald_owner", "herald_enqueue", "herald_reader", "herald_admin", "herald_daemon"] {
+    for role in [
+        "herald_owner",
+        "herald_enqueue",
+        "herald_reader",
+        "herald_admin",
+        "herald_daemon",
+    ] {
         let line = run
             .stdout
             .lines()
@@ -344,10 +350,23 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
         assert!(line.contains("herald roles --sql"), "{line}");
     }
     let enqueue = [
-        "--database-url", &url, "enqueue", "--user", "u", "--type", "t", "--business-id", "b",
-        "--email", "ann@example.com",
+        "--database-url",
+        &url,
+        "enqueue",
+        "--user",
+        "u",
+        "--type",
+        "t",
+        "--business-id",
+        "b",
+        "--email",
+        "ann@example.com",
     ];
-    assert_eq!(herald_env(&enqueue, &[]).await.code, 0, "herald works for its owner");
+    assert_eq!(
+        herald_env(&enqueue, &[]).await.code,
+        0,
+        "herald works for its owner"
+    );
 
     let roles = herald_env(&["roles", "--sql"], &[]).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(roles.stdout))
