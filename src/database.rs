@@ -115,7 +115,7 @@ pub async fn connect(
         }
         Err(e) => return Err(classify(e, &target)),
     }
-    Ok(PgPoolOptions::new()
+    Ok(pool_options()
         .max_connections(max_connections)
         .acquire_timeout(CONNECT_TIMEOUT)
         // sqlx pings every connection it hands out by default: one more round trip for each
@@ -123,6 +123,27 @@ pub async fn connect(
         // statement itself instead; every caller in herald retries or reports it.
         .test_before_acquire(false)
         .connect_lazy_with(options))
+}
+
+/// Options for every pool herald opens: each connection resolves names against
+/// `pg_catalog, pg_temp` only.
+///
+/// herald's own statements name their tables `herald.…` but call built-ins and operators
+/// unqualified. On the server's default path (`"$user", public`), a role that may create objects
+/// in `public` could add an operator or function that matches one of those calls better than the
+/// built-in (`public.||(text, integer)`, `public.<>(oid, regrole)`) and run its code as the
+/// daemon (which reads endpoint secrets), an operator, or the superuser running `herald migrate`
+/// (CVE-2018-1058). Nothing herald uses lives outside `pg_catalog` and `herald`.
+pub fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().after_connect(|conn, _| Box::pin(pin_search_path(conn)))
+}
+
+/// Sets the session's `search_path` to `pg_catalog, pg_temp` (see [`pool_options`]).
+pub async fn pin_search_path(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 async fn probe(options: &PgConnectOptions) -> Result<(), sqlx::Error> {

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use sqlx::migrate::{MigrateError, Migrator};
 
 /// Where herald records which of its migrations ran.
@@ -28,28 +28,47 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
 /// current, so an application or daemon whose role may not create objects can call it at every
 /// start. Roles it may not create are logged as warnings; `herald migrate` reports them.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    let current = status(&mut *pool.acquire().await?).await?.is_current();
-    if current {
-        return Ok(());
+    let mut conn = own_connection(pool).await?;
+    let result = async {
+        if status(&mut conn).await?.is_current() {
+            return Ok(None);
+        }
+        migrate_on(&mut conn).await.map(Some)
     }
-    let report = migrate_and_grant(pool).await?;
-    for role in report.missing {
-        tracing::warn!(
-            role,
-            "herald role missing: nothing granted to it; a DBA can create every role with the SQL of `herald roles --sql`"
-        );
-    }
-    if let Some(why) = report.owner_not_transferred {
-        tracing::warn!("herald's objects stay owned by the migrating login: {why}");
+    .await;
+    conn.close().await.ok();
+    if let Some(report) = result? {
+        for role in report.missing {
+            tracing::warn!(role, "herald role missing: nothing granted to it; a DBA can create every role with the SQL of `herald roles --sql`");
+        }
+        if let Some(why) = report.owner_not_transferred {
+            tracing::warn!("herald's objects stay owned by the migrating login: {why}");
+        }
     }
     Ok(())
 }
 
 /// Applies pending migrations and then [`crate::roles::apply`], whatever the status.
 pub async fn migrate_and_grant(pool: &PgPool) -> Result<crate::roles::Report, MigrateError> {
-    MIGRATOR.run(pool).await?;
-    let mut conn = pool.acquire().await?;
-    Ok(crate::roles::apply(&mut conn).await?)
+    let mut conn = own_connection(pool).await?;
+    let result = migrate_on(&mut conn).await;
+    conn.close().await.ok();
+    result
+}
+
+/// A connection taken out of `pool` for good, its `search_path` pinned to `pg_catalog, pg_temp`:
+/// migrations run with the rights of whoever migrates (often a superuser), so no object on the
+/// caller's path may stand in for what they call. Detached, so the pool (an application's,
+/// for `herald::migrate`) never gets back a connection with a changed path.
+async fn own_connection(pool: &PgPool) -> Result<PgConnection, MigrateError> {
+    let mut conn = pool.acquire().await?.detach();
+    crate::database::pin_search_path(&mut conn).await?;
+    Ok(conn)
+}
+
+async fn migrate_on(conn: &mut PgConnection) -> Result<crate::roles::Report, MigrateError> {
+    MIGRATOR.run_direct(None, &mut *conn, false).await?;
+    Ok(crate::roles::apply(conn).await?)
 }
 
 /// How a database's applied migrations compare with the ones built into this binary.

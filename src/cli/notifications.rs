@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
-use super::output::{fields, out, outln, print_json, table, time};
+use super::output::{fields, out, outln, print_json, table};
 use crate::State;
 use crate::store::notifications::{self as store, AttemptRow, ListFilter, NotificationRow};
 
@@ -146,8 +146,8 @@ pub async fn show(ctx: &Context, args: ShowArgs) -> Result<(), CliError> {
         .map(|a| {
             vec![
                 a.attempt.to_string(),
-                time(a.started_at),
-                time(a.finished_at),
+                a.started_at.to_seconds_text(),
+                a.finished_at.to_seconds_text(),
                 a.outcome.clone(),
                 a.status
                     .map(|s| s.to_string())

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -50,7 +50,7 @@ pub(super) async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
 async fn subscribe(shared: &Shared) -> Result<PgListener, sqlx::Error> {
     // A connection of its own, outside the daemon's pool: a listener holds its connection for
     // as long as it listens, and must not take one from the claims and the recorder.
-    let own = PgPoolOptions::new()
+    let own = crate::database::pool_options()
         .max_connections(1)
         .acquire_timeout(crate::database::CONNECT_TIMEOUT)
         .max_lifetime(None)

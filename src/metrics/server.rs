@@ -20,7 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,7 @@ pub async fn serve(
     stopping: CancellationToken,
     stop: CancellationToken,
 ) {
-    let own = PgPoolOptions::new()
+    let own = crate::database::pool_options()
         .max_connections(1)
         .acquire_timeout(PROBE_TIMEOUT)
         .connect_lazy_with((*database).clone());

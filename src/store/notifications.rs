@@ -1,6 +1,6 @@
 //! Reading notifications and their attempt logs, for the admin CLI and operators.
 
-use chrono::{DateTime, Utc};
+
 use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -46,8 +46,8 @@ macro_rules! notification_columns {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AttemptRow {
     pub attempt: i32,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
     pub outcome: String,
     pub status: Option<i32>,
     pub error: Option<String>,

@@ -216,6 +216,15 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
+    // An attempt whose times chrono cannot hold, as only plain SQL writes one.
+    sqlx::query(
+        "insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome)
+         values ($1, 1, '-infinity', 'infinity', 'failed')",
+    )
+    .bind(stored[0].0)
+    .execute(&pool)
+    .await
+    .unwrap();
 
     let ok = |run: &crate::support::Run| {
         assert_eq!(run.code, 0, "{run:?}");

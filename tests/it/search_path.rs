@@ -8,8 +8,10 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use crate::support::daemon::FAST;
 use crate::support::logins::Login;
-use crate::support::{endpoint, migrated};
+use crate::support::receiver::Receiver;
+use crate::support::{endpoint, endpoint_at, herald, herald_with, migrated};
 
 /// What the attacker installs in `public`, as the attacker.
 const TRAPS: &str = r#"
@@ -33,6 +35,15 @@ create operator public.= (leftarg = text, rightarg = text, function = public.evi
 create function public.evil_concat(a bytea, b bytea) returns bytea language plpgsql as
   $$ begin insert into public.pwned values (current_user, 'operator ||'); return a operator(pg_catalog.||) b; end $$;
 create operator public.|| (leftarg = bytea, rightarg = bytea, function = public.evil_concat);
+create function public.evil_ne(a oid, b regrole) returns boolean language plpgsql as
+  $$ begin insert into public.pwned values (current_user, 'operator <>'); return a operator(pg_catalog.<>) b::oid; end $$;
+create operator public.<> (leftarg = oid, rightarg = regrole, function = public.evil_ne);
+create function public.evil_cat(a text, b integer) returns text language plpgsql as
+  $$ begin insert into public.pwned values (current_user, 'operator || text int'); return a operator(pg_catalog.||) b::text; end $$;
+create operator public.|| (leftarg = text, rightarg = integer, function = public.evil_cat);
+create function public.evil_mul(a numeric, b integer) returns numeric language plpgsql as
+  $$ begin insert into public.pwned values (current_user, 'operator *'); return a operator(pg_catalog.*) b::numeric; end $$;
+create operator public.* (leftarg = numeric, rightarg = integer, function = public.evil_mul);
 create function public.now() returns timestamptz language plpgsql as
   $$ begin insert into public.pwned values (current_user, 'now'); return pg_catalog.now(); end $$;
 create function public.gen_random_uuid() returns uuid language plpgsql as
@@ -159,5 +170,50 @@ async fn overloads_on_the_callers_search_path_never_run(pool: PgPool) {
         "the trap itself fires when called unqualified"
     );
     // The traps are the attacker's: dropping the login drops them.
+    evil.drop(&pool).await;
+}
+
+/// herald's own connections (the daemon, the admin CLI, `herald migrate` as a superuser) run
+/// statements that call built-ins and operators unqualified; they pin their `search_path`, so
+/// the traps never run, even when laid before herald is installed.
+#[sqlx::test(migrations = false)]
+async fn herald_own_connections_never_run_them(pool: PgPool) {
+    let evil = set_traps(&pool).await;
+    let migrate = herald(&pool, &["migrate"]).await;
+    assert_eq!(migrate.code, 0, "{migrate:?}");
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    // A delivery whose lease expired (a crashed daemon): the rescue writes its attempt.
+    let rescued: uuid::Uuid = sqlx::query_scalar(
+        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint,
+             channel, destination, payload, max_attempts, attempts, state, lease_token, lease_owner,
+             lease_expires_at, attempted_at)
+         values (gen_random_uuid(), 'default', 'u', 't', 'rescued', decode(repeat('00', 32), 'hex'),
+                 'webhook', $1, '{}', 3, 1, 'running', gen_random_uuid(), 'gone', now() - interval '1 minute',
+                 now() - interval '2 minutes')
+         returning id",
+    )
+    .bind(hook.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    herald::enqueue(&pool, &Notification::webhook("u", "t", "fresh", hook))
+        .await
+        .unwrap();
+    let run = herald_with(&pool, &["run", "--until-idle"], FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    receiver.wait_for_requests(2).await;
+    for args in [
+        vec!["stats", "--json"],
+        vec!["list", "--json"],
+        vec!["show", &rescued.to_string()],
+        vec!["explain", "--user", "u", "--type", "t", "--business-id", "fresh", "--payload", "{}"],
+        vec!["sweep"],
+    ] {
+        let run = herald(&pool, &args).await;
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+    }
+    assert_eq!(fired(&pool).await, Vec::<(String, String)>::new());
     evil.drop(&pool).await;
 }
