@@ -159,8 +159,11 @@ async fn create_database(url: &str, target: &Target) -> Result<(), ConnectError>
             tracing::info!(database = %target.database, "created database");
             Ok(())
         }
-        // Another process created it in the meantime.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        // Another process created it in the meantime: duplicate_database, or unique_violation
+        // when the two creations race in the catalog.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {
+            Ok(())
+        }
         Err(e) => Err(ConnectError::Refused {
             target: target.clone(),
             reason: format!("could not create the database: {}", reason_of(&e)),

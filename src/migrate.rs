@@ -8,8 +8,8 @@
 
 use std::sync::LazyLock;
 
-use sqlx::{Connection, PgConnection, PgPool};
 use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// Where herald records which of its migrations ran.
 pub const MIGRATIONS_TABLE: &str = "herald._sqlx_migrations";
@@ -39,7 +39,10 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     conn.close().await.ok();
     if let Some(report) = result? {
         for role in report.missing {
-            tracing::warn!(role, "herald role missing: nothing granted to it; a DBA can create every role with the SQL of `herald roles --sql`");
+            tracing::warn!(
+                role,
+                "herald role missing: nothing granted to it; a DBA can create every role with the SQL of `herald roles --sql`"
+            );
         }
         if let Some(why) = report.owner_not_transferred {
             tracing::warn!("herald's objects stay owned by the migrating login: {why}");

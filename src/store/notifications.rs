@@ -1,6 +1,5 @@
 //! Reading notifications and their attempt logs, for the admin CLI and operators.
 
-
 use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;

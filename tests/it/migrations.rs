@@ -203,3 +203,32 @@ async fn upgrading_recomputes_stored_fingerprints(pool: PgPool) {
         Err(herald::EnqueueError::Conflict { .. })
     ));
 }
+
+/// Several `herald migrate` (or `herald run`) starting together against a database that does
+/// not exist yet: one creates it, the others find it created, and all succeed.
+#[tokio::test]
+async fn concurrent_migrates_create_a_missing_database_once() {
+    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+    let url = crate::support::url_for(&name);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                crate::support::herald_env(&["--database-url", &url, "migrate"], &[]).await
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for run in runs {
+        let run = run.await.unwrap();
+        codes.push((run.code, run.stderr));
+    }
+    <sqlx::Postgres as sqlx::migrate::MigrateDatabase>::force_drop_database(&url)
+        .await
+        .unwrap();
+    assert_eq!(
+        codes,
+        vec![(0, String::new()); 4],
+        "every concurrent migrate succeeds"
+    );
+}

@@ -208,7 +208,17 @@ async fn herald_own_connections_never_run_them(pool: PgPool) {
         vec!["stats", "--json"],
         vec!["list", "--json"],
         vec!["show", &rescued.to_string()],
-        vec!["explain", "--user", "u", "--type", "t", "--business-id", "fresh", "--payload", "{}"],
+        vec![
+            "explain",
+            "--user",
+            "u",
+            "--type",
+            "t",
+            "--business-id",
+            "fresh",
+            "--payload",
+            "{}",
+        ],
         vec!["sweep"],
     ] {
         let run = herald(&pool, &args).await;
