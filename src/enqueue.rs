@@ -273,6 +273,18 @@ fn refusal(error: sqlx::Error, items: &[Validated]) -> EnqueueError {
                 _ => EnqueueError::Database(error),
             }
         }
+        // jsonb refuses what serde_json's syntax check lets through: a lone surrogate escape
+        // (22P02), a number past numeric's range such as 1e1000000000 (22003), an escape it
+        // cannot store (22P05). The payload is the only value of these statements parsed from
+        // text, so these name it.
+        "22P02" | "22003" | "22P05" => EnqueueError::Invalid {
+            field: "payload",
+            message: format!(
+                "PostgreSQL cannot store it: {}{}",
+                db.message(),
+                db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+            ),
+        },
         _ => EnqueueError::Database(error),
     }
 }

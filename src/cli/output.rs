@@ -48,6 +48,11 @@ pub fn print_json(value: &impl Serialize) -> Result<(), CliError> {
 /// Left-aligned columns separated by two spaces; widths count characters, not bytes. Cells are
 /// never cut: a long value widens its column.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| printable(cell)).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -77,12 +82,30 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     pairs
         .iter()
-        .map(|(k, v)| format!("{k}:{}{v}\n", " ".repeat(width - k.len() + 1)))
+        .map(|(k, v)| format!("{k}:{}{}\n", " ".repeat(width - k.len() + 1), printable(v)))
         .collect()
 }
 
 pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `text` with every control character written as its escape (`\u{1b}`, `\n`): what the
+/// database holds was not necessarily written by herald (a plain-SQL writer can store an
+/// error or a key with terminal escape sequences), and a table is printed to a terminal.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -107,5 +130,18 @@ mod tests {
             fields(&[("id", "1".into()), ("state", "dead".into())]),
             "id:    1\nstate: dead\n"
         );
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped_never_sent_to_the_terminal() {
+        assert_eq!(printable("plain é"), "plain é");
+        assert_eq!(printable("a\u{1b}[2Jb\r\n"), "a\\u{1b}[2Jb\\r\\n");
+        let shown = table(&["ERROR"], &[vec!["x\u{1b}]0;pwned\u{7}".into()]]);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        let shown = fields(&[("last_error", "\u{9b}31m".into())]);
+        assert_eq!(shown, "last_error: \\u{9b}31m\n");
     }
 }

@@ -161,3 +161,57 @@ async fn both_entry_points_agree_at_the_payload_limit(pool: PgPool) {
         }
     }
 }
+
+/// JSON that serde_json's syntax check accepts and jsonb refuses is invalid input (exit 2,
+/// naming the payload), not a runtime failure that a client would retry.
+#[sqlx::test(migrations = false)]
+async fn json_that_jsonb_refuses_is_invalid_input(pool: PgPool) {
+    migrated(&pool).await;
+    for (payload, why) in [
+        (
+            r#"{"a": "\ud800"}"#,
+            "Unicode low surrogate must follow a high surrogate",
+        ),
+        (r#"{"a": 1e1000000000}"#, "value overflows numeric format"),
+    ] {
+        let run = herald(
+            &pool,
+            &[
+                "enqueue",
+                "--user",
+                "u",
+                "--type",
+                "t",
+                "--business-id",
+                "b",
+                "--email",
+                "ann@example.com",
+                "--payload",
+                payload,
+            ],
+        )
+        .await;
+        run.assert_error(
+            2,
+            "invalid payload (--payload): PostgreSQL cannot store it: ",
+        );
+        assert!(run.stderr.contains(why), "{run:?}");
+        let many = herald::enqueue_many(
+            &pool,
+            &[Notification::email("u", "t", "b", "ann@example.com")
+                .payload_raw(serde_json::from_str(payload).unwrap())],
+        )
+        .await;
+        assert!(
+            matches!(
+                many,
+                Err(EnqueueError::Invalid {
+                    field: "payload",
+                    ..
+                })
+            ),
+            "{many:?}"
+        );
+    }
+    assert_eq!(crate::support::count_notifications(&pool).await, 0);
+}
