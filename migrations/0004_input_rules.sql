@@ -152,6 +152,23 @@ create or replace function herald._email_problem(address text) returns text
              end as reason) as r
     $$;
 
+-- The largest payload any caller may enqueue. The enqueue functions take the caller's limit
+-- (the `[limits]` of its configuration) but run as herald's owner, so a caller could name any
+-- limit; this ceiling, which only herald's owner writes (`herald migrate` records the
+-- configured `limits.max_payload_bytes` here), bounds them all.
+create table herald.settings (
+    singleton          boolean primary key default true check (singleton),
+    max_payload_bytes  integer not null default 65536 check (max_payload_bytes >= 1)
+);
+insert into herald.settings default values;
+
+-- The caller's payload limit, bounded by the ceiling.
+create function herald._payload_limit(requested integer) returns integer
+    language sql stable
+    as $$
+        select least(requested, s.max_payload_bytes) from herald.settings s
+    $$;
+
 -- 0002's herald.enqueue, with run_at checked after everything else, as the library orders it.
 create or replace function herald.enqueue(
     user_id text,
@@ -174,6 +191,7 @@ create or replace function herald.enqueue(
         problem pg_catalog.text;
     begin
         perform herald._check_payload_limit(max_payload_bytes);
+        max_payload_bytes := herald._payload_limit(max_payload_bytes);
         perform herald._validate(tenant, user_id, type, business_id, email, webhook, payload,
                                  max_attempts, max_payload_bytes, null);
         problem := herald._run_at_problem(run_at);
@@ -221,6 +239,7 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
         i pg_catalog.int4;
     begin
         perform herald._check_payload_limit(max_payload_bytes);
+        max_payload_bytes := herald._payload_limit(max_payload_bytes);
         if notifications is null
            or pg_catalog.jsonb_typeof(notifications) OPERATOR(pg_catalog.<>) 'array' then
             perform herald._invalid('notifications', 'must be a JSON array of objects', null);
@@ -376,6 +395,7 @@ create function herald._enqueue_or_refuse(
         r record;
     begin
         perform herald._check_payload_limit(p_max_payload_bytes);
+        p_max_payload_bytes := herald._payload_limit(p_max_payload_bytes);
         -- The one check the library cannot make itself: the size of jsonb's text form.
         o_message := herald._payload_problem(p_payload, p_max_payload_bytes);
         if o_message is not null then

@@ -66,7 +66,8 @@ pub const ROLES: [GroupRole; 5] = [
         includes: &[],
         grants: &[
             "grant usage on schema herald to herald_reader",
-            "grant select on herald.notifications, herald.attempts to herald_reader",
+            "grant select on herald.notifications, herald.attempts, herald.settings \
+             to herald_reader",
             // Every column but the secrets.
             "grant select (id, tenant, url, enabled, disabled_reason, created_at, \
              previous_secret_expires_at) on herald.webhook_endpoints to herald_reader",
@@ -100,6 +101,7 @@ pub const ROLES: [GroupRole; 5] = [
             "grant usage on schema herald to herald_daemon",
             "grant select, update, delete on herald.notifications to herald_daemon",
             "grant select, insert on herald.attempts to herald_daemon",
+            "grant select on herald.settings to herald_daemon",
             "grant select, update on herald.webhook_endpoints to herald_daemon",
             "grant execute on function herald.applied_migrations(), herald.wake(), \
              herald.next_attempt_number(uuid), herald.fingerprint(text, text, jsonb) \

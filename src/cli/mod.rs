@@ -279,6 +279,7 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
 async fn migrate(ctx: &Context) -> Result<(), CliError> {
     let pool = ctx.pool(true).await?;
     let report = crate::migrate::migrate_and_grant(&pool).await?;
+    run::record_payload_ceiling(&pool, ctx.config.limits.max_payload_bytes).await?;
     let (_, target) = database::parse_url(&ctx.database_url)?;
     outln!("migrations applied to database {:?}", target.database);
     for role in &report.created {

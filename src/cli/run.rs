@@ -61,6 +61,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
             .await?;
     } else {
         crate::migrate(&pool).await?;
+        record_payload_ceiling(&pool, config.limits.max_payload_bytes).await?;
     }
     // Logged once the database answered, so a start that fails prints only its error.
     if loaded.is_empty() {
@@ -141,4 +142,25 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = terminate => tracing::info!("SIGTERM: stopping"),
     }
     shutdown.cancel();
+}
+
+/// Records `limits.max_payload_bytes` as the enqueue functions' ceiling when this login may
+/// (herald's owner); otherwise warns when the ceiling in force differs from it.
+pub(super) async fn record_payload_ceiling(
+    pool: &sqlx::PgPool,
+    configured: usize,
+) -> Result<(), CliError> {
+    let mut conn = pool.acquire().await?;
+    if crate::store::settings::record_payload_ceiling(&mut conn, configured).await? {
+        return Ok(());
+    }
+    let ceiling = crate::store::settings::payload_ceiling(&mut conn).await?;
+    if ceiling != configured {
+        tracing::warn!(
+            configured,
+            ceiling,
+            "limits.max_payload_bytes differs from the database's ceiling, which only herald's owner records (herald migrate): enqueues are held to the smaller"
+        );
+    }
+    Ok(())
 }

@@ -12,5 +12,6 @@ pub mod endpoints;
 pub mod enqueue;
 pub mod health;
 pub mod payload;
+pub mod settings;
 pub mod sweep;
 pub mod timestamp;

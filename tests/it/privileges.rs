@@ -392,3 +392,72 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
     app.close().await;
     superuser.close().await;
 }
+
+/// The enqueue functions run as herald's owner and take the caller's payload limit; the
+/// database bounds it by the ceiling that `herald migrate` records from the configuration, so
+/// no caller can store a payload larger than the operators allow.
+#[sqlx::test(migrations = false)]
+async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
+    migrated(&pool).await;
+    let login = Login::create(&pool, Some("herald_enqueue")).await;
+    let app = login.pool().await;
+    let big = format!("{{\"x\": \"{}\"}}", "A".repeat(100_000));
+    let refused = "invalid payload: is 100009 bytes, over the limit of 65536 bytes";
+    let single = sqlx::query(
+        "select * from herald.enqueue('u', 't', 'b1', email => 'ann@example.com', payload => $1::jsonb, max_payload_bytes => 2147483647)",
+    )
+    .bind(&big)
+    .execute(&app)
+    .await
+    .unwrap_err();
+    assert_eq!(single.as_database_error().unwrap().message(), refused);
+    let items = format!(
+        r#"[{{"user_id": "u", "type": "t", "business_id": "b2", "email": "ann@example.com", "payload": {big}}}]"#
+    );
+    let many = sqlx::query("select * from herald.enqueue_many($1::jsonb, 2147483647)")
+        .bind(&items)
+        .execute(&app)
+        .await
+        .unwrap_err();
+    assert!(
+        many.as_database_error()
+            .unwrap()
+            .message()
+            .starts_with(refused),
+        "{many:?}"
+    );
+    let n = Notification::email("u", "t", "b3", "ann@example.com")
+        .payload_raw(serde_json::from_str(&big).unwrap());
+    let lib = herald::enqueue_with_limits(
+        &app,
+        &n,
+        &herald::Limits {
+            max_payload_bytes: usize::MAX,
+        },
+    )
+    .await;
+    assert!(
+        matches!(&lib, Err(herald::EnqueueError::Invalid { field: "payload", message }) if message.ends_with("over the limit of 65536 bytes")),
+        "{lib:?}"
+    );
+
+    // Operators raise it in the configuration; `herald migrate` records it.
+    let url = crate::support::url_of(&pool);
+    let migrate = herald_env(
+        &["--database-url", &url, "migrate"],
+        &[("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "200000")],
+    )
+    .await;
+    assert_eq!(migrate.code, 0, "{migrate:?}");
+    let lib = herald::enqueue_with_limits(
+        &app,
+        &n,
+        &herald::Limits {
+            max_payload_bytes: usize::MAX,
+        },
+    )
+    .await;
+    assert!(lib.unwrap().is_created());
+    app.close().await;
+    login.drop(&pool).await;
+}
