@@ -247,7 +247,7 @@ async fn migrate_through_the_binary_on_an_existing_database(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(
-        tables, 4,
-        "notifications, attempts, webhook_endpoints, _sqlx_migrations"
+        tables, 5,
+        "notifications, attempts, webhook_endpoints, settings, _sqlx_migrations"
     );
 }
