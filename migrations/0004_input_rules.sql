@@ -60,7 +60,7 @@ create function herald._run_at_problem(run_at timestamptz) returns text
 -- User input quoted in a message, as the library quotes it (src/notification.rs echo): a JSON
 -- string of its first 64 characters, followed by "…" when cut.
 create function herald._echo(value text) returns text
-    language sql immutable strict parallel safe
+    language sql stable strict parallel safe
     as $$
         select pg_catalog.to_json(pg_catalog."left"(value, 64))::pg_catalog.text
                OPERATOR(pg_catalog.||)
@@ -111,8 +111,8 @@ create or replace function herald._rfc3339(value text) returns timestamptz
 -- for message. A dot-atom local part (atext, or any non-ASCII character) of at most 64 bytes,
 -- then a host name: labels of letters, digits and inner hyphens, or non-ASCII characters (IDN),
 -- at most 63 bytes each. The local part ends at the first @.
-create or replace function herald._email_problem(address text) returns text
-    language sql immutable
+create function herald._email_problem_in_detail(address text) returns text
+    language sql stable
     as $$
         select case
             when herald._control_character_problem(a.address) is not null
@@ -152,6 +152,26 @@ create or replace function herald._email_problem(address text) returns text
              end as reason) as r
     $$;
 
+-- The same judgement, fast for the common address: one constant pattern that accepts only
+-- addresses the detailed check accepts (ASCII atext, host labels of letters, digits and inner
+-- hyphens, within the length limits). Anything else gets the detailed check and its message:
+-- that function has a FROM, so it is not inlined and costs a plan per call.
+create or replace function herald._email_problem(address text) returns text
+    language sql stable
+    as $$
+        select case
+            when address OPERATOR(pg_catalog.~)
+                     ('^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*'
+                      '@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+                      '(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$')::pg_catalog.text
+                 and pg_catalog.octet_length(address) OPERATOR(pg_catalog.<=) 254
+                 -- the local part (all ASCII here) is at most 64 bytes
+                 and pg_catalog.strpos(address, '@') OPERATOR(pg_catalog.<=) 65
+                then null
+            else herald._email_problem_in_detail(address)
+        end
+    $$;
+
 -- The largest payload any caller may enqueue. The enqueue functions take the caller's limit
 -- (the `[limits]` of its configuration) but run as herald's owner, so a caller could name any
 -- limit; this ceiling, which only herald's owner writes (`herald migrate` records the
@@ -162,11 +182,15 @@ create table herald.settings (
 );
 insert into herald.settings default values;
 
--- The caller's payload limit, bounded by the ceiling.
+-- The caller's payload limit, bounded by the ceiling. plpgsql, so that its query's plan is
+-- kept for the session (a SQL function that reads a table is not inlined, and was planned on
+-- every call).
 create function herald._payload_limit(requested integer) returns integer
-    language sql stable
+    language plpgsql stable set search_path = pg_catalog, pg_temp
     as $$
-        select least(requested, s.max_payload_bytes) from herald.settings s
+    begin
+        return (select least(requested, s.max_payload_bytes) from herald.settings s);
+    end
     $$;
 
 -- 0002's herald.enqueue, with run_at checked after everything else, as the library orders it.
