@@ -261,6 +261,10 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
         v_result record;
         r record;
         i pg_catalog.int4;
+        j pg_catalog.int4;
+        v_ords pg_catalog.int4[]; v_ids pg_catalog.uuid[]; v_states pg_catalog.text[];
+        v_pending pg_catalog.int4[]; v_same boolean[];
+        v_held_channel pg_catalog.text[]; v_held_destination pg_catalog.text[];
     begin
         perform herald._check_payload_limit(max_payload_bytes);
         max_payload_bytes := herald._payload_limit(max_payload_bytes);
@@ -272,14 +276,19 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
         -- Parse and validate every item first, in input order.
         for i in 0 .. v_count OPERATOR(pg_catalog.-) 1 loop
             v_item := notifications OPERATOR(pg_catalog.->) i;
+            -- Every array gets every index, so that unnest lines them up.
+            v_run_at[i] := null;
             if pg_catalog.jsonb_typeof(v_item) OPERATOR(pg_catalog.<>) 'object' then
                 perform herald._invalid('notifications', 'each item must be a JSON object', i);
             end if;
-            select k into v_key from pg_catalog.jsonb_object_keys(v_item) as k
-            where k OPERATOR(pg_catalog.<>) all (array['tenant', 'user_id', 'type', 'business_id',
-                      'email', 'webhook', 'payload', 'run_at', 'max_attempts']::pg_catalog.text[])
-            order by k limit 1;
-            if found then
+            -- An expression first: the query that names the unknown key runs only when there is one.
+            if v_item OPERATOR(pg_catalog.-) array['tenant', 'user_id', 'type', 'business_id',
+                      'email', 'webhook', 'payload', 'run_at', 'max_attempts']::pg_catalog.text[]
+               OPERATOR(pg_catalog.<>) '{}'::pg_catalog.jsonb then
+                select k into v_key from pg_catalog.jsonb_object_keys(v_item) as k
+                where k OPERATOR(pg_catalog.<>) all (array['tenant', 'user_id', 'type', 'business_id',
+                          'email', 'webhook', 'payload', 'run_at', 'max_attempts']::pg_catalog.text[])
+                order by k limit 1;
                 perform herald._invalid(v_key, 'is not a notification field', i);
             end if;
             foreach v_key in array array['tenant', 'user_id', 'type', 'business_id', 'email',
@@ -330,14 +339,138 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
                 end if;
             end if;
         end loop;
-        -- Insert in key order (ties in input order), so the first occurrence of a key comes
-        -- first and represents it; a repeat is decided against it. Key parts are never null
+        -- The first occurrence of each key (in input order) represents it; the representatives
+        -- are inserted in one statement, in key order, so concurrent batches that share keys
+        -- take their row locks in the same order and cannot deadlock. Key parts are never null
         -- here (validated above).
+        -- The items as rows (by unnest: a subscript of an array of text walks it from the
+        -- start, which made the batch quadratic).
+        with items as (
+            select (t.ord OPERATOR(pg_catalog.-) 1)::pg_catalog.int4 as ord, t.tenant, t.user_id,
+                   t.type, t.business_id, t.channel, t.destination, t.payload, t.run_at,
+                   t.max_attempts, t.webhook
+            from rows from (pg_catalog.unnest(v_tenant), pg_catalog.unnest(v_user_id),
+                           pg_catalog.unnest(v_type), pg_catalog.unnest(v_business_id),
+                           pg_catalog.unnest(v_channel), pg_catalog.unnest(v_destination),
+                           pg_catalog.unnest(v_payload), pg_catalog.unnest(v_run_at),
+                           pg_catalog.unnest(v_max_attempts), pg_catalog.unnest(v_webhook))
+                 with ordinality as t(tenant, user_id, type, business_id, channel, destination,
+                                      payload, run_at, max_attempts, webhook, ord)
+        ),
+        reps as (
+            select distinct on (it.tenant, it.user_id, it.type, it.business_id) it.*
+            from items as it
+            order by it.tenant, it.user_id, it.type, it.business_id, it.ord
+        ),
+        inserted as (
+            insert into herald.notifications as n
+                (id, tenant, user_id, type, business_id, fingerprint, channel, destination,
+                 payload, run_at, max_attempts)
+            select herald.uuid_v7(), rp.tenant, rp.user_id, rp.type, rp.business_id,
+                   herald.fingerprint(rp.channel, rp.destination, rp.payload),
+                   rp.channel, rp.destination, rp.payload,
+                   coalesce(rp.run_at, pg_catalog.now()), rp.max_attempts
+            from reps as rp
+            where rp.webhook is null
+               or exists (select from herald.webhook_endpoints e
+                          where e.id OPERATOR(pg_catalog.=) rp.webhook
+                            and e.tenant OPERATOR(pg_catalog.=) rp.tenant and e.enabled)
+            order by rp.tenant, rp.user_id, rp.type, rp.business_id
+            on conflict (tenant, user_id, type, business_id) do nothing
+            returning n.id, n.state, n.tenant, n.user_id, n.type, n.business_id
+        )
+        select pg_catalog.array_agg(rp.ord), pg_catalog.array_agg(ins.id),
+               pg_catalog.array_agg(ins.state),
+               pg_catalog.array_agg(rp.ord) filter (where ins.id is null)
+          into v_ords, v_ids, v_states, v_pending
+        from reps as rp
+        left join inserted ins
+               on ins.tenant OPERATOR(pg_catalog.=) rp.tenant
+              and ins.user_id OPERATOR(pg_catalog.=) rp.user_id
+              and ins.type OPERATOR(pg_catalog.=) rp.type
+              and ins.business_id OPERATOR(pg_catalog.=) rp.business_id;
+        for j in 1 .. coalesce(pg_catalog.array_length(v_ords, 1), 0) loop
+            if v_ids[j] is not null then
+                i := v_ords[j];
+                v_id[i] := v_ids[j]; v_status[i] := 'created'; v_state[i] := v_states[j];
+                v_created := true;
+            end if;
+        end loop;
+        -- Keys that were held: a new statement, which under READ COMMITTED sees rows committed
+        -- after the insert's snapshot, reads their holders.
+        if v_pending is not null then
+            with items as (
+                select (t.ord OPERATOR(pg_catalog.-) 1)::pg_catalog.int4 as ord, t.tenant, t.user_id,
+                       t.type, t.business_id, t.channel, t.destination, t.payload, t.run_at,
+                       t.max_attempts, t.webhook
+                from rows from (pg_catalog.unnest(v_tenant), pg_catalog.unnest(v_user_id),
+                           pg_catalog.unnest(v_type), pg_catalog.unnest(v_business_id),
+                           pg_catalog.unnest(v_channel), pg_catalog.unnest(v_destination),
+                           pg_catalog.unnest(v_payload), pg_catalog.unnest(v_run_at),
+                           pg_catalog.unnest(v_max_attempts), pg_catalog.unnest(v_webhook))
+                     with ordinality as t(tenant, user_id, type, business_id, channel, destination,
+                                          payload, run_at, max_attempts, webhook, ord)
+            )
+            select pg_catalog.array_agg(it.ord), pg_catalog.array_agg(n.id),
+                   pg_catalog.array_agg(n.state),
+                   pg_catalog.array_agg(n.fingerprint OPERATOR(pg_catalog.=)
+                       herald.fingerprint(it.channel, it.destination, it.payload)),
+                   pg_catalog.array_agg(n.channel), pg_catalog.array_agg(n.destination)
+              into v_ords, v_ids, v_states, v_same, v_held_channel, v_held_destination
+            from items as it
+            join herald.notifications n
+              on n.tenant OPERATOR(pg_catalog.=) it.tenant
+             and n.user_id OPERATOR(pg_catalog.=) it.user_id
+             and n.type OPERATOR(pg_catalog.=) it.type
+             and n.business_id OPERATOR(pg_catalog.=) it.business_id
+            where it.ord OPERATOR(pg_catalog.=) any (v_pending);
+            for j in 1 .. coalesce(pg_catalog.array_length(v_ords, 1), 0) loop
+                i := v_ords[j];
+                v_id[i] := v_ids[j]; v_state[i] := v_states[j];
+                if v_same[j] then
+                    v_status[i] := 'duplicate';
+                else
+                    v_status[i] := 'conflict';
+                    v_field[i] := case
+                        when v_held_channel[j] OPERATOR(pg_catalog.<>) v_channel[i] then 'channel'
+                        when v_held_destination[j] OPERATOR(pg_catalog.<>) v_destination[i] then 'destination'
+                        else 'payload' end;
+                    v_message[i] := herald._conflict_message(v_tenant[i], v_user_id[i], v_type[i],
+                                                             v_business_id[i], v_id[i], v_field[i]);
+                end if;
+            end loop;
+            -- Neither inserted nor held: an unknown or disabled endpoint, or a holder swept in
+            -- between. The single enqueue decides those, one at a time (they are rare).
+            foreach i in array v_pending loop
+                if v_status[i] is null then
+                    v_result := herald._enqueue_validated(
+                        v_tenant[i], v_user_id[i], v_type[i], v_business_id[i], v_email[i],
+                        v_webhook[i], v_payload[i], v_run_at[i], v_max_attempts[i]);
+                    v_id[i] := v_result.o_id; v_status[i] := v_result.o_status;
+                    v_state[i] := v_result.o_state; v_field[i] := v_result.o_field;
+                    v_message[i] := v_result.o_message;
+                    v_created := v_created or v_result.o_status OPERATOR(pg_catalog.=) 'created';
+                end if;
+            end loop;
+        end if;
+        -- Repeats of a key inside the batch: the same intent is a duplicate of its
+        -- representative; a different one conflicts with it.
         v_rep := null;
         for r in
-            select g.i as ord
-            from pg_catalog.generate_series(0, v_count OPERATOR(pg_catalog.-) 1) as g(i)
-            order by v_tenant[g.i], v_user_id[g.i], v_type[g.i], v_business_id[g.i], g.i
+            with items as (
+                select (t.ord OPERATOR(pg_catalog.-) 1)::pg_catalog.int4 as ord, t.tenant, t.user_id,
+                       t.type, t.business_id, t.channel, t.destination, t.payload, t.run_at,
+                       t.max_attempts, t.webhook
+                from rows from (pg_catalog.unnest(v_tenant), pg_catalog.unnest(v_user_id),
+                           pg_catalog.unnest(v_type), pg_catalog.unnest(v_business_id),
+                           pg_catalog.unnest(v_channel), pg_catalog.unnest(v_destination),
+                           pg_catalog.unnest(v_payload), pg_catalog.unnest(v_run_at),
+                           pg_catalog.unnest(v_max_attempts), pg_catalog.unnest(v_webhook))
+                     with ordinality as t(tenant, user_id, type, business_id, channel, destination,
+                                          payload, run_at, max_attempts, webhook, ord)
+            )
+            select it.ord from items as it
+            order by it.tenant, it.user_id, it.type, it.business_id, it.ord
         loop
             i := r.ord;
             if v_rep is null
@@ -346,13 +479,6 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
                        and v_type[i] OPERATOR(pg_catalog.=) v_type[v_rep]
                        and v_business_id[i] OPERATOR(pg_catalog.=) v_business_id[v_rep]) then
                 v_rep := i;
-                v_result := herald._enqueue_validated(
-                    v_tenant[i], v_user_id[i], v_type[i], v_business_id[i], v_email[i],
-                    v_webhook[i], v_payload[i], v_run_at[i], v_max_attempts[i]);
-                v_id[i] := v_result.o_id; v_status[i] := v_result.o_status;
-                v_state[i] := v_result.o_state; v_field[i] := v_result.o_field;
-                v_message[i] := v_result.o_message;
-                v_created := v_created or v_result.o_status OPERATOR(pg_catalog.=) 'created';
             elsif v_status[v_rep] OPERATOR(pg_catalog.<>) all (array['created', 'duplicate']::pg_catalog.text[]) then
                 -- The representative's own refusal is reported, earlier in input order.
                 continue;
