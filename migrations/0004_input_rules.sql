@@ -418,11 +418,17 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
                    pg_catalog.array_agg(n.channel), pg_catalog.array_agg(n.destination)
               into v_ords, v_ids, v_states, v_same, v_held_channel, v_held_destination
             from items as it
-            join herald.notifications n
-              on n.tenant OPERATOR(pg_catalog.=) it.tenant
-             and n.user_id OPERATOR(pg_catalog.=) it.user_id
-             and n.type OPERATOR(pg_catalog.=) it.type
-             and n.business_id OPERATOR(pg_catalog.=) it.business_id
+            -- One index lookup a key: as a plain join, a planner that guesses many items hashes a
+            -- scan of the whole table. `limit 1` (the key is unique) keeps it a lookup.
+            cross join lateral (
+                select h.id, h.state, h.fingerprint, h.channel, h.destination
+                from herald.notifications h
+                where h.tenant OPERATOR(pg_catalog.=) it.tenant
+                  and h.user_id OPERATOR(pg_catalog.=) it.user_id
+                  and h.type OPERATOR(pg_catalog.=) it.type
+                  and h.business_id OPERATOR(pg_catalog.=) it.business_id
+                limit 1
+            ) as n
             where it.ord OPERATOR(pg_catalog.=) any (v_pending);
             for j in 1 .. coalesce(pg_catalog.array_length(v_ords, 1), 0) loop
                 i := v_ords[j];
