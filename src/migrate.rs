@@ -70,6 +70,11 @@ async fn own_connection(pool: &PgPool) -> Result<PgConnection, MigrateError> {
 }
 
 async fn migrate_on(conn: &mut PgConnection) -> Result<crate::roles::Report, MigrateError> {
+    if let Some(foreign) = crate::store::schema::foreign_object(conn).await? {
+        return Err(MigrateError::Execute(sqlx::Error::Protocol(format!(
+            "schema herald holds {foreign}, which is neither this login's nor herald_owner's: herald will not adopt objects it did not create (their code would run as herald's owner); drop them, or run herald migrate as the login that owns them"
+        ))));
+    }
     MIGRATOR.run_direct(None, &mut *conn, false).await?;
     Ok(crate::roles::apply(conn).await?)
 }

@@ -110,6 +110,27 @@ pub const ROLES: [GroupRole; 5] = [
     },
 ];
 
+/// Takes back any right on schema `herald` held by a role other than its owner and herald's
+/// group roles: only those may ever create or find anything there.
+const REVOKE_FROM_OTHERS: &str = "
+    do $$
+    declare
+        grantee text;
+    begin
+        for grantee in
+            select distinct a.grantee::pg_catalog.regrole::pg_catalog.text
+            from pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+            where n.nspname operator(pg_catalog.=) 'herald'
+              and a.grantee operator(pg_catalog.<>) 0
+              and a.grantee operator(pg_catalog.<>) n.nspowner
+              and a.grantee::pg_catalog.regrole::pg_catalog.text operator(pg_catalog.<>) all
+                  (array['herald_owner', 'herald_enqueue', 'herald_reader', 'herald_admin',
+                         'herald_daemon'])
+        loop
+            execute pg_catalog.format('revoke all on schema herald from %s', grantee);
+        end loop;
+    end $$";
+
 /// What PUBLIC gets by default, taken back before the roles' grants, so that only those open
 /// anything.
 const REVOKE_FROM_PUBLIC: [&str; 2] = [
@@ -193,6 +214,7 @@ pub async fn apply(conn: &mut PgConnection) -> Result<Report, sqlx::Error> {
     for statement in grants(&report.missing) {
         sqlx::query(statement).execute(&mut *tx).await?;
     }
+    sqlx::query(REVOKE_FROM_OTHERS).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(report)
 }

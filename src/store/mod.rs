@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod enqueue;
 pub mod health;
 pub mod payload;
+pub mod schema;
 pub mod settings;
 pub mod sweep;
 pub mod timestamp;

@@ -461,3 +461,94 @@ async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
     app.close().await;
     login.drop(&pool).await;
 }
+
+/// A `herald` schema prepared before the first `herald migrate` by someone else, with an
+/// overload that would win a loosely typed call inside the SECURITY DEFINER functions, is not
+/// adopted: `herald migrate` refuses, naming it, and installs nothing.
+#[sqlx::test(migrations = false)]
+async fn a_herald_schema_prepared_by_someone_else_is_not_adopted(pool: PgPool) {
+    let evil = Login::create(&pool, None).await;
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("select set_config('herald.test_login', $1, false)")
+        .bind(&evil.name)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "do $$ begin execute format('grant create on database %I to %I', current_database(),
+             current_setting('herald.test_login')); end $$",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let attacker = evil.pool().await;
+    sqlx::raw_sql(
+        "create schema herald;
+         create function herald._invalid(field text, message text, item text) returns void
+             language sql as $$ select $$;",
+    )
+    .execute(&attacker)
+    .await
+    .unwrap();
+    attacker.close().await;
+
+    let url = crate::support::url_of(&pool);
+    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    run.assert_error(
+        1,
+        "schema herald holds schema herald (owned by herald_test_",
+    );
+    assert!(
+        run.stderr
+            .contains("will not adopt objects it did not create"),
+        "{run:?}"
+    );
+    let installed: bool =
+        sqlx::query_scalar("select to_regclass('herald.notifications') is not null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!installed, "nothing installed into it");
+    sqlx::query("drop schema herald cascade")
+        .execute(&pool)
+        .await
+        .unwrap();
+    evil.drop(&pool).await;
+}
+
+/// Rights on schema `herald` given to any role but herald's own are taken back by
+/// `herald migrate`, so nobody else can add an object there later.
+#[sqlx::test(migrations = false)]
+async fn herald_migrate_takes_back_rights_on_the_schema_from_other_roles(pool: PgPool) {
+    let other = Login::create(&pool, None).await;
+    sqlx::query("create schema herald")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("select set_config('herald.test_login', $1, false)")
+        .bind(&other.name)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "do $$ begin execute format('grant usage, create on schema herald to %I',
+             current_setting('herald.test_login')); end $$",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let url = crate::support::url_of(&pool);
+    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let may_create: bool =
+        sqlx::query_scalar("select has_schema_privilege($1, 'herald', 'CREATE')")
+            .bind(&other.name)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!may_create, "the other role may no longer create in herald");
+    other.drop(&pool).await;
+}
