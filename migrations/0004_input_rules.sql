@@ -316,12 +316,15 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
             v_destination[i] := coalesce(v_email[i], v_webhook[i]::pg_catalog.text);
             if v_item OPERATOR(pg_catalog.->>) 'max_attempts' is null then
                 v_max_attempts[i] := 8;
-            elsif (v_item OPERATOR(pg_catalog.->>) 'max_attempts') OPERATOR(pg_catalog.~) '^-?[0-9]{1,9}$' then
+            -- A JSON number, as the library sends it: the string "5" is refused too.
+            elsif pg_catalog.jsonb_typeof(v_item OPERATOR(pg_catalog.->) 'max_attempts')
+                      OPERATOR(pg_catalog.=) 'number'
+                  and (v_item OPERATOR(pg_catalog.->>) 'max_attempts') OPERATOR(pg_catalog.~) '^-?[0-9]{1,9}$' then
                 v_max_attempts[i] := (v_item OPERATOR(pg_catalog.->>) 'max_attempts')::pg_catalog.int4;
             else
                 perform herald._invalid('max_attempts',
                     pg_catalog.format('must be between 1 and 100, got %s',
-                                      v_item OPERATOR(pg_catalog.->>) 'max_attempts'), i);
+                        pg_catalog."left"((v_item OPERATOR(pg_catalog.->) 'max_attempts')::pg_catalog.text, 64)), i);
             end if;
             perform herald._validate(v_tenant[i], v_user_id[i], v_type[i], v_business_id[i],
                                      v_email[i], v_webhook[i], v_payload[i], v_max_attempts[i],

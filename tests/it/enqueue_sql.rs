@@ -1036,7 +1036,12 @@ async fn malformed_batch_items_are_refused_naming_the_field(pool: PgPool) {
         ),
         (
             format!(r#"{{{base}, "max_attempts": "many"}}"#),
-            "invalid max_attempts: must be between 1 and 100, got many (item 0)",
+            r#"invalid max_attempts: must be between 1 and 100, got "many" (item 0)"#,
+        ),
+        // A JSON number, as the library sends it.
+        (
+            format!(r#"{{{base}, "max_attempts": "5"}}"#),
+            r#"invalid max_attempts: must be between 1 and 100, got "5" (item 0)"#,
         ),
         (
             "[]".into(),
