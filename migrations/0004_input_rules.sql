@@ -261,7 +261,8 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
         v_result record;
         r record;
         i pg_catalog.int4;
-        j pg_catalog.int4;
+        v_one_id pg_catalog.uuid; v_one_state pg_catalog.text; v_one_same boolean;
+        v_one_channel pg_catalog.text; v_one_destination pg_catalog.text;
         v_ords pg_catalog.int4[]; v_ids pg_catalog.uuid[]; v_states pg_catalog.text[];
         v_pending pg_catalog.int4[]; v_same boolean[];
         v_held_channel pg_catalog.text[]; v_held_destination pg_catalog.text[];
@@ -274,8 +275,12 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
         end if;
         v_count := pg_catalog.jsonb_array_length(notifications);
         -- Parse and validate every item first, in input order.
-        for i in 0 .. v_count OPERATOR(pg_catalog.-) 1 loop
-            v_item := notifications OPERATOR(pg_catalog.->) i;
+        -- One pass over the elements: `notifications -> i` would read (and detoast) the whole
+        -- array for each item.
+        for v_item, i in
+            select e.value, (e.ord OPERATOR(pg_catalog.-) 1)::pg_catalog.int4
+            from pg_catalog.jsonb_array_elements(notifications) with ordinality as e(value, ord)
+        loop
             -- Every array gets every index, so that unnest lines them up.
             v_run_at[i] := null;
             if pg_catalog.jsonb_typeof(v_item) OPERATOR(pg_catalog.<>) 'object' then
@@ -392,12 +397,16 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
               and ins.user_id OPERATOR(pg_catalog.=) rp.user_id
               and ins.type OPERATOR(pg_catalog.=) rp.type
               and ins.business_id OPERATOR(pg_catalog.=) rp.business_id;
-        for j in 1 .. coalesce(pg_catalog.array_length(v_ords, 1), 0) loop
-            if v_ids[j] is not null then
-                i := v_ords[j];
-                v_id[i] := v_ids[j]; v_status[i] := 'created'; v_state[i] := v_states[j];
-                v_created := true;
-            end if;
+        -- Read back through unnest: a subscript of these (flat, nullable, text) arrays walks each
+        -- from its start.
+        for i, v_one_id, v_one_state in
+            select a.ord, a.id, a.state
+            from rows from (pg_catalog.unnest(v_ords), pg_catalog.unnest(v_ids),
+                            pg_catalog.unnest(v_states)) as a(ord, id, state)
+            where a.id is not null
+        loop
+            v_id[i] := v_one_id; v_status[i] := 'created'; v_state[i] := v_one_state;
+            v_created := true;
         end loop;
         -- Keys that were held: a new statement, which under READ COMMITTED sees rows committed
         -- after the insert's snapshot, reads their holders.
@@ -432,17 +441,23 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
                   and h.business_id OPERATOR(pg_catalog.=) it.business_id
                 limit 1
             ) as n
-            where it.ord OPERATOR(pg_catalog.=) any (v_pending);
-            for j in 1 .. coalesce(pg_catalog.array_length(v_ords, 1), 0) loop
-                i := v_ords[j];
-                v_id[i] := v_ids[j]; v_state[i] := v_states[j];
-                if v_same[j] then
+            join pg_catalog.unnest(v_pending) as p(ord) on p.ord OPERATOR(pg_catalog.=) it.ord;
+            for i, v_one_id, v_one_state, v_one_same, v_one_channel, v_one_destination in
+                select a.ord, a.id, a.state, a.same, a.channel, a.destination
+                from rows from (pg_catalog.unnest(v_ords), pg_catalog.unnest(v_ids),
+                                pg_catalog.unnest(v_states), pg_catalog.unnest(v_same),
+                                pg_catalog.unnest(v_held_channel),
+                                pg_catalog.unnest(v_held_destination))
+                     as a(ord, id, state, same, channel, destination)
+            loop
+                v_id[i] := v_one_id; v_state[i] := v_one_state;
+                if v_one_same then
                     v_status[i] := 'duplicate';
                 else
                     v_status[i] := 'conflict';
                     v_field[i] := case
-                        when v_held_channel[j] OPERATOR(pg_catalog.<>) v_channel[i] then 'channel'
-                        when v_held_destination[j] OPERATOR(pg_catalog.<>) v_destination[i] then 'destination'
+                        when v_one_channel OPERATOR(pg_catalog.<>) v_channel[i] then 'channel'
+                        when v_one_destination OPERATOR(pg_catalog.<>) v_destination[i] then 'destination'
                         else 'payload' end;
                     v_message[i] := herald._conflict_message(v_tenant[i], v_user_id[i], v_type[i],
                                                              v_business_id[i], v_id[i], v_field[i]);
@@ -529,9 +544,12 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
         if v_created then
             perform herald._wake_unless_another_will();
         end if;
+        -- Through unnest, in index order: a subscript walks a text array from its start.
         return query
-            select v_id[g.i], v_status[g.i], v_state[g.i]
-            from pg_catalog.generate_series(0, v_count OPERATOR(pg_catalog.-) 1) as g(i);
+            select a.id, a.status, a.state
+            from rows from (pg_catalog.unnest(v_id), pg_catalog.unnest(v_status),
+                            pg_catalog.unnest(v_state)) with ordinality as a(id, status, state, ord)
+            order by a.ord;
     end
     $$;
 
