@@ -351,8 +351,8 @@ create or replace function herald.enqueue_many(notifications jsonb, max_payload_
         -- are inserted in one statement, in key order, so concurrent batches that share keys
         -- take their row locks in the same order and cannot deadlock. Key parts are never null
         -- here (validated above).
-        -- The items as rows (by unnest: a subscript of an array of text walks it from the
-        -- start, which made the batch quadratic).
+        -- The items as rows, through unnest: a subscript of a flat array of text walks it from
+        -- its start, so reading the arrays by index would be quadratic in the batch.
         with items as (
             select (t.ord OPERATOR(pg_catalog.-) 1)::pg_catalog.int4 as ord, t.tenant, t.user_id,
                    t.type, t.business_id, t.channel, t.destination, t.payload, t.run_at,
