@@ -134,8 +134,11 @@ async fn an_idle_keep_alive_connection_is_cut_after_idle_timeout(pool: PgPool) {
         "{response}"
     );
     assert!(closed(&mut client).await.is_empty());
+    // The server starts its idle clock once it has written the answer, a moment before this
+    // client has read it, so the close may come slightly less than 500 ms after `answered`;
+    // what matters is that the connection was kept for about the idle timeout, not cut at once.
     assert!(
-        answered.elapsed() >= Duration::from_millis(500),
+        answered.elapsed() >= Duration::from_millis(400),
         "{:?}",
         answered.elapsed()
     );
