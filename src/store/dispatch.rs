@@ -102,8 +102,13 @@ pub async fn claim_due(
                 attempted_at = now()
             from due
             where n.id = due.id
+            -- created_at within what chrono reads: only a plain-SQL writer stores `infinity`
+            -- or a year past 262,000, and decoding it would panic the claim.
             returning n.id, n.tenant, n.user_id, n.type, n.business_id, n.channel, n.destination,
-                      n.payload, n.attempts, n.max_attempts, n.created_at, n.lease_token
+                      n.payload, n.attempts, n.max_attempts,
+                      greatest(least(n.created_at, '9999-12-31 23:59:59.999999+00'::timestamptz),
+                               '0001-01-01 00:00:00+00'::timestamptz) as created_at,
+                      n.lease_token
         )
         select c.*, extract(epoch from now())::int8 as claimed_at_unix,
                e.url as endpoint_url, e.secret as endpoint_secret,

@@ -309,3 +309,34 @@ async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool
     );
     assert_eq!(receiver.requests().len(), 1);
 }
+
+/// A creation time that chrono cannot hold, which only a plain-SQL writer can store, neither
+/// panics the daemon nor stops the delivery.
+#[sqlx::test(migrations = false)]
+async fn a_created_at_chrono_cannot_hold_is_still_delivered(pool: PgPool) {
+    migrated(&pool).await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint_at(&pool, "default", &receiver.url()).await;
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "insert into herald.notifications
+            (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload,
+             max_attempts, created_at)
+         values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'),
+                 'webhook', $1, '{}', 3, 'infinity')
+         returning id",
+    )
+    .bind(hook.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let run = run_until_idle(&pool, FAST).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+    let state: String = sqlx::query_scalar("select state from herald.notifications where id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "delivered");
+    assert_eq!(receiver.requests().len(), 1);
+}
