@@ -1,4 +1,4 @@
-//! The summary table, one row per scenario, as Markdown (it goes into the README as printed).
+//! The summary table, one row per scenario, as Markdown (it goes into docs/testing.md as printed).
 
 use crate::scale::Scale;
 use crate::scenario::Outcome;
