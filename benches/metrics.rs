@@ -12,33 +12,30 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use herald::channel::AttemptKind;
-use herald::state::Channel;
-use herald::store::dispatch::{Claimed, EndpointColumns};
+use herald::delivery::{Delivery, Target};
+use herald::notification::Key;
 use uuid::Uuid;
 
-fn claimed(type_: &str) -> Claimed {
-    Claimed {
+fn delivery(type_: &str) -> Delivery {
+    Delivery {
         id: Uuid::now_v7(),
-        tenant: "default".into(),
-        user_id: "u".into(),
-        type_: type_.into(),
-        business_id: "b".into(),
-        channel: Channel::Webhook,
-        destination: Uuid::now_v7().to_string(),
+        key: Key {
+            tenant: "default".into(),
+            user_id: "u".into(),
+            type_: type_.into(),
+            business_id: "b".into(),
+        },
         payload: serde_json::value::RawValue::from_string("{}".into())
             .expect("valid JSON")
             .into(),
-        attempts: 1,
+        attempt: 1,
         max_attempts: 8,
         created_at: chrono::Utc::now(),
         lease_token: Uuid::now_v7(),
         claimed_at_unix: 0,
-        endpoint: EndpointColumns {
-            endpoint_url: None,
-            endpoint_secret: None,
-            endpoint_previous_secret: None,
-            endpoint_enabled: None,
-            endpoint_disabled_reason: None,
+        target: Target::Webhook {
+            endpoint_id: Uuid::now_v7().to_string(),
+            endpoint: None,
         },
     }
 }
@@ -52,7 +49,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let notifications: Vec<Claimed> = (0..20).map(|i| claimed(&format!("type_{i}"))).collect();
+    let notifications: Vec<Delivery> = (0..20).map(|i| delivery(&format!("type_{i}"))).collect();
     let took = Duration::from_millis(12);
 
     let subscriber = tracing_subscriber::fmt()
@@ -66,9 +63,9 @@ fn main() {
             let n = &notifications[i % notifications.len()];
             tracing::info!(
                 id = %n.id,
-                r#type = %n.type_,
-                channel = %n.channel,
-                attempt = n.attempts,
+                r#type = %n.key.type_,
+                channel = %n.channel(),
+                attempt = n.attempt,
                 outcome = "delivered",
                 status = 204,
                 duration_ms = 12u64,

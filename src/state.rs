@@ -1,4 +1,5 @@
-//! The lifecycle states of a notification and its delivery channels.
+//! The names herald stores: the lifecycle states of a notification, its delivery channels, and
+//! the outcome of an attempt.
 //!
 //! `pending → running (leased) → delivered | dead`, or `cancelled` by an operator. A retry waits
 //! in `pending` with a later `run_at`. `delivered`, `dead` and `cancelled` are *finished*: exactly
@@ -90,6 +91,8 @@ pub enum Channel {
 }
 
 impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::Email, Channel::Webhook];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",
@@ -123,6 +126,28 @@ impl TryFrom<String> for Channel {
     type Error = UnknownName;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()
+    }
+}
+
+/// What an attempt's outcome was, as stored in `herald.attempts.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    /// The receiver accepted it.
+    Delivered,
+    /// The receiver refused it, or it never left (connection refused, SSRF guard, …).
+    Failed,
+    /// It was sent but no answer came (timeout, connection dropped): the receiver may have it.
+    Unknown,
+}
+
+impl AttemptKind {
+    /// The name stored in `herald.attempts.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::Delivered => "delivered",
+            AttemptKind::Failed => "failed",
+            AttemptKind::Unknown => "unknown",
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::templates::Templates;
 use super::{AttemptKind, Outcome, error_chain, truncate};
 use crate::config::{SmtpConfig, SmtpTls};
-use crate::store::dispatch::Claimed;
+use crate::delivery::{Delivery, Target};
 
 pub struct EmailSender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -66,21 +66,24 @@ impl EmailSender {
     }
 
     /// The `Message-ID` of a notification: stable across attempts.
-    pub fn message_id(&self, n: &Claimed) -> String {
+    pub fn message_id(&self, n: &Delivery) -> String {
         format!("<{}@{}>", n.id, self.message_id_domain)
     }
 
     /// One attempt for a claimed email notification.
-    pub async fn deliver(&self, n: &Claimed) -> Outcome {
+    pub async fn deliver(&self, n: &Delivery) -> Outcome {
+        let Target::Email { address } = &n.target else {
+            return Outcome::give_up("not an email notification");
+        };
         let context = match context(n) {
             Ok(context) => context,
             Err(problem) => return Outcome::give_up(problem),
         };
-        let rendered = match self.templates.render(&n.type_, &context) {
+        let rendered = match self.templates.render(&n.key.type_, &context) {
             Ok(rendered) => rendered,
             Err(e) => return Outcome::give_up(e.to_string()),
         };
-        let to: Mailbox = match n.destination.parse() {
+        let to: Mailbox = match address.parse() {
             Ok(to) => to,
             Err(e) => return Outcome::give_up(format!("invalid recipient address: {e}")),
         };
@@ -175,7 +178,7 @@ pub async fn check_connection(config: &SmtpConfig, within: Duration) -> Result<(
 
 /// The template context: the payload's fields, plus `herald` with the notification's identity;
 /// or why the payload cannot be read as JSON values (retrying cannot change that).
-fn context(n: &Claimed) -> Result<Value, String> {
+fn context(n: &Delivery) -> Result<Value, String> {
     let mut context = match n.payload.to_value()? {
         Value::Object(map) => map,
         _ => Default::default(),
@@ -183,8 +186,8 @@ fn context(n: &Claimed) -> Result<Value, String> {
     context.insert(
         "herald".into(),
         json!({
-            "id": n.id, "type": n.type_, "user_id": n.user_id, "business_id": n.business_id,
-            "tenant": n.tenant, "attempt": n.attempts,
+            "id": n.id, "type": n.key.type_, "user_id": n.key.user_id,
+            "business_id": n.key.business_id, "tenant": n.key.tenant, "attempt": n.attempt,
         }),
     );
     Ok(Value::Object(context))

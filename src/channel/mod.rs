@@ -13,28 +13,10 @@ pub mod webhook;
 
 use std::time::Duration;
 
+pub use crate::state::AttemptKind;
+
 /// The longest error or response snippet stored with an attempt.
 pub const MAX_DETAIL_CHARS: usize = 500;
-
-/// What an attempt's outcome was, as stored in `herald.attempts.outcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptKind {
-    Delivered,
-    /// The receiver refused it, or it never left (connection refused, SSRF guard, …).
-    Failed,
-    /// It was sent but no answer came (timeout, connection dropped): the receiver may have it.
-    Unknown,
-}
-
-impl AttemptKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptKind::Delivered => "delivered",
-            AttemptKind::Failed => "failed",
-            AttemptKind::Unknown => "unknown",
-        }
-    }
-}
 
 /// The result of one delivery attempt.
 #[derive(Debug, Clone, PartialEq)]

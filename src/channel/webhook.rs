@@ -22,10 +22,10 @@ use serde::Serialize;
 use super::signature::{WebhookSecret, signature_header};
 use super::{AttemptKind, Outcome, error_chain, find_source, truncate};
 use crate::config::WebhookConfig;
+use crate::delivery::{Delivery, Target};
 use crate::net::ssrf::{
     AddressPolicy, ForbiddenResolution, GuardedResolver, check_ip_literal_target,
 };
-use crate::store::dispatch::Claimed;
 
 /// Bytes of a receiver's answer read for the attempt log; the rest is not read.
 pub const RESPONSE_READ_CAP: usize = 4096;
@@ -70,29 +70,27 @@ impl WebhookSender {
     }
 
     /// One attempt for a claimed webhook notification.
-    pub async fn deliver(&self, n: &Claimed) -> Outcome {
-        let endpoint = &n.endpoint;
-        let (Some(url), Some(secret), Some(enabled)) = (
-            &endpoint.endpoint_url,
-            &endpoint.endpoint_secret,
-            endpoint.endpoint_enabled,
-        ) else {
-            return Outcome::give_up(format!(
-                "webhook endpoint {} no longer exists",
-                n.destination
-            ));
+    pub async fn deliver(&self, n: &Delivery) -> Outcome {
+        let Target::Webhook {
+            endpoint_id,
+            endpoint,
+        } = &n.target
+        else {
+            return Outcome::give_up("not a webhook notification");
         };
-        if !enabled {
+        let Some(endpoint) = endpoint else {
+            return Outcome::give_up(format!("webhook endpoint {endpoint_id} no longer exists"));
+        };
+        if !endpoint.enabled {
             let reason = endpoint
-                .endpoint_disabled_reason
+                .disabled_reason
                 .as_deref()
                 .unwrap_or("no reason given");
             return Outcome::give_up(format!(
-                "webhook endpoint {} is disabled: {reason}",
-                n.destination
+                "webhook endpoint {endpoint_id} is disabled: {reason}"
             ));
         }
-        let url = match url::Url::parse(url) {
+        let url = match url::Url::parse(&endpoint.url) {
             Ok(url) => url,
             Err(e) => return Outcome::give_up(format!("webhook endpoint URL does not parse: {e}")),
         };
@@ -105,14 +103,14 @@ impl WebhookSender {
             return Outcome::give_up(format!("refused before connecting: {refused}"));
         }
         let mut secrets = Vec::with_capacity(2);
-        for text in std::iter::once(secret).chain(&endpoint.endpoint_previous_secret) {
+        for text in std::iter::once(&endpoint.secret).chain(&endpoint.previous_secret) {
             match WebhookSecret::parse(text) {
                 Ok(parsed) => secrets.push(parsed),
                 Err(e) => return Outcome::give_up(format!("endpoint signing {e}")),
             }
         }
         let body = match serde_json::to_vec(&Body {
-            type_: &n.type_,
+            type_: &n.key.type_,
             timestamp: n.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             data: n.payload.raw(),
         }) {

@@ -16,10 +16,10 @@ use super::error::CliError;
 use super::output::{fields, out, print_json, time};
 use crate::enqueue::EnqueueError;
 use crate::notification::{DEFAULT_TENANT, Key, Notification, check_key_part};
+use crate::payload::Payload;
 use crate::state::Channel;
 use crate::store::admin as store;
 use crate::store::notifications::NotificationRow;
-use crate::store::payload::Payload;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {

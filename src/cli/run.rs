@@ -103,6 +103,13 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
         until_idle = args.until_idle,
         "herald dispatcher started"
     );
+    // The sweeper runs beside the dispatcher, from start until the dispatcher has drained.
+    let sweeper_stop = CancellationToken::new();
+    let sweeper = tokio::spawn(crate::sweeper::run_on_schedule(
+        pool.clone(),
+        config.sweeper.clone(),
+        sweeper_stop.clone(),
+    ));
     let summary = dispatcher
         .run(
             RunOptions {
@@ -111,6 +118,8 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
             shutdown,
         )
         .await;
+    sweeper_stop.cancel();
+    let _ = sweeper.await;
     metrics_stop.cancel();
     if let Some(server) = metrics_server {
         let _ = server.await;

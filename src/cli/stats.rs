@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Context;
 use super::error::CliError;
 use super::output::{out, outln, print_json, table};
-use crate::state::State;
+use crate::state::{Channel, State};
 use crate::store::admin as store;
 
 #[derive(Debug, Args)]
@@ -59,17 +59,13 @@ pub async fn run(ctx: &Context, args: StatsArgs) -> Result<(), CliError> {
             )
         })
         .collect();
-    for (state, channel, count) in rows {
-        if let Some(c) = State::ALL
-            .iter()
-            .find(|s| s.as_str() == state)
-            .and_then(|s| counts.get_mut(s.as_str()))
-        {
-            match channel.as_str() {
-                "email" => c.email += count,
-                _ => c.webhook += count,
+    for row in rows {
+        if let Some(c) = counts.get_mut(row.state.as_str()) {
+            match row.channel {
+                Channel::Email => c.email += row.count,
+                Channel::Webhook => c.webhook += row.count,
             }
-            c.total += count;
+            c.total += row.count;
         }
     }
     let stats = Stats {

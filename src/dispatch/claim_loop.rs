@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{RunOptions, Shared, lock, recorder, store, worker};
-use crate::store::dispatch::Claimed;
+use crate::delivery::Delivery;
 
 /// Claims in flight at once while a backlog drains.
 pub(super) const CLAIMS_IN_FLIGHT: usize = 2;
@@ -47,7 +47,7 @@ impl Reservation {
     }
 }
 
-type ClaimResult = (Result<Vec<Claimed>, sqlx::Error>, Reservation);
+type ClaimResult = (Result<Vec<Delivery>, sqlx::Error>, Reservation);
 /// Claims run as tasks of their own, so each is on its way the moment it is started, whatever
 /// the loop awaits meanwhile.
 type InFlight = FuturesUnordered<tokio::task::JoinHandle<ClaimResult>>;
@@ -249,7 +249,7 @@ async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
 
 fn start_deliveries(
     shared: &Arc<Shared>,
-    batch: Vec<Claimed>,
+    batch: Vec<Delivery>,
     mut reservation: Reservation,
     deliveries: &TaskTracker,
     abort: &CancellationToken,

@@ -13,9 +13,11 @@
 //!
 //! Layout: `claim_loop` (claims for free workers; two at once while a backlog drains) ·
 //! `worker` (one delivery, one decided attempt) · `recorder` (group commit of outcomes) ·
-//! `heartbeat` (lease extension) · `wakeup` (LISTEN) · `retry` (the pure retry policy).
+//! `heartbeat` (lease extension) · `wakeup` (LISTEN) · `decision` and `retry` (what an
+//! outcome means, pure). The sweeper is not part of it: `herald run` starts it beside.
 
 mod claim_loop;
+mod decision;
 mod heartbeat;
 mod recorder;
 pub mod retry;
@@ -35,10 +37,11 @@ use crate::channel::Outcome;
 use crate::channel::email::EmailSender;
 use crate::channel::webhook::WebhookSender;
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::notification::MAX_PAYLOAD_DEPTH;
 use crate::raw_payload::check_shape;
 use crate::state::Channel;
-use crate::store::dispatch::{self as store, Claimed};
+use crate::store::dispatch as store;
 
 /// How a daemon runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,16 +58,8 @@ pub struct Senders {
 }
 
 impl Senders {
-    async fn deliver(&self, n: &Claimed) -> Outcome {
-        // Only a plain-SQL writer with the owner's rights can store a payload that enqueue
-        // refuses; receivers never get one (many JSON readers stop at 100 or 128 levels), and
-        // retrying cannot change it.
-        if let Err(problem) = check_shape(n.payload.raw(), MAX_PAYLOAD_DEPTH) {
-            return Outcome::give_up(format!(
-                "the stored payload cannot be delivered: {problem}, which herald's enqueue refuses"
-            ));
-        }
-        match n.channel {
+    async fn deliver(&self, n: &Delivery) -> Outcome {
+        match n.channel() {
             Channel::Webhook => self.webhook.deliver(n).await,
             Channel::Email => self.email.deliver(n).await,
         }
@@ -75,13 +70,13 @@ impl Senders {
 /// `dispatch_null` phase only, nothing at all (every claim "delivered" at once), which measures
 /// the queue's own cost: claim, lease, outcome and attempt log. The null path is crate-private:
 /// no configuration, flag or notification can select it.
-enum Delivery {
+enum Deliverer {
     Channels(Senders),
     Null,
 }
 
-impl Delivery {
-    async fn deliver(&self, n: &Claimed) -> Outcome {
+impl Deliverer {
+    async fn deliver(&self, n: &Delivery) -> Outcome {
         // Only a plain-SQL writer with the owner's rights can store a payload that enqueue
         // refuses; receivers never get one (many JSON readers stop at 100 or 128 levels), and
         // retrying cannot change it.
@@ -91,8 +86,8 @@ impl Delivery {
             ));
         }
         match self {
-            Delivery::Channels(senders) => senders.deliver(n).await,
-            Delivery::Null => Outcome::Delivered {
+            Deliverer::Channels(senders) => senders.deliver(n).await,
+            Deliverer::Null => Outcome::Delivered {
                 status: None,
                 detail: None,
             },
@@ -112,7 +107,7 @@ pub struct RunSummary {
 struct Shared {
     pool: PgPool,
     config: Config,
-    delivery: Delivery,
+    deliverer: Deliverer,
     owner: String,
     /// Leases this daemon holds: notification id → lease token.
     in_flight: Mutex<HashMap<Uuid, Uuid>>,
@@ -149,15 +144,15 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(pool: PgPool, config: Config, senders: Senders) -> Self {
-        Self::with_delivery(pool, config, Delivery::Channels(senders))
+        Self::with_deliverer(pool, config, Deliverer::Channels(senders))
     }
 
-    /// A dispatcher that delivers nothing: for `herald bench` (see [`Delivery`]).
+    /// A dispatcher that delivers nothing: for `herald bench` (see [`Deliverer`]).
     pub(crate) fn without_delivery(pool: PgPool, config: Config) -> Self {
-        Self::with_delivery(pool, config, Delivery::Null)
+        Self::with_deliverer(pool, config, Deliverer::Null)
     }
 
-    fn with_delivery(pool: PgPool, config: Config, delivery: Delivery) -> Self {
+    fn with_deliverer(pool: PgPool, config: Config, deliverer: Deliverer) -> Self {
         let recorder_stop = CancellationToken::new();
         let (recorder, recorder_task) =
             recorder::Recorder::start(pool.clone(), recorder_stop.clone());
@@ -168,7 +163,7 @@ impl Dispatcher {
                 recorder,
                 pool,
                 config,
-                delivery,
+                deliverer,
                 owner: owner_name(),
                 in_flight: Mutex::new(HashMap::new()),
                 retries_waiting: Mutex::new(HashSet::new()),
@@ -190,11 +185,6 @@ impl Dispatcher {
         let helpers = TaskTracker::new();
         helpers.spawn(wakeup::listen(shared.clone(), background.clone()));
         helpers.spawn(heartbeat::extend_leases(shared.clone(), background.clone()));
-        helpers.spawn(crate::sweeper::run_on_schedule(
-            shared.pool.clone(),
-            shared.config.sweeper.clone(),
-            background.clone(),
-        ));
 
         let deliveries = TaskTracker::new();
         let abort = CancellationToken::new();
@@ -214,7 +204,7 @@ impl Dispatcher {
             abort.cancel();
             deliveries.wait().await;
         }
-        // Stop the heartbeat (and the listener and sweeper) before releasing, so nothing else
+        // Stop the heartbeat (and the listener) before releasing, so nothing else
         // touches this daemon's leases meanwhile.
         background.cancel();
         helpers.close();

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::dispatch::{self as store, Fenced};
+use crate::store::dispatch::{self as store, OutcomeRow};
 
 /// The most outcomes written by one statement. Larger statements cost more per outcome, not
 /// less: measured inside `herald bench` (null channel), about 55 µs an outcome at 64, 38–65 µs
@@ -27,7 +27,7 @@ pub(super) const QUEUED_OUTCOMES: usize = 2 * MAX_BATCH;
 pub(super) struct RecordError(pub String);
 
 struct Job {
-    attempt: Fenced,
+    attempt: OutcomeRow,
     /// `Ok(true)`: recorded; `Ok(false)`: the lease was lost.
     reply: oneshot::Sender<Result<bool, RecordError>>,
 }
@@ -49,7 +49,7 @@ impl Recorder {
     }
 
     /// Records one attempt; returns whether its lease was still held.
-    pub(super) async fn record(&self, attempt: Fenced) -> Result<bool, RecordError> {
+    pub(super) async fn record(&self, attempt: OutcomeRow) -> Result<bool, RecordError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { attempt, reply })
@@ -78,7 +78,7 @@ async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Job>, stop: Cance
                 Err(_) => break,
             }
         }
-        let attempts: Vec<Fenced> = batch.iter().map(|job| job.attempt.clone()).collect();
+        let attempts: Vec<OutcomeRow> = batch.iter().map(|job| job.attempt.clone()).collect();
         let result = async {
             let mut conn = pool.acquire().await?;
             store::record_outcomes(&mut conn, &attempts).await

@@ -9,12 +9,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::retry::{NextStep, next_step};
+use super::decision::{Decision, Next, decide};
 use super::{Shared, lock};
 use crate::channel::{AttemptKind, Outcome};
-use crate::config::RetryConfig;
-use crate::state::State;
-use crate::store::dispatch::{self as store, Claimed, Fenced, Recorded};
+use crate::delivery::{Delivery, Target};
+use crate::store::dispatch as store;
 
 /// What a claimed notification holds while it is handled: a worker (`dispatcher.workers`
 /// bounds concurrent deliveries) until its delivery ends, and a lease slot until its outcome is
@@ -28,13 +27,13 @@ pub(super) struct Slots {
 /// leaves the lease in `in_flight` for the dispatcher to release.
 pub(super) async fn deliver(
     shared: Arc<Shared>,
-    n: Claimed,
+    n: Delivery,
     abort: CancellationToken,
     slots: Slots,
 ) {
     let started = Instant::now();
     let outcome = tokio::select! {
-        outcome = shared.delivery.deliver(&n) => outcome,
+        outcome = shared.deliverer.deliver(&n) => outcome,
         _ = abort.cancelled() => return,
     };
     let elapsed = started.elapsed();
@@ -48,7 +47,7 @@ pub(super) async fn deliver(
     let written = record(&shared, &n, &decision, &abort).await;
     match written {
         Written::Recorded => {
-            if decision.next_state == State::Pending {
+            if matches!(decision.next, Next::RetryIn(_)) {
                 lock(&shared.retries_waiting).insert(n.id);
             }
             // Only the lease holder may disable the endpoint, so only after the fenced write.
@@ -80,20 +79,20 @@ pub(super) async fn deliver(
     drop(slots.lease);
     shared.wake.notify_one();
 
-    let next = match (written, decision.next_state) {
+    let next = match (written, decision.next) {
         (Written::LeaseLost, _) => "lease lost, not recorded".to_owned(),
         (Written::GaveUp, _) => "not recorded (database unavailable)".to_owned(),
-        (_, State::Pending) => format!(
-            "retry in {}",
-            humantime::format_duration(round(decision.retry_in))
-        ),
-        (_, other) => other.to_string(),
+        (_, Next::RetryIn(delay)) => {
+            format!("retry in {}", humantime::format_duration(round(delay)))
+        }
+        (_, Next::Delivered) => "delivered".to_owned(),
+        (_, Next::Dead) => "dead".to_owned(),
     };
     tracing::info!(
         id = %n.id,
-        r#type = %n.type_,
-        channel = %n.channel,
-        attempt = n.attempts,
+        r#type = %n.key.type_,
+        channel = %n.channel(),
+        attempt = n.attempt,
         outcome = outcome.kind().as_str(),
         status = outcome.status(),
         duration_ms = elapsed.as_millis() as u64,
@@ -115,98 +114,35 @@ enum Written {
     Aborted,
 }
 
-/// What an outcome means for the notification.
-pub(super) fn decide(
-    policy: &RetryConfig,
-    n: &Claimed,
-    outcome: &Outcome,
-    random: f64,
-) -> Recorded {
-    let recorded = |next_state,
-                    retry_in,
-                    kind: &AttemptKind,
-                    status: &Option<i32>,
-                    error: &str,
-                    last_error: String| Recorded {
-        next_state,
-        retry_in,
-        outcome: kind.as_str(),
-        status: *status,
-        error: Some(error.to_owned()),
-        last_error: Some(last_error),
-    };
-    match outcome {
-        Outcome::Delivered { status, detail } => Recorded {
-            next_state: State::Delivered,
-            retry_in: Duration::ZERO,
-            outcome: AttemptKind::Delivered.as_str(),
-            status: *status,
-            error: detail.clone(),
-            last_error: None,
-        },
-        Outcome::Retry {
-            kind,
-            status,
-            error,
-            retry_after,
-        } => match next_step(policy, n.attempts, n.max_attempts, *retry_after, random) {
-            NextStep::RetryAfter(delay) => {
-                recorded(State::Pending, delay, kind, status, error, error.clone())
-            }
-            NextStep::GiveUp => {
-                let exhausted = format!(
-                    "attempts exhausted ({} of {}): {error}",
-                    n.attempts, n.max_attempts
-                );
-                recorded(State::Dead, Duration::ZERO, kind, status, error, exhausted)
-            }
-        },
-        Outcome::GiveUp {
-            kind,
-            status,
-            error,
-            ..
-        } => recorded(
-            State::Dead,
-            Duration::ZERO,
-            kind,
-            status,
-            error,
-            error.clone(),
-        ),
-    }
-}
-
 /// Records the attempt, retrying through database errors for as long as the lease could still
 /// be ours.
 async fn record(
     shared: &Shared,
-    n: &Claimed,
-    recorded: &Recorded,
+    n: &Delivery,
+    decision: &Decision,
     abort: &CancellationToken,
 ) -> Written {
     let give_up_at = Instant::now() + shared.config.dispatcher.lease;
     let mut pause = Duration::from_millis(100);
     let mut failed_before = false;
     loop {
-        let attempt = Fenced {
-            id: n.id,
-            lease_token: n.lease_token,
-            recorded: recorded.clone(),
-        };
-        match shared.recorder.record(attempt).await {
+        match shared
+            .recorder
+            .record(decision.fenced(n.id, n.lease_token))
+            .await
+        {
             Ok(true) => return Written::Recorded,
             Ok(false) => {
                 // After an error, the earlier write may have committed with its answer lost.
                 if failed_before && logged_before(shared, n).await {
                     return Written::Recorded;
                 }
-                tracing::warn!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome = recorded.outcome, "lease lost before the outcome was recorded: another claim owns this notification now");
+                tracing::warn!(id = %n.id, r#type = %n.key.type_, channel = %n.channel(), attempt = n.attempt, outcome = decision.kind.as_str(), "lease lost before the outcome was recorded: another claim owns this notification now");
                 return Written::LeaseLost;
             }
             Err(e) if Instant::now() + pause < give_up_at => {
                 failed_before = true;
-                tracing::warn!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome = recorded.outcome, error = %e, "cannot record the attempt yet; retrying");
+                tracing::warn!(id = %n.id, r#type = %n.key.type_, channel = %n.channel(), attempt = n.attempt, outcome = decision.kind.as_str(), error = %e, "cannot record the attempt yet; retrying");
                 tokio::select! {
                     _ = abort.cancelled() => return Written::Aborted,
                     _ = tokio::time::sleep(pause) => {}
@@ -214,7 +150,7 @@ async fn record(
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
-                tracing::error!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome = recorded.outcome, error = %e, "gave up recording the attempt; the lease will expire and the notification will be retried");
+                tracing::error!(id = %n.id, r#type = %n.key.type_, channel = %n.channel(), attempt = n.attempt, outcome = decision.kind.as_str(), error = %e, "gave up recording the attempt; the lease will expire and the notification will be retried");
                 return Written::GaveUp;
             }
         }
@@ -222,7 +158,7 @@ async fn record(
 }
 
 /// Whether this lease's attempt is in the log already (`false` when that cannot be read).
-async fn logged_before(shared: &Shared, n: &Claimed) -> bool {
+async fn logged_before(shared: &Shared, n: &Delivery) -> bool {
     let result = async {
         let mut conn = shared.pool.acquire().await?;
         store::attempt_logged(&mut conn, n.id, n.lease_token).await
@@ -231,8 +167,11 @@ async fn logged_before(shared: &Shared, n: &Claimed) -> bool {
     result.unwrap_or(false)
 }
 
-async fn disable_endpoint(shared: &Shared, n: &Claimed, outcome: &'static str, reason: &str) {
-    let Ok(endpoint) = n.destination.parse::<Uuid>() else {
+async fn disable_endpoint(shared: &Shared, n: &Delivery, outcome: &'static str, reason: &str) {
+    let Target::Webhook { endpoint_id, .. } = &n.target else {
+        return;
+    };
+    let Ok(endpoint) = endpoint_id.parse::<Uuid>() else {
         return;
     };
     let result = async {
@@ -242,11 +181,11 @@ async fn disable_endpoint(shared: &Shared, n: &Claimed, outcome: &'static str, r
     .await;
     match result {
         Ok(true) => {
-            tracing::warn!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome, %endpoint, reason, "webhook endpoint disabled")
+            tracing::warn!(id = %n.id, r#type = %n.key.type_, channel = %n.channel(), attempt = n.attempt, outcome, %endpoint, reason, "webhook endpoint disabled")
         }
         Ok(false) => {}
         Err(e) => {
-            tracing::warn!(id = %n.id, r#type = %n.type_, channel = %n.channel, attempt = n.attempts, outcome, %endpoint, error = %crate::database::reason_of(&e), "could not disable the webhook endpoint")
+            tracing::warn!(id = %n.id, r#type = %n.key.type_, channel = %n.channel(), attempt = n.attempt, outcome, %endpoint, error = %crate::database::reason_of(&e), "could not disable the webhook endpoint")
         }
     }
 }
@@ -262,82 +201,4 @@ fn random_unit() -> f64 {
 
 fn round(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claimed(attempts: i32, max_attempts: i32) -> Claimed {
-        Claimed {
-            id: Uuid::now_v7(),
-            tenant: "default".into(),
-            user_id: "u".into(),
-            type_: "t".into(),
-            business_id: "b".into(),
-            channel: crate::state::Channel::Webhook,
-            destination: Uuid::now_v7().to_string(),
-            payload: serde_json::value::RawValue::from_string("{}".into())
-                .expect("valid JSON")
-                .into(),
-            attempts,
-            max_attempts,
-            created_at: chrono::Utc::now(),
-            lease_token: Uuid::now_v7(),
-            claimed_at_unix: 0,
-            endpoint: crate::store::dispatch::EndpointColumns {
-                endpoint_url: None,
-                endpoint_secret: None,
-                endpoint_previous_secret: None,
-                endpoint_enabled: None,
-                endpoint_disabled_reason: None,
-            },
-        }
-    }
-
-    fn retry(kind: AttemptKind) -> Outcome {
-        Outcome::Retry {
-            kind,
-            status: Some(503),
-            error: "receiver answered 503".into(),
-            retry_after: None,
-        }
-    }
-
-    #[test]
-    fn a_failure_with_attempts_left_is_retried() {
-        let policy = RetryConfig {
-            schedule: vec![Duration::from_secs(5)],
-            jitter: 0.0,
-        };
-        let d = decide(&policy, &claimed(1, 3), &retry(AttemptKind::Failed), 0.5);
-        assert_eq!(d.next_state, State::Pending);
-        assert_eq!(d.retry_in, Duration::from_secs(5));
-        assert_eq!(d.last_error.as_deref(), Some("receiver answered 503"));
-    }
-
-    #[test]
-    fn the_last_failure_is_dead_with_the_reason() {
-        let policy = RetryConfig::default();
-        let d = decide(&policy, &claimed(3, 3), &retry(AttemptKind::Unknown), 0.5);
-        assert_eq!(d.next_state, State::Dead);
-        assert_eq!(d.outcome, "unknown");
-        assert_eq!(
-            d.last_error.as_deref(),
-            Some("attempts exhausted (3 of 3): receiver answered 503")
-        );
-    }
-
-    #[test]
-    fn delivered_clears_the_last_error_and_give_up_is_final() {
-        let policy = RetryConfig::default();
-        let ok = Outcome::Delivered {
-            status: Some(204),
-            detail: None,
-        };
-        assert_eq!(decide(&policy, &claimed(2, 8), &ok, 0.5).last_error, None);
-        let gone = Outcome::give_up("missing template templates/x/subject.txt");
-        let d = decide(&policy, &claimed(1, 8), &gone, 0.5);
-        assert_eq!((d.next_state, d.outcome), (State::Dead, "failed"));
-    }
 }

@@ -36,7 +36,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::store::dispatch::Claimed;
+use crate::delivery::Delivery;
+use crate::state::{AttemptKind, Channel, State};
+use crate::store::admin::StateCount;
 
 /// Where a database error happened, for `herald_database_errors_total{operation}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,14 +211,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// An attempt on `n` ended with `outcome` after `took`; a delivered one also records how long
 /// after its enqueue it arrived (the database's `created_at` against this host's clock).
-pub fn attempt_ended(n: &Claimed, outcome: crate::channel::AttemptKind, took: Duration) {
+pub fn attempt_ended(n: &Delivery, outcome: AttemptKind, took: Duration) {
     let m = &*METRICS;
-    let channel = n.channel.as_str();
+    let channel = n.channel().as_str();
     let outcome_label = outcome.as_str();
     m.attempts
         .get_or_create(&AttemptLabels {
             channel,
-            r#type: m.types.label(&n.type_),
+            r#type: m.types.label(&n.key.type_),
             outcome: outcome_label,
         })
         .inc();
@@ -226,7 +228,7 @@ pub fn attempt_ended(n: &Claimed, outcome: crate::channel::AttemptKind, took: Du
             outcome: outcome_label,
         })
         .observe(took.as_secs_f64());
-    if outcome == crate::channel::AttemptKind::Delivered {
+    if outcome == AttemptKind::Delivered {
         let lag = (chrono::Utc::now() - n.created_at)
             .to_std()
             .unwrap_or_default();
@@ -264,15 +266,15 @@ pub fn encode() -> String {
     text
 }
 
-/// Sets the state gauges: `counts` holds (state, channel, count); absent pairs become 0.
-fn set_state_counts(counts: &[(String, String, i64)], oldest_due_age: Option<f64>) {
+/// Sets the state gauges; a (state, channel) pair absent from `counts` becomes 0.
+fn set_state_counts(counts: &[StateCount], oldest_due_age: Option<f64>) {
     let m = &*METRICS;
-    for state in crate::state::State::ALL {
-        for channel in [crate::state::Channel::Email, crate::state::Channel::Webhook] {
+    for state in State::ALL {
+        for channel in Channel::ALL {
             let count: i64 = counts
                 .iter()
-                .filter(|(s, c, _)| s == state.as_str() && c == channel.as_str())
-                .map(|(_, _, n)| *n)
+                .filter(|c| c.state == state && c.channel == channel)
+                .map(|c| c.count)
                 .sum();
             m.notifications
                 .get_or_create(&StateLabels {
@@ -293,7 +295,12 @@ mod tests {
     fn the_exposition_shows_what_was_recorded() {
         database_error(DbOperation::Claim);
         swept(3);
-        set_state_counts(&[("pending".into(), "email".into(), 4)], Some(2.5));
+        let pending_email = StateCount {
+            state: State::Pending,
+            channel: Channel::Email,
+            count: 4,
+        };
+        set_state_counts(&[pending_email], Some(2.5));
         let text = encode();
         for line in [
             "# TYPE herald_sweeper_deleted counter",

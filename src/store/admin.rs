@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::notifications::NotificationRow;
 use crate::notification::Key;
-use crate::state::State;
+use crate::state::{Channel, State};
 
 /// What an operator action found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,10 +73,21 @@ async fn transition(
     })
 }
 
-/// Counts by state and channel.
-pub async fn counts(conn: &mut PgConnection) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+/// How many notifications are in one state on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StateCount {
+    #[sqlx(try_from = "String")]
+    pub state: State,
+    #[sqlx(try_from = "String")]
+    pub channel: Channel,
+    pub count: i64,
+}
+
+/// Counts by state and channel (pairs with no notification are left out).
+pub async fn counts(conn: &mut PgConnection) -> Result<Vec<StateCount>, sqlx::Error> {
     const SQL: &str = "
-        select state, channel, count(*) from herald.notifications group by state, channel";
+        select state, channel, count(*) as count from herald.notifications
+        group by state, channel";
     sqlx::query_as(SQL).fetch_all(conn).await
 }
 

@@ -16,44 +16,74 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::payload::Payload;
-use crate::state::{Channel, State};
+use crate::delivery::{Delivery, Endpoint, Target};
+use crate::notification::Key;
+use crate::payload::Payload;
+use crate::state::{AttemptKind, Channel, State};
 
-/// A notification claimed for one delivery attempt, with what delivering it needs.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Claimed {
-    pub id: Uuid,
-    pub tenant: String,
-    pub user_id: String,
+/// A claimed row as the claim returns it; [`Delivery`] is what the rest of herald sees.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: Uuid,
+    tenant: String,
+    user_id: String,
     #[sqlx(rename = "type")]
-    pub type_: String,
-    pub business_id: String,
+    type_: String,
+    business_id: String,
     #[sqlx(try_from = "String")]
-    pub channel: Channel,
-    pub destination: String,
-    /// Read so that an unreadable payload fails only this notification (see `store::payload`).
-    pub payload: Payload,
-    /// This attempt's number (1-based).
-    pub attempts: i32,
-    pub max_attempts: i32,
-    pub created_at: DateTime<Utc>,
-    pub lease_token: Uuid,
-    /// Database time of the claim, in Unix seconds: the attempt's `webhook-timestamp`.
-    pub claimed_at_unix: i64,
-    #[sqlx(flatten)]
-    pub endpoint: EndpointColumns,
+    channel: Channel,
+    destination: String,
+    payload: Payload,
+    attempts: i32,
+    max_attempts: i32,
+    created_at: DateTime<Utc>,
+    lease_token: Uuid,
+    claimed_at_unix: i64,
+    // The webhook endpoint's columns: all null for email, or when the endpoint row is gone.
+    endpoint_url: Option<String>,
+    endpoint_secret: Option<String>,
+    endpoint_previous_secret: Option<String>,
+    endpoint_enabled: Option<bool>,
+    endpoint_disabled_reason: Option<String>,
 }
 
-/// The webhook endpoint of a claimed webhook notification (all `None` for email, or when the
-/// endpoint row is gone).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EndpointColumns {
-    pub endpoint_url: Option<String>,
-    pub endpoint_secret: Option<String>,
-    /// The secret being rotated out, while its grace period lasts.
-    pub endpoint_previous_secret: Option<String>,
-    pub endpoint_enabled: Option<bool>,
-    pub endpoint_disabled_reason: Option<String>,
+impl From<ClaimedRow> for Delivery {
+    fn from(row: ClaimedRow) -> Self {
+        let target = match row.channel {
+            Channel::Email => Target::Email {
+                address: row.destination,
+            },
+            Channel::Webhook => Target::Webhook {
+                endpoint: match (row.endpoint_url, row.endpoint_secret, row.endpoint_enabled) {
+                    (Some(url), Some(secret), Some(enabled)) => Some(Endpoint {
+                        url,
+                        secret,
+                        previous_secret: row.endpoint_previous_secret,
+                        enabled,
+                        disabled_reason: row.endpoint_disabled_reason,
+                    }),
+                    _ => None,
+                },
+                endpoint_id: row.destination,
+            },
+        };
+        Delivery {
+            id: row.id,
+            key: Key {
+                tenant: row.tenant,
+                user_id: row.user_id,
+                type_: row.type_,
+                business_id: row.business_id,
+            },
+            payload: row.payload,
+            attempt: row.attempts,
+            max_attempts: row.max_attempts,
+            created_at: row.created_at,
+            lease_token: row.lease_token,
+            claimed_at_unix: row.claimed_at_unix,
+            target,
+        }
+    }
 }
 
 /// The rows of held leases (`$1` ids, `$2` tokens) still running, locked in id order. A
@@ -83,7 +113,7 @@ pub async fn claim_due(
     owner: &str,
     limit: i64,
     lease: Duration,
-) -> Result<Vec<Claimed>, sqlx::Error> {
+) -> Result<Vec<Delivery>, sqlx::Error> {
     const SQL: &str = "
         with due as (
             select id from herald.notifications
@@ -120,12 +150,13 @@ pub async fn claim_due(
                on e.tenant = c.tenant
               and e.id = case when c.channel = 'webhook' and c.destination ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
                               then c.destination::uuid end";
-    sqlx::query_as(SQL)
+    let rows: Vec<ClaimedRow> = sqlx::query_as(SQL)
         .bind(limit)
         .bind(owner)
         .bind(lease.as_secs_f64())
         .fetch_all(conn)
-        .await
+        .await?;
+    Ok(rows.into_iter().map(Delivery::from).collect())
 }
 
 /// Extends the leases still held; returns the tokens that were extended (a token missing from
@@ -153,15 +184,17 @@ pub async fn extend_leases(
         .await
 }
 
-/// The outcome of one attempt, as recorded.
+/// One attempt's outcome to write, fenced by the lease it was made under (the dispatcher's
+/// `Decision`, flattened into what the statement binds).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Recorded {
+pub struct OutcomeRow {
+    pub id: Uuid,
+    pub lease_token: Uuid,
     /// `Delivered`, `Pending` (a retry) or `Dead`.
     pub next_state: State,
     /// For a retry: how long from now until it is due.
     pub retry_in: Duration,
-    /// `delivered`, `failed` or `unknown`.
-    pub outcome: &'static str,
+    pub outcome: AttemptKind,
     pub status: Option<i32>,
     /// The attempt's error, or the receiver's answer.
     pub error: Option<String>,
@@ -169,17 +202,12 @@ pub struct Recorded {
     pub last_error: Option<String>,
 }
 
-/// One attempt to record, with the lease it was made under.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fenced {
-    pub id: Uuid,
-    pub lease_token: Uuid,
-    pub recorded: Recorded,
-}
-
 /// Records one attempt's outcome, fenced by the lease token: `false` when the lease was lost
 /// and nothing was written.
-pub async fn record_outcome(conn: &mut PgConnection, attempt: Fenced) -> Result<bool, sqlx::Error> {
+pub async fn record_outcome(
+    conn: &mut PgConnection,
+    attempt: OutcomeRow,
+) -> Result<bool, sqlx::Error> {
     let held = (attempt.id, attempt.lease_token);
     Ok(record_outcomes(conn, &[attempt]).await?.contains(&held))
 }
@@ -189,7 +217,7 @@ pub async fn record_outcome(conn: &mut PgConnection, attempt: Fenced) -> Result<
 /// Rows are locked in id order, as `extend_leases` does, so the two cannot deadlock.
 pub async fn record_outcomes(
     conn: &mut PgConnection,
-    attempts: &[Fenced],
+    attempts: &[OutcomeRow],
 ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
     const SQL: &str = "
         with input as (
@@ -242,12 +270,12 @@ pub async fn record_outcomes(
     for a in attempts {
         ids.push(a.id);
         tokens.push(a.lease_token);
-        states.push(a.recorded.next_state.as_str());
-        retry.push(a.recorded.retry_in.as_secs_f64());
-        last_errors.push(a.recorded.last_error.as_deref());
-        outcomes.push(a.recorded.outcome);
-        statuses.push(a.recorded.status);
-        errors.push(a.recorded.error.as_deref());
+        states.push(a.next_state.as_str());
+        retry.push(a.retry_in.as_secs_f64());
+        last_errors.push(a.last_error.as_deref());
+        outcomes.push(a.outcome.as_str());
+        statuses.push(a.status);
+        errors.push(a.error.as_deref());
     }
     sqlx::query_as(SQL)
         .bind(ids)

@@ -3,13 +3,15 @@
 
 use sqlx::PgConnection;
 
+use super::admin::StateCount;
+
 /// Counts by state and channel, and the age in seconds of the oldest due pending notification
 /// (`None` when nothing is due). The count is one GROUP BY over the table; the age is read
 /// from the due index (`notifications_due`). An infinite `run_at` (stored before migration
 /// 0004) counts as due since 0001-01-01, as in `herald stats`.
 pub async fn state_counts(
     conn: &mut PgConnection,
-) -> Result<(Vec<(String, String, i64)>, Option<f64>), sqlx::Error> {
+) -> Result<(Vec<StateCount>, Option<f64>), sqlx::Error> {
     let counts = super::admin::counts(conn).await?;
     const OLDEST: &str = "
         select extract(epoch from now() - case when min(run_at) < timestamptz '0001-01-01 00:00:00+00'

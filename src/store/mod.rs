@@ -11,7 +11,6 @@ pub mod dispatch;
 pub mod endpoints;
 pub mod enqueue;
 pub mod health;
-pub mod payload;
 pub mod schema;
 pub mod settings;
 pub mod sweep;

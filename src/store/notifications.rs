@@ -20,7 +20,7 @@ pub struct NotificationRow {
     #[sqlx(try_from = "String")]
     pub channel: Channel,
     pub destination: String,
-    pub payload: super::payload::Payload,
+    pub payload: crate::payload::Payload,
     #[sqlx(try_from = "String")]
     pub state: State,
     pub attempts: i32,

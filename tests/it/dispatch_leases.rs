@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use herald::Notification;
 use herald::State;
-use herald::store::dispatch::{self as store, Fenced, Recorded};
+use herald::state::AttemptKind;
+use herald::store::dispatch::{self as store, OutcomeRow};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -14,18 +15,16 @@ use crate::support::daemon::{Daemon, FAST, env_with, run_until_idle};
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::{endpoint_at, migrated, states, wait_for_sql};
 
-fn delivered(id: uuid::Uuid, lease_token: uuid::Uuid) -> Fenced {
-    Fenced {
+fn delivered(id: uuid::Uuid, lease_token: uuid::Uuid) -> OutcomeRow {
+    OutcomeRow {
         id,
         lease_token,
-        recorded: Recorded {
-            next_state: State::Delivered,
-            retry_in: Duration::ZERO,
-            outcome: "delivered",
-            status: Some(200),
-            error: None,
-            last_error: None,
-        },
+        next_state: State::Delivered,
+        retry_in: Duration::ZERO,
+        outcome: AttemptKind::Delivered,
+        status: Some(200),
+        error: None,
+        last_error: None,
     }
 }
 
@@ -39,7 +38,7 @@ async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
     let first = store::claim_due(&mut conn, "daemon-a", 10, Duration::from_millis(200))
         .await
         .unwrap();
-    assert_eq!((first.len(), first[0].attempts), (1, 1));
+    assert_eq!((first.len(), first[0].attempt), (1, 1));
     let again = store::claim_due(&mut conn, "daemon-b", 10, Duration::from_secs(60))
         .await
         .unwrap();
@@ -61,7 +60,7 @@ async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
         second[0].lease_token, first[0].lease_token,
         "every claim issues a fresh token"
     );
-    assert_eq!(second[0].attempts, 2);
+    assert_eq!(second[0].attempt, 2);
 
     // A wakes up: it can neither extend nor record.
     let held = [(id, first[0].lease_token)];
@@ -342,23 +341,18 @@ async fn a_stale_and_a_current_outcome_in_one_batch_record_only_the_current(pool
         .await
         .unwrap()
         .remove(0);
-    let retry = Recorded {
+    let retry = OutcomeRow {
+        id,
+        lease_token: current.lease_token,
         next_state: State::Pending,
         retry_in: Duration::from_secs(60),
-        outcome: "failed",
+        outcome: AttemptKind::Failed,
         status: Some(503),
         error: Some("receiver answered 503".into()),
         last_error: Some("receiver answered 503".into()),
     };
     // The stale one says delivered; the current one says retry. Both in one statement, stale first.
-    let batch = [
-        delivered(id, stale.lease_token),
-        Fenced {
-            id,
-            lease_token: current.lease_token,
-            recorded: retry,
-        },
-    ];
+    let batch = [delivered(id, stale.lease_token), retry];
     let recorded = store::record_outcomes(&mut conn, &batch).await.unwrap();
     assert_eq!(recorded, [(id, current.lease_token)]);
     let (state, status): (String, Option<i32>) = sqlx::query_as(

@@ -1,0 +1,73 @@
+//! One delivery attempt as a channel and the metrics see it: which notification, which
+//! attempt under which lease, and where it goes.
+//!
+//! Invariants: a `Delivery` comes only from a claim (`store::dispatch::claim_due`), so
+//! `attempt` is already counted and `lease_token` is the lease every write about it is fenced
+//! by; `claimed_at_unix` is the database's clock at the claim, the attempt's
+//! `webhook-timestamp`.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::notification::Key;
+use crate::payload::Payload;
+use crate::state::Channel;
+
+/// A notification claimed for one delivery attempt, with what delivering it needs.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The notification's id: the webhook's `webhook-id`, the email's `Message-ID`.
+    pub id: Uuid,
+    pub key: Key,
+    /// Read raw, so that an unreadable payload fails only this notification (see [`Payload`]).
+    pub payload: Payload,
+    /// This attempt's number (1-based).
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub lease_token: Uuid,
+    /// Database time of the claim, in Unix seconds.
+    pub claimed_at_unix: i64,
+    pub target: Target,
+}
+
+/// Where a delivery goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An email to this address (as stored; the channel parses it).
+    Email { address: String },
+    /// A POST to a webhook endpoint; `endpoint` is `None` when its row no longer exists.
+    Webhook {
+        endpoint_id: String,
+        endpoint: Option<Endpoint>,
+    },
+}
+
+/// A webhook endpoint as it was when the delivery was claimed.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    /// The signing secret (`whsec_…`).
+    pub secret: String,
+    /// The secret being rotated out, while its grace period lasts.
+    pub previous_secret: Option<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+}
+
+impl Delivery {
+    pub fn channel(&self) -> Channel {
+        match self.target {
+            Target::Email { .. } => Channel::Email,
+            Target::Webhook { .. } => Channel::Webhook,
+        }
+    }
+
+    /// The notification's `destination`: the email address or the endpoint's id.
+    pub fn destination(&self) -> &str {
+        match &self.target {
+            Target::Email { address } => address,
+            Target::Webhook { endpoint_id, .. } => endpoint_id,
+        }
+    }
+}
