@@ -11,9 +11,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use herald::Key;
 use herald::channel::AttemptKind;
 use herald::delivery::{Delivery, Target};
-use herald::notification::Key;
 use uuid::Uuid;
 
 fn delivery(type_: &str) -> Delivery {

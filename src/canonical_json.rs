@@ -1,6 +1,6 @@
 //! Canonical JSON: objects with keys sorted by their UTF-8 bytes, no insignificant whitespace,
 //! strings and numbers as serde_json writes them. The library measures the payload limit on it,
-//! and `explain` and [`crate::json_diff`] compare payloads with it.
+//! and `explain` and `json_diff` compare payloads with it.
 //!
 //! It is not the fingerprint: that is computed by PostgreSQL alone (`herald.fingerprint()`, over
 //! jsonb's normalised text), so that rows enqueued by the library and by `herald.enqueue(...)`

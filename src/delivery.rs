@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::notification::Key;
+use crate::key::Key;
 use crate::payload::Payload;
 use crate::state::Channel;
 
@@ -19,7 +19,7 @@ pub struct Delivery {
     /// The notification's id: the webhook's `webhook-id`, the email's `Message-ID`.
     pub id: Uuid,
     pub key: Key,
-    /// Read raw, so that an unreadable payload fails only this notification (see [`Payload`]).
+    /// Read raw, so that an unreadable payload fails only this notification (see `payload.rs`).
     pub payload: Payload,
     /// This attempt's number (1-based).
     pub attempt: i32,

@@ -21,20 +21,41 @@ use sqlx::postgres::PgDatabaseError;
 use sqlx::{Acquire, Postgres};
 use uuid::Uuid;
 
-use crate::notification::{Key, Limits, Notification, Validated};
+use crate::error::EnqueueError;
+use crate::notification::{Limits, Notification, Validated};
 use crate::state::State;
 use crate::store::enqueue::{self as sql, Decision, EnqueueRow};
 use crate::wake;
 
 /// What an enqueue did.
+///
+/// ```no_run
+/// # async fn demo(pool: sqlx::PgPool) -> Result<(), herald::EnqueueError> {
+/// let n = herald::Notification::email("user-42", "welcome", "signup-42", "ann@example.com");
+/// match herald::enqueue(&pool, &n).await? {
+///     herald::Enqueued::Created { id, .. } => println!("new notification {id}"),
+///     herald::Enqueued::Duplicate { id, state, .. } => println!("replay of {id}, {state}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     /// A new notification was written; it is delivered once the transaction commits.
     #[non_exhaustive]
-    Created { id: Uuid, state: State },
-    /// The same intent was already enqueued: nothing was written. `state` is the existing one's.
+    Created {
+        /// The new notification's id.
+        id: Uuid,
+        /// Its state: `pending`.
+        state: State,
+    },
+    /// The same intent was already enqueued: nothing was written.
     #[non_exhaustive]
-    Duplicate { id: Uuid, state: State },
+    Duplicate {
+        /// The existing notification's id.
+        id: Uuid,
+        /// The existing notification's state.
+        state: State,
+    },
 }
 
 impl Enqueued {
@@ -45,44 +66,38 @@ impl Enqueued {
         }
     }
 
+    /// The notification's state: `pending` when created, the existing one's for a duplicate.
     pub fn state(&self) -> State {
         match self {
             Enqueued::Created { state, .. } | Enqueued::Duplicate { state, .. } => *state,
         }
     }
 
+    /// Whether this call wrote the notification (`false` for a replay).
     pub fn is_created(&self) -> bool {
         matches!(self, Enqueued::Created { .. })
     }
 }
 
-/// Why an enqueue was refused. Nothing was written in any case.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EnqueueError {
-    /// Bad input; `field` names it (`tenant`, `user_id`, `type`, `business_id`, `email`,
-    /// `endpoint`, `payload`, `max_attempts`, `run_at`; `batch` for two items of one
-    /// `enqueue_many` that share a key but not an intent). Batch messages end with the item's index.
-    #[error("invalid {field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    /// The key is held by a notification with a different channel, destination or payload.
-    #[error("conflict: key {key} is held by notification {existing_id} with a different {differs}")]
-    Conflict {
-        existing_id: Uuid,
-        key: Box<Key>,
-        /// `"channel"`, `"destination"` or `"payload"`: the first that differs.
-        differs: &'static str,
-    },
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
 /// Enqueues one notification with the default [`Limits`].
 ///
-/// `conn` is `&mut *tx` (joins the caller's transaction) or `&pool`.
+/// `conn` is `&mut *tx` (joins the caller's transaction: a rollback leaves no notification) or
+/// `&pool` (its own transaction). A replay of the same intent is [`Enqueued::Duplicate`]; the
+/// same key with a different channel, destination or payload is [`EnqueueError::Conflict`]. A
+/// refusal leaves the caller's transaction usable.
+///
+/// ```no_run
+/// # async fn demo(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut tx = pool.begin().await?;
+/// // … the application's own writes in `tx` …
+/// let n = herald::Notification::email("user-42", "order_shipped", "order-1001", "ann@example.com")
+///     .payload(serde_json::json!({ "order": "1001" }));
+/// let first = herald::enqueue(&mut *tx, &n).await?;
+/// let again = herald::enqueue(&mut *tx, &n).await?;
+/// assert_eq!(first.id(), again.id());
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
 pub fn enqueue<'a, A>(
     conn: A,
     notification: &'a Notification,
@@ -93,7 +108,15 @@ where
     Box::pin(enqueue_one(conn, notification, Limits::default()))
 }
 
-/// [`enqueue`] with explicit limits.
+/// [`enqueue`] with explicit limits (the daemon's `[limits]` configuration, for example).
+///
+/// ```no_run
+/// # async fn demo(pool: sqlx::PgPool) -> Result<(), herald::EnqueueError> {
+/// let limits = herald::Limits { max_payload_bytes: 16 * 1024 };
+/// let n = herald::Notification::email("user-42", "welcome", "signup-42", "ann@example.com");
+/// herald::enqueue_with_limits(&pool, &n, &limits).await?;
+/// # Ok(()) }
+/// ```
 pub fn enqueue_with_limits<'a, A>(
     conn: A,
     notification: &'a Notification,
@@ -106,7 +129,19 @@ where
 }
 
 /// Enqueues a batch with the default [`Limits`]: one insert statement for all of it, results
-/// in input order. Repeats of a key inside the batch resolve to one notification.
+/// in input order. Repeats of a key inside the batch resolve to one notification. All or
+/// nothing: if any item is refused, none is written, and the error names the item's index.
+///
+/// ```no_run
+/// # async fn demo(pool: sqlx::PgPool) -> Result<(), herald::EnqueueError> {
+/// let batch: Vec<_> = ["ann@example.com", "bob@example.com"]
+///     .iter()
+///     .map(|to| herald::Notification::email(*to, "digest", "2026-12-05", *to))
+///     .collect();
+/// let results = herald::enqueue_many(&pool, &batch).await?;
+/// assert_eq!(results.len(), 2);
+/// # Ok(()) }
+/// ```
 pub fn enqueue_many<'a, A>(
     conn: A,
     notifications: &'a [Notification],
@@ -118,6 +153,13 @@ where
 }
 
 /// [`enqueue_many`] with explicit limits.
+///
+/// ```no_run
+/// # async fn demo(pool: sqlx::PgPool, batch: Vec<herald::Notification>) -> Result<(), herald::EnqueueError> {
+/// let limits = herald::Limits { max_payload_bytes: 16 * 1024 };
+/// herald::enqueue_many_with_limits(&pool, &batch, &limits).await?;
+/// # Ok(()) }
+/// ```
 pub fn enqueue_many_with_limits<'a, A>(
     conn: A,
     notifications: &'a [Notification],

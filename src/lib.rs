@@ -16,49 +16,58 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Layout
-//! - [`notification`]: the `Notification` builder, its key, and validation.
-//! - [`canonical_json`]: the payload in canonical JSON (the fingerprint itself is computed by
-//!   PostgreSQL, `herald.fingerprint()`, for every client alike);
-//!   [`json_diff`]: the JSON paths where two payloads differ.
-//! - [`enqueue`]: `enqueue` / `enqueue_many`, the `Enqueued` result and `EnqueueError`.
-//! - [`store`]: all SQL, as functions over `&mut PgConnection`.
-//! - [`wake`]: the debounced NOTIFY that wakes an idle dispatcher.
-//! - [`migrate`]: the schema, with bookkeeping apart from the host application's.
-//! - [`config`]: defaults < file < environment, validated once.
-//! - [`dispatch`]: the daemon: claim loop, workers, heartbeat, wake-up listener, retry policy.
-//! - [`channel`]: webhook (Standard Webhooks) and email (SMTP, templates) delivery.
-//! - [`sweeper`]: retention on a cron schedule, one sweeper at a time.
-//! - [`net`]: the SSRF guard for webhook targets.
-//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz` on `metrics.listen`.
-//! - [`bench`]: `herald bench`, phase by phase.
-//! - [`cli`]: the `herald` binary's commands; `main.rs` only calls [`cli::main`].
+//! The daemon (`herald run`), the admin CLI and the SQL entry points for other languages are
+//! described in the repository's `docs/`; this crate's public API is what an application links:
+//! [`enqueue`] and [`enqueue_many`] (with [`Notification`], [`Enqueued`], [`EnqueueError`]),
+//! and [`migrate`] for applications that apply herald's schema themselves.
+//!
+//! The modules behind the `herald` binary are public only so that its tests and benches reach
+//! them; they are hidden from these docs and are not a stable API. `ARCHITECTURE.md` maps them.
 
-pub mod bench;
+#![warn(missing_docs)]
+
+mod enqueue;
+mod error;
+mod key;
+mod migrate;
+mod notification;
+mod state;
+
+#[doc(hidden)]
 pub mod canonical_json;
+#[doc(hidden)]
 pub mod channel;
+#[doc(hidden)]
 pub mod cli;
+#[doc(hidden)]
 pub mod config;
-pub mod database;
+#[doc(hidden)]
 pub mod delivery;
+#[doc(hidden)]
 pub mod dispatch;
-pub mod enqueue;
-pub mod json_diff;
+#[doc(hidden)]
 pub mod metrics;
-pub mod migrate;
+#[doc(hidden)]
 pub mod net;
-pub mod notification;
-pub mod payload;
-pub mod raw_payload;
-pub mod roles;
-pub mod state;
+#[doc(hidden)]
 pub mod store;
+#[doc(hidden)]
 pub mod sweeper;
+#[doc(hidden)]
 pub mod wake;
 
-pub use enqueue::{
-    EnqueueError, Enqueued, enqueue, enqueue_many, enqueue_many_with_limits, enqueue_with_limits,
-};
+mod bench;
+mod database;
+mod json_diff;
+mod payload;
+mod raw_payload;
+mod roles;
+
+pub use enqueue::{Enqueued, enqueue, enqueue_many, enqueue_many_with_limits, enqueue_with_limits};
+pub use error::EnqueueError;
+pub use key::Key;
+#[doc(hidden)]
+pub use migrate::MIGRATIONS_TABLE;
 pub use migrate::migrate;
-pub use notification::{Destination, Key, Limits, Notification};
+pub use notification::{Destination, Limits, MAX_PAYLOAD_DEPTH, Notification};
 pub use state::{Channel, State};

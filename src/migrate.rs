@@ -22,11 +22,18 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
 });
 
 /// Applies every migration not yet applied, then grants herald's roles their rights (see
-/// [`crate::roles`]); idempotent and safe to run from several processes at once.
+/// `herald roles`); idempotent and safe to run from several processes at once.
 ///
 /// It reads the database's migration status first and changes nothing when the schema is
 /// current, so an application or daemon whose role may not create objects can call it at every
 /// start. Roles it may not create are logged as warnings; `herald migrate` reports them.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = sqlx::PgPool::connect("postgres://app@127.0.0.1/app").await?;
+/// herald::migrate(&pool).await?;
+/// # Ok(()) }
+/// ```
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     let mut conn = own_connection(pool).await?;
     let result = async {

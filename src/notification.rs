@@ -22,7 +22,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::enqueue::EnqueueError;
+use crate::error::EnqueueError;
+use crate::key::Key;
 use crate::raw_payload::{ShapeProblem, check_shape};
 use crate::state::Channel;
 
@@ -44,11 +45,30 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// common parsers elsewhere stop sooner (Ruby's `JSON.parse` at 100). PostgreSQL's jsonb is
 /// bounded only by its stack (thousands of levels), so it is not the binding limit. Real
 /// notification payloads are a few levels deep; 64 leaves ample room and every reader margin.
+///
+/// ```no_run
+/// # async fn demo(pool: sqlx::PgPool) {
+/// let mut deep = serde_json::json!({});
+/// for _ in 0..herald::MAX_PAYLOAD_DEPTH {
+///     deep = serde_json::json!({ "a": deep });
+/// }
+/// // The payload object itself is level 1: this one is one level too deep.
+/// let n = herald::Notification::email("u", "t", "b", "ann@example.com").payload(deep);
+/// let refused = herald::enqueue(&pool, &n).await;
+/// assert!(matches!(refused, Err(herald::EnqueueError::Invalid { field: "payload", .. })));
+/// # }
+/// ```
 pub const MAX_PAYLOAD_DEPTH: usize = 64;
 
 /// Limits applied at enqueue; operators set them in `[limits]` of the configuration.
+///
+/// ```
+/// assert_eq!(herald::Limits::default().max_payload_bytes, 64 * 1024);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// The largest payload, in bytes of its stored (jsonb) text. The database holds every
+    /// client to the ceiling `herald migrate` recorded, whichever is smaller.
     pub max_payload_bytes: usize,
 }
 
@@ -61,6 +81,12 @@ impl Default for Limits {
 }
 
 /// Where a notification goes.
+///
+/// ```
+/// let n = herald::Notification::email("u", "t", "b", "ann@example.com");
+/// assert_eq!(n.destination(), &herald::Destination::Email("ann@example.com".into()));
+/// assert_eq!(n.destination().channel(), herald::Channel::Email);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// An email address.
@@ -70,6 +96,7 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// The channel that delivers to it.
     pub fn channel(&self) -> Channel {
         match self {
             Destination::Email(_) => Channel::Email,
@@ -78,6 +105,7 @@ impl Destination {
     }
 
     /// The `destination` column: the address, or the endpoint id.
+    #[doc(hidden)]
     pub fn as_column(&self) -> String {
         match self {
             Destination::Email(address) => address.clone(),
@@ -86,7 +114,21 @@ impl Destination {
     }
 }
 
-/// One notification intent, keyed by `(tenant, user_id, type, business_id)`.
+/// One notification intent, keyed by `(tenant, user_id, type, business_id)`: a builder for
+/// [`enqueue`](crate::enqueue) and [`enqueue_many`](crate::enqueue_many).
+///
+/// ```
+/// use chrono::{Duration, Utc};
+///
+/// let endpoint: uuid::Uuid = "0190b0a8-7c2f-7e2a-9c41-3f1b2d4e5a6b".parse()?;
+/// let n = herald::Notification::webhook("user-42", "invoice.paid", "inv-7", endpoint)
+///     .tenant("acme")
+///     .payload(serde_json::json!({ "invoice": "inv-7", "amount_cents": 1200 }))
+///     .run_at(Utc::now() + Duration::minutes(5))
+///     .max_attempts(3);
+/// assert_eq!(n.key().tenant, "acme");
+/// # Ok::<(), uuid::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
     tenant: String,
@@ -101,6 +143,11 @@ pub struct Notification {
 
 impl Notification {
     /// An email to `to_address`, rendered from `templates/<type>/`.
+    ///
+    /// ```
+    /// let n = herald::Notification::email("user-42", "welcome", "signup-42", "ann@example.com");
+    /// assert_eq!(n.key().type_, "welcome");
+    /// ```
     pub fn email(
         user_id: impl Into<String>,
         type_: impl Into<String>,
@@ -115,7 +162,13 @@ impl Notification {
         )
     }
 
-    /// A webhook to the registered endpoint `endpoint_id`.
+    /// A webhook to the registered endpoint `endpoint_id` (`herald endpoints add` prints it);
+    /// the endpoint must belong to the notification's tenant.
+    ///
+    /// ```
+    /// let n = herald::Notification::webhook("user-42", "invoice.paid", "inv-7", uuid::Uuid::nil());
+    /// assert_eq!(n.destination().channel(), herald::Channel::Webhook);
+    /// ```
     pub fn webhook(
         user_id: impl Into<String>,
         type_: impl Into<String>,
@@ -148,10 +201,17 @@ impl Notification {
         }
     }
 
-    /// The data delivered with the notification: a JSON object (default `{}`).
+    /// The data delivered with the notification: a JSON object (default `{}`). A webhook carries
+    /// it as `data`; an email's templates see its fields.
     ///
     /// A `Value` holds numbers as `f64`, `i64` or `u64`; for numbers beyond those (more than
     /// 17 significant digits, or past `f64`'s range) use [`Notification::payload_raw`].
+    ///
+    /// ```
+    /// let n = herald::Notification::email("u", "order_shipped", "order-1001", "ann@example.com")
+    ///     .payload(serde_json::json!({ "order": "1001", "items": 3 }));
+    /// # let _ = n;
+    /// ```
     pub fn payload(mut self, payload: Value) -> Self {
         self.payload = PayloadInput::Value(payload);
         self
@@ -171,23 +231,46 @@ impl Notification {
     }
 
     /// The tenant part of the key (default `"default"`).
+    ///
+    /// ```
+    /// let n = herald::Notification::email("u", "t", "b", "ann@example.com").tenant("acme");
+    /// assert_eq!(n.key().tenant, "acme");
+    /// ```
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
         self.tenant = tenant.into();
         self
     }
 
-    /// Deliver no earlier than `run_at` (default: as soon as the enqueue commits).
+    /// Deliver no earlier than `run_at` (default: as soon as the enqueue commits). It must lie
+    /// within the years 1 to 9999.
+    ///
+    /// ```
+    /// let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    /// let n = herald::Notification::email("u", "reminder", "b", "ann@example.com").run_at(tomorrow);
+    /// # let _ = n;
+    /// ```
     pub fn run_at(mut self, run_at: DateTime<Utc>) -> Self {
         self.run_at = Some(run_at);
         self
     }
 
-    /// How many delivery attempts before the notification is `dead` (default 8).
+    /// How many delivery attempts before the notification is `dead` (default 8; 1 to 100).
+    ///
+    /// ```
+    /// let n = herald::Notification::email("u", "otp", "login-9", "ann@example.com").max_attempts(1);
+    /// # let _ = n;
+    /// ```
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = max_attempts;
         self
     }
 
+    /// The notification's key (see [`Key`]).
+    ///
+    /// ```
+    /// let n = herald::Notification::email("user-42", "welcome", "signup-42", "ann@example.com");
+    /// assert_eq!(n.key().user_id, "user-42");
+    /// ```
     pub fn key(&self) -> Key {
         Key {
             tenant: self.tenant.clone(),
@@ -197,11 +280,13 @@ impl Notification {
         }
     }
 
+    /// Where it goes (see [`Destination`]).
     pub fn destination(&self) -> &Destination {
         &self.destination
     }
 
     /// Checks everything the database would refuse, and more, before any SQL runs.
+    #[doc(hidden)]
     pub fn validate(&self, limits: &Limits) -> Result<Validated, EnqueueError> {
         check_key_part("tenant", &self.tenant)?;
         check_key_part("user_id", &self.user_id)?;
@@ -241,25 +326,6 @@ impl Notification {
             run_at: self.run_at,
             max_attempts: self.max_attempts as i32,
         })
-    }
-}
-
-/// The identity of an intent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    pub tenant: String,
-    pub user_id: String,
-    pub type_: String,
-    pub business_id: String,
-}
-
-impl std::fmt::Display for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "(tenant {:?}, user_id {:?}, type {:?}, business_id {:?})",
-            self.tenant, self.user_id, self.type_, self.business_id
-        )
     }
 }
 

@@ -10,18 +10,32 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-/// Where a notification is in its life.
+/// Where a notification is in its life, as `herald.notifications.state` names it.
+///
+/// ```
+/// use herald::State;
+///
+/// assert_eq!("dead".parse::<State>(), Ok(State::Dead));
+/// assert!(State::Delivered.is_finished() && !State::Pending.is_finished());
+/// assert_eq!(State::Running.to_string(), "running");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// Waiting until `run_at` (a new notification, or a retry).
     Pending,
+    /// Leased to a daemon that is delivering it.
     Running,
+    /// The receiver accepted it.
     Delivered,
+    /// Attempts exhausted, or a failure retrying cannot mend; `last_error` says which.
     Dead,
+    /// Cancelled by an operator before it was delivered.
     Cancelled,
 }
 
 impl State {
+    /// Every state, in lifecycle order.
     pub const ALL: [State; 5] = [
         State::Pending,
         State::Running,
@@ -30,6 +44,7 @@ impl State {
         State::Cancelled,
     ];
 
+    /// The stored name: `pending`, `running`, `delivered`, `dead` or `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
@@ -83,16 +98,25 @@ impl TryFrom<String> for State {
 }
 
 /// How a notification is delivered.
+///
+/// ```
+/// assert_eq!("webhook".parse::<herald::Channel>(), Ok(herald::Channel::Webhook));
+/// assert_eq!(herald::Channel::Email.as_str(), "email");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
+    /// SMTP, rendered from the type's templates.
     Email,
+    /// A signed Standard Webhooks POST to a registered endpoint.
     Webhook,
 }
 
 impl Channel {
+    /// Both channels.
     pub const ALL: [Channel; 2] = [Channel::Email, Channel::Webhook];
 
+    /// The stored name: `email` or `webhook`.
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",

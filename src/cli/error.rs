@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use crate::config::ConfigError;
 use crate::database::{ConnectError, reason_of};
-use crate::enqueue::EnqueueError;
+use crate::error::EnqueueError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

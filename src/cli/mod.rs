@@ -349,7 +349,7 @@ pub(crate) fn elide(text: &str) -> String {
 }
 
 /// Clap quotes the offending value or argument whole ("invalid value '<20 KB of JSON>' for
-/// '--payload <JSON>'"); the line quotes a short prefix instead.
+/// '--payload `<JSON>`'"); the line quotes a short prefix instead.
 fn elide_echoes(e: &clap::Error, line: String) -> String {
     use clap::error::{ContextKind, ContextValue};
     let mut line = line;

@@ -111,7 +111,7 @@ pub(super) fn decide(
 mod tests {
     use super::*;
     use crate::delivery::Target;
-    use crate::notification::Key;
+    use crate::key::Key;
 
     fn delivery(attempt: i32, max_attempts: i32) -> Delivery {
         Delivery {

@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::notifications::NotificationRow;
-use crate::notification::Key;
+use crate::key::Key;
 use crate::state::{Channel, State};
 
 /// What an operator action found.

@@ -17,7 +17,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::delivery::{Delivery, Endpoint, Target};
-use crate::notification::Key;
+use crate::key::Key;
 use crate::payload::Payload;
 use crate::state::{AttemptKind, Channel, State};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use herald::Notification;
 use herald::State;
-use herald::state::AttemptKind;
+use herald::channel::AttemptKind;
 use herald::store::dispatch::{self as store, OutcomeRow};
 use serde_json::json;
 use sqlx::PgPool;

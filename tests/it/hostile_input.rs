@@ -7,7 +7,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use herald::notification::MAX_PAYLOAD_DEPTH;
+use herald::MAX_PAYLOAD_DEPTH;
 use herald::{EnqueueError, Notification};
 use serde_json::{Value, json};
 use sqlx::PgPool;

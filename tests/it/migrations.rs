@@ -163,7 +163,7 @@ async fn upgrading_recomputes_stored_fingerprints(pool: PgPool) {
     .unwrap();
     let mut first_release = Migrator::new(dir.path()).await.unwrap();
     first_release.create_schema("herald");
-    first_release.dangerous_set_table_name(herald::migrate::MIGRATIONS_TABLE);
+    first_release.dangerous_set_table_name(herald::MIGRATIONS_TABLE);
     first_release.run(&pool).await.unwrap();
     // A row as the first release wrote it: SHA-256 of the v1 scheme over compact, key-sorted JSON.
     use sha2::Digest;
