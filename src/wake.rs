@@ -1,16 +1,14 @@
 //! Debounced wake-ups for listening dispatchers.
 //!
 //! An enqueue that creates a notification may ask PostgreSQL to `NOTIFY herald_wake` when its
-//! transaction commits. Every notifying commit takes a global lock (measured here: INSERT+COMMIT
-//! at 16 clients fell from 8.1k to 2.8k TPS with one NOTIFY per transaction), so each process
-//! sends at most one per [`DEBOUNCE`]. The dispatcher drains all due work when woken and polls on
+//! transaction commits. Every notifying commit takes one cluster-wide lock, which serialises
+//! concurrent committers, so each process sends at most one per [`DEBOUNCE`]. The dispatcher drains all due work when woken and polls on
 //! an interval, so an enqueue that skips its NOTIFY is still delivered: the wake-up is a hint,
 //! polling is the truth.
 //!
 //! Invariant: the window is claimed atomically *before* the insert that may notify, so of many
-//! concurrent enqueues exactly one sends the NOTIFY (checking first and claiming after the
-//! insert let every enqueue in flight notify: 16 clients queued on the NOTIFY lock, measured as
-//! a tenth of their waits). An insert that created nothing (a replay) gives the window back, so
+//! concurrent enqueues exactly one sends the NOTIFY (a check before the insert and a claim
+//! after it would let every enqueue in flight notify). An insert that created nothing (a replay) gives the window back, so
 //! replays never use up the wake-up of the next new notification.
 
 use std::sync::LazyLock;

@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::dispatch::{self as store, OutcomeRow};
 
-/// The most outcomes written by one statement. Larger statements cost more per outcome, not
-/// less: measured inside `herald bench` (null channel), about 55 µs an outcome at 64, 38–65 µs
-/// between 80 and 144, and 187 µs at 256 — and a slow statement lets the next batch grow
-/// bigger still. With a cap of 256 the null phase drained 5–10k/s, with 64 13–14k/s.
+/// The most outcomes written by one statement. Past about a hundred, a statement costs more
+/// per outcome, not less (its row locks and index updates pile up in one transaction), and a
+/// slow statement lets the next batch grow bigger still; `herald bench`'s null dispatch is the
+/// figure to watch when changing it.
 const MAX_BATCH: usize = 64;
 
 /// Outcomes that may wait for the recorder beyond those of busy workers: two full statements'

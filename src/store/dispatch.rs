@@ -231,9 +231,9 @@ pub async fn record_outcomes(
             order by n.id
             for update of n
         ),
-        -- Joins only `locked`, which carries the input: joining `input` again let the planner,
-        -- which guesses 10 rows for an unnest, loop over all of it for every row (quadratic:
-        -- 16 of 20 ms for 256 outcomes).
+        -- Joins only `locked`, which carries the input: the planner guesses 10 rows for an
+        -- unnest, and a second join with `input` becomes a nested loop over all of it for
+        -- every row (quadratic in the batch).
         done as (
             update herald.notifications n
             set state = l.next_state,
