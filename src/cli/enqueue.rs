@@ -7,21 +7,15 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
+use super::key_args::KeyArgs;
 use super::output::{outln, print_json};
 use crate::notification::{MAX_PAYLOAD_DEPTH, Notification};
 use crate::{Enqueued, State};
 
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
-    /// The user the notification is for (key part).
-    #[arg(long, value_name = "U")]
-    user: String,
-    /// The notification type, e.g. order_shipped (key part; names the email template).
-    #[arg(long = "type", value_name = "T")]
-    type_: String,
-    /// The business object it is about, e.g. order-1001 (key part).
-    #[arg(long, value_name = "B")]
-    business_id: String,
+    #[command(flatten)]
+    key: KeyArgs,
     /// Deliver by email to this address.
     #[arg(long, value_name = "ADDR")]
     email: Option<String>,
@@ -33,9 +27,6 @@ pub struct EnqueueArgs {
     // huge (a hostile nesting) or personal data.
     #[arg(long, value_name = "JSON")]
     payload: Option<String>,
-    /// Tenant (key part). Default "default".
-    #[arg(long, value_name = "T")]
-    tenant: Option<String>,
     /// Deliver no earlier than this time, e.g. 2026-12-01T09:00:00Z.
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
     run_at: Option<DateTime<Utc>>,
@@ -79,12 +70,13 @@ pub async fn run(ctx: &Context, args: EnqueueArgs) -> Result<(), CliError> {
 }
 
 fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
+    let key = args.key.key();
     let mut n = match (args.email, args.webhook) {
         (Some(address), None) => {
-            Notification::email(args.user, args.type_, args.business_id, address)
+            Notification::email(key.user_id, key.type_, key.business_id, address)
         }
         (None, Some(endpoint)) => {
-            Notification::webhook(args.user, args.type_, args.business_id, endpoint)
+            Notification::webhook(key.user_id, key.type_, key.business_id, endpoint)
         }
         (None, None) => return Err(CliError::usage("one of --email or --webhook is required")),
         (Some(_), Some(_)) => {
@@ -96,9 +88,7 @@ fn build(ctx: &Context, args: EnqueueArgs) -> Result<Notification, CliError> {
     if let Some(text) = args.payload {
         n = n.payload_raw(parse_payload_arg(&text)?);
     }
-    if let Some(tenant) = args.tenant {
-        n = n.tenant(tenant);
-    }
+    n = n.tenant(key.tenant);
     if let Some(run_at) = args.run_at {
         n = n.run_at(run_at);
     }

@@ -13,10 +13,11 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
+use super::key_args::KeyArgs;
 use super::output::{fields, out, print_json, time};
 use crate::error::EnqueueError;
 use crate::key::Key;
-use crate::notification::{DEFAULT_TENANT, Notification, check_key_part};
+use crate::notification::{Notification, check_key_part};
 use crate::payload::Payload;
 use crate::state::Channel;
 use crate::store::admin as store;
@@ -24,15 +25,8 @@ use crate::store::notifications::NotificationRow;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    #[arg(long, value_name = "U")]
-    user: String,
-    #[arg(long = "type", value_name = "T")]
-    type_: String,
-    #[arg(long, value_name = "B")]
-    business_id: String,
-    /// Default "default".
-    #[arg(long, value_name = "T")]
-    tenant: Option<String>,
+    #[command(flatten)]
+    key: KeyArgs,
     /// A payload to judge: would enqueueing it be a duplicate or a conflict?
     // Parsed by `run` as `herald enqueue` parses it (clap's error would echo the whole value).
     #[arg(long, value_name = "JSON")]
@@ -81,15 +75,7 @@ pub async fn run(ctx: &Context, mut args: ExplainArgs) -> Result<(), CliError> {
         .take()
         .map(|text| super::enqueue::parse_payload_arg(&text))
         .transpose()?;
-    let key = Key {
-        tenant: args
-            .tenant
-            .clone()
-            .unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
-        user_id: args.user.clone(),
-        type_: args.type_.clone(),
-        business_id: args.business_id.clone(),
-    };
+    let key = args.key.key();
     match &payload {
         // What enqueue would refuse is refused here, with enqueue's own validation and words.
         Some(payload) => {

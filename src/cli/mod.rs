@@ -11,6 +11,7 @@ mod endpoints;
 mod enqueue;
 pub mod error;
 mod explain;
+mod key_args;
 mod notifications;
 mod output;
 mod run;
