@@ -7,6 +7,7 @@
 //! prints `[REDACTED]`, so a config can be logged.
 
 mod load;
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -500,14 +501,12 @@ impl Config {
                 "username and password must be set together".into(),
             );
         }
-        crate::sweeper::schedule::parse(&self.sweeper.schedule).map_err(|e| {
-            ConfigError::Invalid {
-                key: "sweeper.schedule".into(),
-                problem: e
-                    .to_string()
-                    .trim_start_matches("sweeper.schedule: ")
-                    .to_owned(),
-            }
+        schedule::parse(&self.sweeper.schedule).map_err(|e| ConfigError::Invalid {
+            key: "sweeper.schedule".into(),
+            problem: e
+                .to_string()
+                .trim_start_matches("sweeper.schedule: ")
+                .to_owned(),
         })?;
         if self.sweeper.batch_size == 0 {
             return bad("sweeper.batch_size", "must be at least 1".into());
