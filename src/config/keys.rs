@@ -4,10 +4,12 @@
 //! - the defaults layer of the loader ([`defaults_toml`], fed to it below the file), and so
 //!   `Config::default()` and every section's `Default`;
 //! - `config/herald.toml`, which is [`defaults_toml`] byte for byte;
+//! - the key table of `docs/operating.md`, between `<!-- config-keys:start -->` and
+//!   `<!-- config-keys:end -->` ([`docs_table`]);
 //! - which keys take comma-separated lists in the environment (those whose default is a list).
 //!
-//! Tests check the file against the table and the table against `Config`'s fields.
-//! After changing the table, rewrite the file with
+//! Tests check both files against the table and the table against `Config`'s fields.
+//! After changing the table, rewrite the files with
 //! `HERALD_BLESS=1 cargo test --locked --lib config::keys`.
 //!
 //! Rules that a default alone cannot say (ranges, keys that depend on each other) are enforced
@@ -347,6 +349,33 @@ pub fn defaults_toml() -> String {
     out
 }
 
+/// The key table of `docs/operating.md`: one row per key, in the order of [`KEYS`].
+pub fn docs_table() -> String {
+    let cell = |text: &str| text.replace('|', "\\|");
+    let mut out = String::from(
+        "<!-- Generated from src/config/keys.rs: HERALD_BLESS=1 cargo test --locked --lib \
+         config::keys -->\n| key | default | meaning |\n|---|---|---|\n",
+    );
+    for key in KEYS {
+        let default = match key.value {
+            Toml(toml) => format!("`{toml}`"),
+            Unset { .. } => "unset".to_owned(),
+            Table { .. } => "empty table".to_owned(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            key.key,
+            cell(&default),
+            cell(key.doc)
+        ));
+    }
+    out
+}
+
+/// Where the generated table sits in `docs/operating.md`.
+pub const DOCS_START: &str = "<!-- config-keys:start -->";
+pub const DOCS_END: &str = "<!-- config-keys:end -->";
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -385,6 +414,20 @@ mod tests {
     #[test]
     fn the_shipped_file_is_generated_from_the_table() {
         check_or_bless(crate::config::load::DEFAULT_FILE, &defaults_toml());
+    }
+
+    #[test]
+    fn the_docs_key_table_is_generated_from_the_table() {
+        let path = "docs/operating.md";
+        let text = std::fs::read_to_string(repository_file(path)).unwrap();
+        let (before, rest) = text
+            .split_once(DOCS_START)
+            .unwrap_or_else(|| panic!("{path} has no {DOCS_START}"));
+        let (_, after) = rest
+            .split_once(DOCS_END)
+            .unwrap_or_else(|| panic!("{path} has no {DOCS_END} after {DOCS_START}"));
+        let generated = format!("{before}{DOCS_START}\n{}{DOCS_END}{after}", docs_table());
+        check_or_bless(path, &generated);
     }
 
     /// The field names of every section of `Config`, as `section.name`, read from its derived

@@ -2,7 +2,7 @@
 //! variables < command-line flags, validated once at start.
 //!
 //! Every key, its default and its description are defined once, in [`keys::KEYS`]; the
-//! defaults layer and `config/herald.toml` come from it.
+//! defaults layer, `config/herald.toml` and the key table of `docs/operating.md` come from it.
 //!
 //! Invariants of a loaded [`Config`]: every key is known (unknown keys are refused, naming the
 //! key), every value parsed, and the cross-key rules of [`Config::validate`] hold (for example,
