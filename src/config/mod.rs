@@ -1,15 +1,21 @@
 //! herald's configuration: built-in defaults < TOML file < `HERALD_<SECTION>__<KEY>` environment
 //! variables < command-line flags, validated once at start.
 //!
+//! Every key, its default and its description are defined once, in [`keys::KEYS`]; the
+//! defaults layer, `config/herald.toml` and the key table of `docs/operating.md` come from it.
+//!
 //! Invariants of a loaded [`Config`]: every key is known (unknown keys are refused, naming the
 //! key), every value parsed, and the cross-key rules of [`Config::validate`] hold (for example,
 //! the lease outlasts the longest delivery timeout). Secrets are `SecretString`s: their `Debug`
 //! prints `[REDACTED]`, so a config can be logged.
 
+pub mod keys;
 mod load;
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -19,7 +25,7 @@ use serde::Deserialize;
 pub use load::{ConfigError, ConfigSource, LEGACY_LOG_FORMAT, load, load_unvalidated};
 
 use crate::net::bounded_server::Bounds;
-use crate::notification::{DEFAULT_MAX_PAYLOAD_BYTES, Limits};
+use crate::notification::Limits;
 
 /// The longest duration any key accepts: longer ones overflow date arithmetic and mean nothing.
 /// 100 years as a duration string counts them (`"100y"`, years of 365.25 days), so that value is
@@ -29,8 +35,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 /// The database a bare `herald` uses: the local server's `postgres` role, database `herald`.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/herald";
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     pub database: DatabaseConfig,
     pub dispatcher: DispatcherConfig,
@@ -44,29 +50,54 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
+/// The built-in defaults, every key's value in [`keys::KEYS`]: the loader's bottom layer alone.
+impl Default for Config {
+    fn default() -> Self {
+        static DEFAULTS: LazyLock<Config> = LazyLock::new(|| {
+            load::defaults_only().expect("the key table deserializes (tested in config::keys)")
+        });
+        DEFAULTS.clone()
+    }
+}
+
+/// Each section's `Default` is its part of [`Config::default`].
+macro_rules! section_defaults {
+    ($($section:ident: $type:ty),* $(,)?) => {
+        $(impl Default for $type {
+            fn default() -> Self {
+                Config::default().$section
+            }
+        })*
+    };
+}
+
+section_defaults! {
+    database: DatabaseConfig,
+    dispatcher: DispatcherConfig,
+    retry: RetryConfig,
+    webhook: WebhookConfig,
+    smtp: SmtpConfig,
+    sweeper: SweeperConfig,
+    templates: TemplatesConfig,
+    limits: LimitsConfig,
+    log: LogConfig,
+    metrics: MetricsConfig,
+}
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// May carry a password: never printed (errors name host, port and database only).
     pub url: SecretString,
     pub max_connections: u32,
 }
 
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        DatabaseConfig {
-            url: SecretString::from(DEFAULT_DATABASE_URL),
-            max_connections: 10,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct DispatcherConfig {
     /// Concurrent deliveries per daemon. Claimed rows count against it from the moment their
-    /// claim is sent, so fast channels need more workers than a batch: the default 64 keeps two
-    /// claims of 32 in flight.
+    /// claim is sent, so fast channels need more workers than a batch: twice `batch_size` keeps
+    /// two claims in flight.
     pub workers: usize,
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -78,44 +109,14 @@ pub struct DispatcherConfig {
     pub shutdown_grace: Duration,
 }
 
-impl Default for DispatcherConfig {
-    fn default() -> Self {
-        DispatcherConfig {
-            workers: 64,
-            lease: Duration::from_secs(60),
-            poll_interval: Duration::from_secs(1),
-            batch_size: 32,
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Delay before each retry; attempts = schedule length + 1.
     #[serde(deserialize_with = "durations")]
     pub schedule: Vec<Duration>,
     /// Each delay is scaled by a random factor in `[1 - jitter, 1 + jitter]`.
     pub jitter: f64,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        let minutes = |m: u64| Duration::from_secs(60 * m);
-        RetryConfig {
-            schedule: vec![
-                Duration::from_secs(5),
-                minutes(5),
-                minutes(30),
-                minutes(120),
-                minutes(300),
-                minutes(600),
-                minutes(600),
-            ],
-            jitter: 0.2,
-        }
-    }
 }
 
 /// A list of humane durations, `["5s", "5m"]`.
@@ -138,7 +139,7 @@ impl RetryConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Total time for one request, connect to last body byte.
     #[serde(with = "humantime_serde")]
@@ -149,17 +150,6 @@ pub struct WebhookConfig {
     /// How long `endpoints rotate-secret` keeps the old secret signing beside the new one.
     #[serde(with = "humantime_serde")]
     pub secret_rotation_grace: Duration,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        WebhookConfig {
-            timeout: Duration::from_secs(15),
-            allowed_networks: Vec::new(),
-            https_only: false,
-            secret_rotation_grace: Duration::from_secs(24 * 3600),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -174,7 +164,7 @@ pub enum SmtpTls {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
@@ -189,23 +179,8 @@ pub struct SmtpConfig {
     pub timeout: Duration,
 }
 
-impl Default for SmtpConfig {
-    fn default() -> Self {
-        SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: 587,
-            tls: SmtpTls::Starttls,
-            username: None,
-            password: None,
-            from: "herald <herald@localhost>".into(),
-            message_id_domain: "herald.localhost".into(),
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct SweeperConfig {
     /// Cron with seconds, evaluated in UTC: `sec min hour day-of-month month day-of-week`.
     pub schedule: String,
@@ -218,17 +193,6 @@ pub struct SweeperConfig {
     /// case-insensitively).
     #[serde(deserialize_with = "duration_map")]
     pub retention_by_type: BTreeMap<String, Duration>,
-}
-
-impl Default for SweeperConfig {
-    fn default() -> Self {
-        SweeperConfig {
-            schedule: "0 */10 * * * *".into(),
-            retention: Duration::from_secs(30 * 24 * 3600),
-            batch_size: 1000,
-            retention_by_type: BTreeMap::new(),
-        }
-    }
 }
 
 /// A table of humane durations, `{ invoice = "7y" }`.
@@ -261,52 +225,42 @@ fn colliding_type_names(by_type: &BTreeMap<String, Duration>) -> Option<(&str, &
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct TemplatesConfig {
     pub dir: PathBuf,
 }
 
-impl Default for TemplatesConfig {
-    fn default() -> Self {
-        TemplatesConfig {
-            dir: PathBuf::from("templates"),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest payload accepted at enqueue, in bytes of canonical JSON.
     pub max_payload_bytes: usize,
 }
 
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines (colour when stderr is a terminal).
-    #[default]
     Text,
     /// One JSON object per line, every field at the top level, for log shippers.
     Json,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// `log.format`'s default, also the format of a command whose configuration failed to load.
+impl Default for LogFormat {
+    fn default() -> Self {
+        Config::default().log.format
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `IP:port` for `/metrics`, `/healthz` and `/readyz`; empty (the default) serves nothing.
     pub listen: String,
@@ -322,23 +276,6 @@ pub struct MetricsConfig {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the kernel's backlog, holding no descriptor.
     pub max_connections: usize,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            listen: String::new(),
-            state_refresh: Duration::from_secs(15),
-            // A scraper or probe on a working network sends its few hundred bytes at once.
-            header_timeout: Duration::from_secs(5),
-            // Outlasts a 15 s scrape interval, so Prometheus keeps its connection.
-            idle_timeout: Duration::from_secs(30),
-            // Scrapers keep one connection each and probes open one at a time: a few dozen is
-            // room to spare, and 64 descriptors is little beside the 1024 of the usual soft
-            // limit that deliveries (one socket per worker) and the pool share.
-            max_connections: 64,
-        }
-    }
 }
 
 impl MetricsConfig {
@@ -500,14 +437,12 @@ impl Config {
                 "username and password must be set together".into(),
             );
         }
-        crate::sweeper::schedule::parse(&self.sweeper.schedule).map_err(|e| {
-            ConfigError::Invalid {
-                key: "sweeper.schedule".into(),
-                problem: e
-                    .to_string()
-                    .trim_start_matches("sweeper.schedule: ")
-                    .to_owned(),
-            }
+        schedule::parse(&self.sweeper.schedule).map_err(|e| ConfigError::Invalid {
+            key: "sweeper.schedule".into(),
+            problem: e
+                .to_string()
+                .trim_start_matches("sweeper.schedule: ")
+                .to_owned(),
         })?;
         if self.sweeper.batch_size == 0 {
             return bad("sweeper.batch_size", "must be at least 1".into());

@@ -11,7 +11,9 @@
 //!   tick, or ticks on several daemons are all correct: the cutoff comes from the database clock
 //!   at each batch, and a row can be deleted only once.
 
-pub mod schedule;
+/// The schedule is a config value's type, so it lives with the configuration (which must not
+/// depend on the sweeper); re-exported under its old path.
+pub use crate::config::schedule;
 
 use std::time::Duration;
 
