@@ -272,9 +272,9 @@ fn check_templates(dir: &std::path::Path) -> Vec<Finding> {
 }
 
 fn check_schedule(expression: &str) -> Finding {
-    match crate::sweeper::schedule::parse(expression) {
+    match crate::config::schedule::parse(expression) {
         Ok(schedule) => {
-            let next: Vec<String> = crate::sweeper::schedule::next_fires(&schedule, NEXT_FIRES)
+            let next: Vec<String> = crate::config::schedule::next_fires(&schedule, NEXT_FIRES)
                 .iter()
                 .map(|t| super::output::time(*t))
                 .collect();

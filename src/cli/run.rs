@@ -70,8 +70,8 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     for t in &loaded {
         tracing::info!(r#type = %t.type_, html = t.html, dir = %templates_dir.display(), "email template loaded");
     }
-    if let Ok(schedule) = crate::sweeper::schedule::parse(&config.sweeper.schedule) {
-        let next: Vec<String> = crate::sweeper::schedule::next_fires(&schedule, 3)
+    if let Ok(schedule) = crate::config::schedule::parse(&config.sweeper.schedule) {
+        let next: Vec<String> = crate::config::schedule::next_fires(&schedule, 3)
             .iter()
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .collect();

@@ -11,16 +11,12 @@
 //!   tick, or ticks on several daemons are all correct: the cutoff comes from the database clock
 //!   at each batch, and a row can be deleted only once.
 
-/// The schedule is a config value's type, so it lives with the configuration (which must not
-/// depend on the sweeper); re-exported under its old path.
-pub use crate::config::schedule;
-
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SweeperConfig;
+use crate::config::{SweeperConfig, schedule};
 use crate::store::sweep::{self as store, Retention};
 
 /// What one sweep did.
