@@ -1,21 +1,49 @@
 #!/usr/bin/env bash
-# `herald bench` beside PostgreSQL's own single-row INSERT (and, with PEERS=1, graphile-worker),
-# in the same run on this machine, with the ratios the issue's targets are stated in.
-#   bash benches/bench_vs_peers.sh      (env: N=20000 DUR=15 CLIENTS=16 HISTORY=0 PEERS=0,
-#                                         PGHOST/PGPORT/PGUSER)
-# Order: pgbench INSERT at $CLIENTS clients, herald bench, then (PEERS=1) graphile-worker through
-# ../shared/bench/peers/gw.sh with the same N. One at a time: nothing else should load the box.
+# `herald bench` beside PostgreSQL's own single-row INSERT (and, optionally, graphile-worker), in the
+# same run on this machine, with the ratios the performance targets are stated in
+# (docs/performance.md).
+#   bash benches/bench_vs_peers.sh
+# Environment: N=20000 (notifications per phase), DUR=15 (seconds of pgbench), CLIENTS=16,
+# HISTORY=0 (rows for `herald bench --history`), PGHOST/PGPORT/PGUSER (default 127.0.0.1, 5432,
+# postgres: a role that may create databases and run CHECKPOINT), PEERS_SCRIPTS (see below).
+#
+# Order: pgbench INSERT at $CLIENTS clients (in a scratch database herald_bench_pgbench, dropped at
+# the end), `herald bench` (its own scratch database), then the peers. One at a time: nothing else
+# should load the machine.
+#
+# Peers (optional). The peers' benchmark scripts are not part of this repository, and without them
+# the peer ratios are simply left out. In this organisation they are the shared peer anchors, kept in
+# the shared folder beside the repository (e.g. PEERS_SCRIPTS=../shared/bench/peers: a relative
+# path is taken from the repository's root). Set
+# PEERS_SCRIPTS to that folder to add graphile-worker: this script runs `$PEERS_SCRIPTS/gw.sh` with
+# the same N; it installs graphile-worker from npm outside the tree (node with npm, and the npm
+# registry on its first run; graphile-worker 0.18 asks for node >= 22.18 and runs on 20 with a
+# warning), measures in a database bench_gw (dropped at the end here), and prints
+# `RESULT graphile-worker:<phase> <jobs/s> …` lines, of which enqueue_batch_1000 and
+# process_noop_tuned are read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
-N="${N:-20000}" DUR="${DUR:-15}" CLIENTS="${CLIENTS:-16}" HISTORY="${HISTORY:-0}" PEERS="${PEERS:-0}"
-PEERS_SCRIPTS="${PEERS_SCRIPTS:-../shared/bench/peers}"
+N="${N:-20000}" DUR="${DUR:-15}" CLIENTS="${CLIENTS:-16}" HISTORY="${HISTORY:-0}"
+PEERS_SCRIPTS="${PEERS_SCRIPTS:-}"
+if [ -n "$PEERS_SCRIPTS" ] && [ ! -f "$PEERS_SCRIPTS/gw.sh" ]; then
+  echo "PEERS_SCRIPTS=$PEERS_SCRIPTS has no gw.sh (the graphile-worker peer script)" >&2
+  exit 2
+fi
 OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS herald_bench_pgbench WITH (FORCE)"' EXIT
+SCRATCH=(herald_bench_pgbench)
+if [ -n "$PEERS_SCRIPTS" ]; then SCRATCH+=(bench_gw); fi
+drop_scratch() {
+  local db
+  for db in "${SCRATCH[@]}"; do
+    psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+  done
+}
+trap 'rm -rf "$OUT"; drop_scratch' EXIT
 cargo build -q --release
 quiesce() { psql -X -q -d postgres -c "CHECKPOINT"; sleep 1; }
 
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS herald_bench_pgbench WITH (FORCE)" -c "CREATE DATABASE herald_bench_pgbench"
+psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS herald_bench_pgbench WITH (FORCE)" -c "CREATE DATABASE herald_bench_pgbench"
 psql -X -q -d herald_bench_pgbench -c "CREATE TABLE ins_bench (id bigserial primary key, user_id bigint, type text, business_id bigint, payload jsonb, created_at timestamptz default now())"
 cat > "$OUT/insert.sql" <<'SQ'
 \set uid random(1, 1000000)
@@ -32,7 +60,7 @@ ARGS=(bench --json --notifications "$N" --clients "$CLIENTS")
 DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/postgres" target/release/herald "${ARGS[@]}" | tee "$OUT/herald.json"
 
 GW_BATCH="" GW_NOOP=""
-if [ "$PEERS" = 1 ]; then
+if [ -n "$PEERS_SCRIPTS" ]; then
   quiesce
   N="$N" bash "$PEERS_SCRIPTS/gw.sh" | tee "$OUT/gw.log"
   GW_BATCH=$(sed -n 's/^RESULT graphile-worker:enqueue_batch_1000 \([0-9]*\).*/\1/p' "$OUT/gw.log")
@@ -47,8 +75,9 @@ print(f"  enqueue_single / pgbench INSERT (target >= 0.8):     {h['enqueue_singl
 if gw_batch: print(f"  enqueue_batch / graphile-worker addJobs (>= 1.5):   {h['enqueue_batch_per_s'] / gw_batch:.2f}")
 if gw_noop:  print(f"  dispatch_null / graphile-worker no-op (>= 1.2):     {h['dispatch_null_per_s'] / gw_noop:.2f}")
 print(f"  dispatch_webhook (>= 10000/s):                      {h['dispatch_webhook_per_s']:.0f}")
+print(f"  dispatch_webhook / bare HTTP client ceiling:        {h['dispatch_webhook_per_s'] / h['http_client_ceiling_per_s']:.2f}")
 print(f"  latency p99 ms (<= 20):                             {h['latency_ms']['p99']:.2f}")
-print(f"  rss MiB (< 64):                                     {h['rss_mb']}")
+print(f"  rss MiB (< 64):                                     {h['rss_mb'] or 0:.1f}")
 if 'history' in h:
     x = h['history']
     print(f"  history dispatch_null slowdown (<= 1.3):            {x['dispatch_null_slowdown']:.2f}")

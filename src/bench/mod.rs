@@ -1,7 +1,8 @@
 //! `herald bench`: herald's own throughput, latency and memory against the configured
 //! PostgreSQL server, like `river bench`. One file per phase:
 //! [`enqueue`] (single and batch), [`dispatch`] (null channel and real webhooks, peak RSS),
-//! [`latency`] (enqueue commit → received, idle daemon), [`history`] (the same with millions of
+//! [`ceiling`] (a bare HTTP client against the same receiver, the bound webhook dispatch is
+//! read against), [`latency`] (enqueue commit → received, idle daemon), [`history`] (the same with millions of
 //! finished rows, and a sweep of them under an enqueue probe).
 //!
 //! Invariants:
@@ -13,6 +14,7 @@
 //!   from here.
 //! - Each phase enqueues its own keys, so no phase meets another's rows as duplicates.
 
+pub mod ceiling;
 pub mod dispatch;
 pub mod enqueue;
 pub mod history;
@@ -47,6 +49,10 @@ pub struct Report {
     pub enqueue_batch_per_s: f64,
     pub dispatch_null_per_s: f64,
     pub dispatch_webhook_per_s: f64,
+    /// POSTs per second from a bare reqwest client to the same receiver, as many in flight as
+    /// the dispatcher has workers, no database: the ceiling `dispatch_webhook_per_s` is read
+    /// against.
+    pub http_client_ceiling_per_s: f64,
     pub latency_ms: Percentiles,
     /// Peak resident memory while the dispatcher ran at full speed (`None` off Linux).
     pub rss_mb: Option<f64>,
@@ -117,6 +123,7 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
     enqueue::clear_pending(pool).await?;
 
     let null = dispatch::drain_null(pool, &config, endpoint, n).await?;
+    let ceiling = ceiling::bare_client(&receiver, config.dispatcher.workers, n).await?;
     let webhook = dispatch::drain_webhooks(pool, &config, &receiver, endpoint, n).await?;
     let latency = latency::idle_daemon(pool, &config, &receiver, endpoint, n).await?;
 
@@ -131,6 +138,7 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
         enqueue_batch_per_s: enqueue_batch,
         dispatch_null_per_s: null.per_s,
         dispatch_webhook_per_s: webhook.per_s,
+        http_client_ceiling_per_s: ceiling,
         latency_ms: latency,
         rss_mb: max_option(null.peak_rss_mb, webhook.peak_rss_mb),
         notifications: n,

@@ -53,16 +53,20 @@ impl Receiver {
         let id = Uuid::now_v7();
         let secret = WebhookSecret::generate()
             .map_err(|e| sqlx::Error::Protocol(format!("cannot make a secret: {e}")))?;
-        let url = format!("http://{}/hook", self.addr);
         crate::store::endpoints::insert(
             &mut *pool.acquire().await?,
             id,
             "default",
-            &url,
+            &self.url(),
             secret.expose(),
         )
         .await?;
         Ok(id)
+    }
+
+    /// Where it listens.
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
     }
 
     /// Signed requests received so far.

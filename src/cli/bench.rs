@@ -107,6 +107,15 @@ fn render(r: &Report) -> String {
             "notifications/s (signed POSTs to loopback, one daemon)".into(),
         ],
         vec![
+            "http_client_ceiling".into(),
+            rate(r.http_client_ceiling_per_s),
+            format!(
+                "requests/s (bare reqwest client, {} in flight, same receiver, no database; webhook dispatch {:.2}x of it)",
+                r.workers,
+                r.dispatch_webhook_per_s / r.http_client_ceiling_per_s
+            ),
+        ],
+        vec![
             "latency_p50".into(),
             format!("{:.2}", r.latency_ms.p50),
             "ms (enqueue commit to received, idle daemon)".into(),
