@@ -34,6 +34,8 @@ mod notification;
 mod state;
 
 #[doc(hidden)]
+pub mod bench;
+#[doc(hidden)]
 pub mod canonical_json;
 #[doc(hidden)]
 pub mod channel;
@@ -56,7 +58,6 @@ pub mod sweeper;
 #[doc(hidden)]
 pub mod wake;
 
-mod bench;
 mod database;
 mod json_diff;
 mod payload;
