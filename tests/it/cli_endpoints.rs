@@ -2,14 +2,13 @@
 
 use sqlx::PgPool;
 
-use crate::support::{herald, herald_with, migrated};
+use crate::support::{herald, migrated};
 
 #[sqlx::test(migrations = false)]
 async fn add_prints_the_generated_secret_once(pool: PgPool) {
     migrated(&pool).await;
-    let out = herald(
-        &pool,
-        &[
+    let out = herald(&pool)
+        .args(&[
             "endpoints",
             "add",
             "--url",
@@ -17,9 +16,9 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
             "--tenant",
             "acme",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let added = out.json();
     let secret = added["secret"].as_str().unwrap().to_owned();
@@ -33,7 +32,10 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
     assert_eq!(added["enabled"], true);
     assert_eq!(added["disabled_reason"], serde_json::Value::Null);
 
-    let listed = herald(&pool, &["endpoints", "list", "--json"]).await;
+    let listed = herald(&pool)
+        .args(&["endpoints", "list", "--json"])
+        .run()
+        .await;
     assert_eq!(listed.code, 0, "{listed:?}");
     assert!(
         !listed.stdout.contains(&secret),
@@ -56,9 +58,8 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
 
     // The endpoint works as a destination of its tenant.
     let id = added["id"].as_str().unwrap();
-    let enq = herald(
-        &pool,
-        &[
+    let enq = herald(&pool)
+        .args(&[
             "enqueue",
             "--user",
             "u",
@@ -70,9 +71,9 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
             id,
             "--tenant",
             "acme",
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(enq.code, 0, "{enq:?}");
 }
 
@@ -80,18 +81,17 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
 async fn add_keeps_a_given_secret_and_prints_a_human_block(pool: PgPool) {
     migrated(&pool).await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let out = herald(
-        &pool,
-        &[
+    let out = herald(&pool)
+        .args(&[
             "endpoints",
             "add",
             "--url",
             "http://hooks.example.com/in",
             "--secret",
             secret,
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains(&format!("secret: {secret}\n")),
@@ -104,7 +104,7 @@ async fn add_keeps_a_given_secret_and_prints_a_human_block(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(stored, secret);
-    let table = herald(&pool, &["endpoints", "list"]).await;
+    let table = herald(&pool).args(&["endpoints", "list"]).run().await;
     assert!(table.stdout.starts_with("ID "), "{}", table.stdout);
     assert!(table.stdout.contains("http://hooks.example.com/in"));
     assert!(!table.stdout.contains(secret));
@@ -142,14 +142,17 @@ async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
     for (extra, needle) in cases {
         let mut args = vec!["endpoints", "add"];
         args.extend(extra);
-        herald(&pool, &args).await.assert_error(2, needle);
+        herald(&pool)
+            .args(&args)
+            .run()
+            .await
+            .assert_error(2, needle);
     }
-    let https_only = herald_with(
-        &pool,
-        &["endpoints", "add", "--url", "http://hooks.example.com/"],
-        &[("HERALD_WEBHOOK__HTTPS_ONLY", "true")],
-    )
-    .await;
+    let https_only = herald(&pool)
+        .args(&["endpoints", "add", "--url", "http://hooks.example.com/"])
+        .env("HERALD_WEBHOOK__HTTPS_ONLY", "true")
+        .run()
+        .await;
     https_only.assert_error(2, "url: ");
     let count: i64 = sqlx::query_scalar("select count(*) from herald.webhook_endpoints")
         .fetch_one(&pool)
@@ -161,18 +164,17 @@ async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn allowed_networks_admit_private_targets(pool: PgPool) {
     migrated(&pool).await;
-    let out = herald_with(
-        &pool,
-        &[
+    let out = herald(&pool)
+        .args(&[
             "endpoints",
             "add",
             "--url",
             "http://127.0.0.1:8080/hook",
             "--json",
-        ],
-        &[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8")],
-    )
-    .await;
+        ])
+        .env("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8")
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.json()["url"], "http://127.0.0.1:8080/hook");
 }

@@ -3,9 +3,7 @@
 
 use sqlx::PgPool;
 
-use crate::support::{
-    count_notifications, disable_endpoint, endpoint, herald, herald_with, migrated,
-};
+use crate::support::{count_notifications, disable_endpoint, endpoint, herald, migrated};
 
 const BASE: [&str; 7] = [
     "enqueue",
@@ -33,7 +31,7 @@ async fn enqueue_then_replay(pool: PgPool) {
         r#"{"order":"1001"}"#,
         "--json",
     ]);
-    let first = herald(&pool, &args).await;
+    let first = herald(&pool).args(&args).run().await;
     assert_eq!(first.code, 0, "{first:?}");
     let first_json = first.json();
     assert_eq!(first_json["status"], "created");
@@ -45,7 +43,7 @@ async fn enqueue_then_replay(pool: PgPool) {
         "exactly id, status, state: {first_json}"
     );
 
-    let again = herald(&pool, &args).await;
+    let again = herald(&pool).args(&args).run().await;
     assert_eq!(again.code, 0, "a duplicate is a success: {again:?}");
     assert_eq!(
         again.json(),
@@ -53,16 +51,15 @@ async fn enqueue_then_replay(pool: PgPool) {
     );
 
     // Human output: one line with the status, id and state.
-    let human = herald(
-        &pool,
-        &with(&[
+    let human = herald(&pool)
+        .args(&with(&[
             "--email",
             "ann@example.com",
             "--payload",
             r#"{"order":"1001"}"#,
-        ]),
-    )
-    .await;
+        ]))
+        .run()
+        .await;
     assert_eq!(human.stdout, format!("duplicate {id} (pending)\n"));
     assert_eq!(count_notifications(&pool).await, 1);
 }
@@ -70,12 +67,11 @@ async fn enqueue_then_replay(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn the_default_max_attempts_follows_the_retry_schedule(pool: PgPool) {
     migrated(&pool).await;
-    let out = herald_with(
-        &pool,
-        &with(&["--email", "ann@example.com"]),
-        &[("HERALD_RETRY__SCHEDULE", "1s,2s")],
-    )
-    .await;
+    let out = herald(&pool)
+        .args(&with(&["--email", "ann@example.com"]))
+        .env("HERALD_RETRY__SCHEDULE", "1s,2s")
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let max: i32 = sqlx::query_scalar("select max_attempts from herald.notifications")
         .fetch_one(&pool)
@@ -87,9 +83,15 @@ async fn the_default_max_attempts_follows_the_retry_schedule(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_conflict_exits_3_naming_the_existing_id(pool: PgPool) {
     migrated(&pool).await;
-    let first = herald(&pool, &with(&["--email", "ann@example.com", "--json"])).await;
+    let first = herald(&pool)
+        .args(&with(&["--email", "ann@example.com", "--json"]))
+        .run()
+        .await;
     let id = first.json()["id"].as_str().unwrap().to_owned();
-    let out = herald(&pool, &with(&["--email", "bob@example.com"])).await;
+    let out = herald(&pool)
+        .args(&with(&["--email", "bob@example.com"]))
+        .run()
+        .await;
     out.assert_error(3, &id);
     assert!(out.stderr.contains("different destination"), "{out:?}");
     assert_eq!(count_notifications(&pool).await, 1);
@@ -185,15 +187,14 @@ async fn bad_input_exits_2_with_one_line_and_writes_nothing(pool: PgPool) {
         ),
     ];
     for (args, needle) in cases {
-        let out = herald(&pool, &args).await;
+        let out = herald(&pool).args(&args).run().await;
         out.assert_error(2, needle);
     }
-    let over_limit = herald_with(
-        &pool,
-        &with(&[e, a, "--payload", r#"{"k":"0123456789"}"#]),
-        &[("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "10")],
-    )
-    .await;
+    let over_limit = herald(&pool)
+        .args(&with(&[e, a, "--payload", r#"{"k":"0123456789"}"#]))
+        .env("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "10")
+        .run()
+        .await;
     over_limit.assert_error(
         2,
         // jsonb's text form, `{"k": "0123456789"}`, is what the limit counts.
@@ -205,9 +206,8 @@ async fn bad_input_exits_2_with_one_line_and_writes_nothing(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn run_at_and_tenant_reach_the_row(pool: PgPool) {
     migrated(&pool).await;
-    let out = herald(
-        &pool,
-        &with(&[
+    let out = herald(&pool)
+        .args(&with(&[
             "--email",
             "a@b.co",
             "--tenant",
@@ -216,9 +216,9 @@ async fn run_at_and_tenant_reach_the_row(pool: PgPool) {
             "2031-05-06T07:08:09+02:00",
             "--max-attempts",
             "2",
-        ]),
-    )
-    .await;
+        ]))
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let (tenant, run_at, max): (String, chrono::DateTime<chrono::Utc>, i32) =
         sqlx::query_as("select tenant, run_at, max_attempts from herald.notifications")

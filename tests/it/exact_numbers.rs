@@ -60,9 +60,8 @@ async fn the_same_payload_through_sql_then_the_cli_is_a_duplicate(pool: PgPool) 
         .await
         .unwrap();
     let payload = exact_payload();
-    let run = herald(
-        &pool,
-        &[
+    let run = herald(&pool)
+        .args(&[
             "enqueue",
             "--user",
             "u",
@@ -75,9 +74,9 @@ async fn the_same_payload_through_sql_then_the_cli_is_a_duplicate(pool: PgPool) 
             "--payload",
             &payload,
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json()["status"], "duplicate");
     // The other way round, through the library.
@@ -96,14 +95,14 @@ async fn a_number_no_float_holds_is_listed_and_shown(pool: PgPool) {
     .await
     .unwrap();
     let huge = format!("1{}", "0".repeat(400));
-    let list = herald(&pool, &["list", "--json"]).await;
+    let list = herald(&pool).args(&["list", "--json"]).run().await;
     assert_eq!(list.code, 0, "{list:?}");
     assert!(
         list.stdout.contains(&format!(r#""a": {huge}"#))
             || list.stdout.contains(&format!(r#""a":{huge}"#)),
         "{list:?}"
     );
-    let show = herald(&pool, &["show", &id.to_string()]).await;
+    let show = herald(&pool).args(&["show", &id.to_string()]).run().await;
     assert_eq!(show.code, 0, "{show:?}");
     assert!(show.stdout.contains(&huge), "{show:?}");
 }
@@ -174,9 +173,8 @@ async fn json_that_jsonb_refuses_is_invalid_input(pool: PgPool) {
         ),
         (r#"{"a": 1e1000000000}"#, "value overflows numeric format"),
     ] {
-        let run = herald(
-            &pool,
-            &[
+        let run = herald(&pool)
+            .args(&[
                 "enqueue",
                 "--user",
                 "u",
@@ -188,9 +186,9 @@ async fn json_that_jsonb_refuses_is_invalid_input(pool: PgPool) {
                 "ann@example.com",
                 "--payload",
                 payload,
-            ],
-        )
-        .await;
+            ])
+            .run()
+            .await;
         run.assert_error(
             2,
             "invalid payload (--payload): PostgreSQL cannot store it: ",

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, env_with, run_until_idle};
 use crate::support::receiver::Receiver;
-use crate::support::{self, Run, count_notifications, endpoint_at, herald, migrated, url_of};
+use crate::support::{Cli, count_notifications, endpoint_at, herald, migrated};
 
 /// `{"a": {"a": … {}}}` with `depth` objects, built without recursion.
 fn nested(depth: usize) -> Value {
@@ -33,17 +33,6 @@ fn nested_text(depth: usize) -> String {
         "[".repeat(depth - 1),
         "]".repeat(depth - 1)
     )
-}
-
-/// Runs `herald` with arguments that need not be UTF-8.
-async fn herald_os(args: &[&OsStr], env: &[(&str, &OsStr)]) -> Run {
-    let mut command = support::command(args, env);
-    let out = command.output().await.unwrap();
-    Run {
-        code: out.status.code().expect("exited, not killed by a signal"),
-        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
-    }
 }
 
 const ENQUEUE: [&str; 9] = [
@@ -92,7 +81,7 @@ async fn deep_payloads_are_refused_by_the_binary(pool: PgPool) {
         let mut args = ENQUEUE.to_vec();
         let payload = nested_text(depth);
         args.extend(["--payload", &payload]);
-        let out = herald(&pool, &args).await;
+        let out = herald(&pool).args(&args).run().await;
         out.assert_error(
             2,
             "invalid payload (--payload): must be nested at most 64 levels deep",
@@ -106,7 +95,7 @@ async fn deep_payloads_are_refused_by_the_binary(pool: PgPool) {
     let mut args = ENQUEUE.to_vec();
     let edge = nested_text(MAX_PAYLOAD_DEPTH);
     args.extend(["--payload", &edge]);
-    assert_eq!(herald(&pool, &args).await.code, 0);
+    assert_eq!(herald(&pool).args(&args).run().await.code, 0);
     assert_eq!(count_notifications(&pool).await, 1, "only the edge case");
 }
 
@@ -143,7 +132,9 @@ async fn header_breaking_recipients_are_refused_naming_email(pool: PgPool) {
             "--email",
             address,
         ];
-        herald(&pool, &args)
+        herald(&pool)
+            .args(&args)
+            .run()
             .await
             .assert_error(2, "invalid email (--email)");
     }
@@ -153,57 +144,47 @@ async fn header_breaking_recipients_are_refused_naming_email(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn arguments_that_are_not_utf8_are_named(pool: PgPool) {
     migrated(&pool).await;
-    let url = url_of(&pool);
     let bad = OsStr::from_bytes(b"user-\xff\xfe");
-    let base = [
-        OsStr::new("--database-url"),
-        OsStr::new(&url),
-        OsStr::new("enqueue"),
-    ];
-    let cases: Vec<(Vec<&OsStr>, &str)> = vec![
+    let cases = [
         (
-            [&base[..], &[OsStr::new("--user"), bad]].concat(),
+            herald(&pool).args(&["enqueue", "--user"]).arg(bad),
             "error: argument 5 (after --user) is not valid UTF-8",
         ),
         (
-            [&base[..], &[OsStr::from_bytes(b"--type=t\xff")]].concat(),
+            herald(&pool)
+                .arg("enqueue")
+                .arg(OsStr::from_bytes(b"--type=t\xff")),
             "error: the value of --type is not valid UTF-8",
         ),
         (
-            vec![
-                OsStr::new("--database-url"),
-                OsStr::new(&url),
-                OsStr::new("show"),
-                bad,
-            ],
+            herald(&pool).arg("show").arg(bad),
             "error: argument 4 is not valid UTF-8",
         ),
     ];
-    for (args, expected) in cases {
-        let out = herald_os(&args, &[]).await;
-        out.assert_error(2, expected);
+    for (cli, expected) in cases {
+        cli.run().await.assert_error(2, expected);
     }
     // The environment: DATABASE_URL (read by the argument parser) and herald's own variables.
-    let list = [OsStr::new("list")];
-    herald_os(&list, &[("DATABASE_URL", bad)])
+    Cli::new()
+        .arg("list")
+        .env("DATABASE_URL", bad)
+        .run()
         .await
         .assert_error(
             2,
             "error: environment variable DATABASE_URL is not valid UTF-8",
         );
-    let with_url = [
-        OsStr::new("--database-url"),
-        OsStr::new(&url),
-        OsStr::new("list"),
-    ];
-    herald_os(&with_url, &[("HERALD_SMTP__PASSWORD", bad)])
+    let list = herald(&pool).arg("list");
+    list.clone()
+        .env("HERALD_SMTP__PASSWORD", bad)
+        .run()
         .await
         .assert_error(
             2,
             "error: environment variable HERALD_SMTP__PASSWORD is not valid UTF-8",
         );
     // Anyone else's variable is none of herald's business (it used to panic).
-    let out = herald_os(&with_url, &[("SOME_OTHER_TOOL", bad)]).await;
+    let out = list.env("SOME_OTHER_TOOL", bad).run().await;
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
     assert_eq!(count_notifications(&pool).await, 0);
 }
@@ -216,7 +197,7 @@ async fn a_config_file_that_is_not_utf8_is_named(pool: PgPool) {
     std::fs::write(&file, b"[smtp]\nhost = \"mail\xff.example\"\n").unwrap();
     let mut args = vec!["--config", file.to_str().unwrap()];
     args.extend(ENQUEUE);
-    let out = herald(&pool, &args).await;
+    let out = herald(&pool).args(&args).run().await;
     out.assert_error(
         2,
         &format!(
@@ -230,7 +211,10 @@ async fn a_config_file_that_is_not_utf8_is_named(pool: PgPool) {
 /// `/dev/zero` never ends: herald used to read it until the kernel killed it.
 #[tokio::test]
 async fn a_config_file_that_never_ends_is_refused_after_1_mib() {
-    let out = support::herald_env(&["--config", "/dev/zero", "migrate"], &[]).await;
+    let out = Cli::new()
+        .args(&["--config", "/dev/zero", "migrate"])
+        .run()
+        .await;
     out.assert_error(2, "config file /dev/zero: larger than 1 MiB");
 }
 

@@ -135,7 +135,11 @@ async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
     ] {
         let mut args = ENQUEUE.to_vec();
         args.extend(["--run-at", value]);
-        herald(&pool, &args).await.assert_error(2, needle);
+        herald(&pool)
+            .args(&args)
+            .run()
+            .await
+            .assert_error(2, needle);
     }
     // Both bounds are accepted.
     for (business_id, value) in [
@@ -168,7 +172,7 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
 #[sqlx::test(migrations = false)]
 async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
     migrated(&pool).await;
-    let empty = herald(&pool, &["stats", "--json"]).await.json();
+    let empty = herald(&pool).args(&["stats", "--json"]).run().await.json();
     assert_eq!(
         empty["oldest_due_age_seconds"],
         Value::Null,
@@ -230,9 +234,9 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
         assert_eq!(run.code, 0, "{run:?}");
         assert_eq!(run.stderr, "", "{run:?}");
     };
-    let list = herald(&pool, &["list"]).await;
+    let list = herald(&pool).arg("list").run().await;
     ok(&list);
-    let listed = herald(&pool, &["list", "--json"]).await;
+    let listed = herald(&pool).args(&["list", "--json"]).run().await;
     ok(&listed);
     let run_ats: Vec<Value> = listed
         .json()
@@ -245,10 +249,13 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
         assert!(list.stdout.contains(&format!("{id}")), "{list:?}");
         assert!(list.stdout.contains(text), "{text}: {list:?}");
         assert!(run_ats.contains(&Value::from(*text)), "{text}: {run_ats:?}");
-        let show = herald(&pool, &["show", &id.to_string()]).await;
+        let show = herald(&pool).args(&["show", &id.to_string()]).run().await;
         ok(&show);
         assert_eq!(field(&show.stdout, "run_at:"), *text, "{show:?}");
-        let show = herald(&pool, &["show", &id.to_string(), "--json"]).await;
+        let show = herald(&pool)
+            .args(&["show", &id.to_string(), "--json"])
+            .run()
+            .await;
         ok(&show);
         assert_eq!(show.json()["run_at"], *text);
         let business_id: String =
@@ -257,9 +264,8 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        let explain = herald(
-            &pool,
-            &[
+        let explain = herald(&pool)
+            .args(&[
                 "explain",
                 "--user",
                 "u",
@@ -269,14 +275,13 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
                 &business_id,
                 "--payload",
                 "{}",
-            ],
-        )
-        .await;
+            ])
+            .run()
+            .await;
         ok(&explain);
         assert!(explain.stdout.contains("duplicate of"), "{explain:?}");
-        let explain = herald(
-            &pool,
-            &[
+        let explain = herald(&pool)
+            .args(&[
                 "explain",
                 "--user",
                 "u",
@@ -285,34 +290,37 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
                 "--business-id",
                 &business_id,
                 "--json",
-            ],
-        )
-        .await;
+            ])
+            .run()
+            .await;
         ok(&explain);
         assert_eq!(explain.json()["notification"]["run_at"], *text);
     }
     for args in [&["stats"][..], &["stats", "--json"]] {
-        let stats = herald(&pool, args).await;
+        let stats = herald(&pool).args(args).run().await;
         ok(&stats);
     }
-    let stats = herald(&pool, &["stats", "--json"]).await.json();
+    let stats = herald(&pool).args(&["stats", "--json"]).run().await.json();
     assert_eq!(stats["counts"]["pending"]["total"], 4);
     assert_eq!(stats["last_hour"]["delivered"], 1);
     assert!(
         stats["oldest_due_age_seconds"].as_f64().unwrap() > 6.0e10,
         "{stats}"
     );
-    let shown = herald(&pool, &["show", &delivered.to_string()]).await;
+    let shown = herald(&pool)
+        .args(&["show", &delivered.to_string()])
+        .run()
+        .await;
     ok(&shown);
     assert_eq!(field(&shown.stdout, "run_at:"), "-infinity", "{shown:?}");
 
     for (id, text) in &stored {
         let id = id.to_string();
-        let cancel = herald(&pool, &["cancel", &id, "--json"]).await;
+        let cancel = herald(&pool).args(&["cancel", &id, "--json"]).run().await;
         ok(&cancel);
         assert_eq!(cancel.json()["state"], "cancelled");
         assert_eq!(cancel.json()["run_at"], *text);
-        let retry = herald(&pool, &["retry", &id]).await;
+        let retry = herald(&pool).args(&["retry", &id]).run().await;
         ok(&retry);
     }
     // Retried: due now, within range again.
@@ -430,7 +438,7 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
         let mut explain = vec!["explain"];
         explain.extend(key);
         explain.extend(extra.iter().copied());
-        let refused = herald(&pool, &explain).await;
+        let refused = herald(&pool).args(&explain).run().await;
         refused.assert_error(2, needle);
         let mut enqueue = vec!["enqueue"];
         enqueue.extend(key);
@@ -438,15 +446,14 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
         if !extra.contains(&"--email") {
             enqueue.extend(["--email", "ann@example.com"]);
         }
-        let by_enqueue = herald(&pool, &enqueue).await;
+        let by_enqueue = herald(&pool).args(&enqueue).run().await;
         by_enqueue.assert_error(2, needle);
         assert_eq!(refused.stderr, by_enqueue.stderr);
     }
     assert_eq!(count_notifications(&pool).await, 0);
     // A valid candidate is still judged.
-    let new = herald(
-        &pool,
-        &[
+    let new = herald(&pool)
+        .args(&[
             "explain",
             "--user",
             "u",
@@ -459,9 +466,9 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
             "--email",
             "ann@example.com",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(new.code, 0, "{new:?}");
     assert_eq!(new.json()["verdict"], "new");
 }
@@ -527,7 +534,7 @@ async fn error_lines_quote_a_short_prefix_of_the_input(pool: PgPool) {
         vec!["cancel", &id, &junk],
     ];
     for args in cases {
-        let run = herald(&pool, &args).await;
+        let run = herald(&pool).args(&args).run().await;
         assert_eq!(run.code, 2, "{run:?}");
         assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
         assert!(run.stderr.chars().count() < 400, "{args:?}: {}", run.stderr);

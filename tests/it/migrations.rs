@@ -4,7 +4,7 @@
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use crate::support::migrated;
+use crate::support::{Cli, migrated};
 
 /// A host application's migrations directory with the given files.
 fn host_migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -213,9 +213,7 @@ async fn concurrent_migrates_create_a_missing_database_once() {
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move {
-                crate::support::herald_env(&["--database-url", &url, "migrate"], &[]).await
-            })
+            tokio::spawn(async move { Cli::at(&url).arg("migrate").run().await })
         })
         .collect();
     let mut codes = Vec::new();

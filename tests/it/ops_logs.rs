@@ -113,7 +113,11 @@ async fn text_is_the_default_and_carries_the_same_fields(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_bad_log_format_is_refused_naming_the_key(pool: PgPool) {
     migrated(&pool).await;
-    let run = crate::support::herald_with(&pool, &["run"], &[("HERALD_LOG__FORMAT", "yaml")]).await;
+    let run = crate::support::herald(&pool)
+        .arg("run")
+        .env("HERALD_LOG__FORMAT", "yaml")
+        .run()
+        .await;
     run.assert_error(2, "log.format");
 }
 

@@ -10,7 +10,7 @@ use crate::support::daemon::{Daemon, env_with};
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::scrape::{free_addr, get, sample, wait_for_status};
 use crate::support::smtp::SmtpSink;
-use crate::support::{endpoint_at, herald_env, migrated, url_for, wait_for_sql};
+use crate::support::{Cli, endpoint_at, migrated, url_for, wait_for_sql};
 
 #[sqlx::test(migrations = false)]
 async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
@@ -243,7 +243,11 @@ async fn the_oldest_due_age_is_exposed(pool: PgPool) {
 
 #[tokio::test]
 async fn a_bad_listen_address_is_refused_naming_the_key() {
-    let run = herald_env(&["run"], &[("HERALD_METRICS__LISTEN", "localhost:9464")]).await;
+    let run = Cli::new()
+        .arg("run")
+        .env("HERALD_METRICS__LISTEN", "localhost:9464")
+        .run()
+        .await;
     run.assert_error(2, "metrics.listen");
     assert!(run.stderr.contains("\"localhost:9464\""), "{run:?}");
 }
@@ -254,11 +258,11 @@ async fn a_listen_address_in_use_stops_the_start_before_the_database_is_touched(
     let listen = taken.local_addr().unwrap().to_string();
     let database = format!("herald_metrics_in_use_{}", std::process::id());
     let url = url_for(&database);
-    let run = herald_env(
-        &["--database-url", &url, "run"],
-        &[("HERALD_METRICS__LISTEN", &listen)],
-    )
-    .await;
+    let run = Cli::at(&url)
+        .arg("run")
+        .env("HERALD_METRICS__LISTEN", &listen)
+        .run()
+        .await;
     run.assert_error(1, &format!("metrics.listen: cannot listen on {listen}"));
     // `herald run` creates a missing database; it never got that far.
     let server = PgPool::connect(&url_for("postgres")).await.unwrap();

@@ -9,7 +9,7 @@ use crate::support::cluster::Cluster;
 use crate::support::daemon::FAST;
 use crate::support::logins::{Login, sqlstate};
 use crate::support::receiver::Receiver;
-use crate::support::{SECRET, endpoint_at, herald_env, migrated};
+use crate::support::{Cli, SECRET, endpoint_at, migrated};
 
 const DENIED: &str = "42501";
 
@@ -134,9 +134,7 @@ async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool
 
 /// Runs `herald --database-url <login> args…` and asserts it succeeded.
 async fn ok(login: &Login, args: &[&str]) -> String {
-    let mut all = vec!["--database-url", login.url.as_str()];
-    all.extend_from_slice(args);
-    let run = herald_env(&all, &[]).await;
+    let run = Cli::at(&login.url).args(args).run().await;
     assert_eq!(run.code, 0, "herald {args:?} as {}: {run:?}", login.name);
     run.stdout
 }
@@ -229,7 +227,11 @@ async fn the_daemon_delivers_with_its_role_alone(pool: PgPool) {
     .await
     .unwrap();
     let login = Login::create(&pool, Some("herald_daemon")).await;
-    let run = herald_env(&["--database-url", &login.url, "run", "--until-idle"], FAST).await;
+    let run = Cli::at(&login.url)
+        .args(&["run", "--until-idle"])
+        .envs(FAST)
+        .run()
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     let requests = receiver.wait_for_requests(1).await;
     // Signed with the endpoint's secret, which only the daemon's role may read.
@@ -247,7 +249,7 @@ async fn the_daemon_delivers_with_its_role_alone(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn roles_sql_is_idempotent_and_nests_the_roles(pool: PgPool) {
-    let run = herald_env(&["roles", "--sql"], &[]).await;
+    let run = Cli::new().args(&["roles", "--sql"]).run().await;
     assert_eq!(run.code, 0, "{run:?}");
     for _ in 0..2 {
         sqlx::raw_sql(sqlx::AssertSqlSafe(run.stdout.clone()))
@@ -274,7 +276,7 @@ async fn roles_sql_is_idempotent_and_nests_the_roles(pool: PgPool) {
             ("herald_reader".to_owned(), false, false, false),
         ]
     );
-    let run = herald_env(&["roles"], &[]).await;
+    let run = Cli::new().arg("roles").run().await;
     run.assert_error(2, "give --sql");
 }
 
@@ -333,7 +335,7 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
         sqlx::query(sql).execute(&superuser).await.unwrap();
     }
     let url = format!("postgres://migrator@127.0.0.1:{}/app", cluster.port);
-    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    let run = Cli::at(&url).arg("migrate").run().await;
     assert_eq!(run.code, 0, "{run:?}");
     for role in [
         "herald_owner",
@@ -363,12 +365,12 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
         "ann@example.com",
     ];
     assert_eq!(
-        herald_env(&enqueue, &[]).await.code,
+        Cli::new().args(&enqueue).run().await.code,
         0,
         "herald works for its owner"
     );
 
-    let roles = herald_env(&["roles", "--sql"], &[]).await;
+    let roles = Cli::new().args(&["roles", "--sql"]).run().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(roles.stdout))
         .execute(&superuser)
         .await
@@ -377,7 +379,7 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
         .execute(&superuser)
         .await
         .unwrap();
-    let again = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    let again = Cli::at(&url).arg("migrate").run().await;
     assert_eq!(again.code, 0, "{again:?}");
     assert!(!again.stdout.contains("does not exist"), "{again:?}");
     let app = PgPool::connect(&cluster.url("app")).await.unwrap();
@@ -443,11 +445,11 @@ async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
 
     // Operators raise it in the configuration; `herald migrate` records it.
     let url = crate::support::url_of(&pool);
-    let migrate = herald_env(
-        &["--database-url", &url, "migrate"],
-        &[("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "200000")],
-    )
-    .await;
+    let migrate = Cli::at(&url)
+        .arg("migrate")
+        .env("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "200000")
+        .run()
+        .await;
     assert_eq!(migrate.code, 0, "{migrate:?}");
     let lib = herald::enqueue_with_limits(
         &app,
@@ -494,7 +496,7 @@ async fn a_herald_schema_prepared_by_someone_else_is_not_adopted(pool: PgPool) {
     attacker.close().await;
 
     let url = crate::support::url_of(&pool);
-    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    let run = Cli::at(&url).arg("migrate").run().await;
     run.assert_error(
         1,
         "schema herald holds schema herald (owned by herald_test_",
@@ -541,7 +543,7 @@ async fn herald_migrate_takes_back_rights_on_the_schema_from_other_roles(pool: P
     .unwrap();
     drop(conn);
     let url = crate::support::url_of(&pool);
-    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    let run = Cli::at(&url).arg("migrate").run().await;
     assert_eq!(run.code, 0, "{run:?}");
     let may_create: bool =
         sqlx::query_scalar("select has_schema_privilege($1, 'herald', 'CREATE')")

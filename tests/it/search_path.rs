@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::support::daemon::FAST;
 use crate::support::logins::Login;
 use crate::support::receiver::Receiver;
-use crate::support::{endpoint, endpoint_at, herald, herald_with, migrated};
+use crate::support::{endpoint, endpoint_at, herald, migrated};
 
 /// What the attacker installs in `public`, as the attacker.
 const TRAPS: &str = r#"
@@ -179,7 +179,7 @@ async fn overloads_on_the_callers_search_path_never_run(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn herald_own_connections_never_run_them(pool: PgPool) {
     let evil = set_traps(&pool).await;
-    let migrate = herald(&pool, &["migrate"]).await;
+    let migrate = herald(&pool).arg("migrate").run().await;
     assert_eq!(migrate.code, 0, "{migrate:?}");
     migrated(&pool).await;
     let receiver = Receiver::start(vec![]).await;
@@ -201,7 +201,11 @@ async fn herald_own_connections_never_run_them(pool: PgPool) {
     herald::enqueue(&pool, &Notification::webhook("u", "t", "fresh", hook))
         .await
         .unwrap();
-    let run = herald_with(&pool, &["run", "--until-idle"], FAST).await;
+    let run = herald(&pool)
+        .args(&["run", "--until-idle"])
+        .envs(FAST)
+        .run()
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     receiver.wait_for_requests(2).await;
     for args in [
@@ -221,7 +225,7 @@ async fn herald_own_connections_never_run_them(pool: PgPool) {
         ],
         vec!["sweep"],
     ] {
-        let run = herald(&pool, &args).await;
+        let run = herald(&pool).args(&args).run().await;
         assert_eq!(run.code, 0, "{args:?}: {run:?}");
     }
     assert_eq!(fired(&pool).await, Vec::<(String, String)>::new());

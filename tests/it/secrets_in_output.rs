@@ -6,7 +6,7 @@
 use herald::Notification;
 use sqlx::PgPool;
 
-use crate::support::{Run, SECRET, endpoint, herald, herald_env, migrated, url_of};
+use crate::support::{Cli, Run, SECRET, endpoint, herald, migrated, url_of};
 
 /// Arguments and environment of one run.
 type Invocation<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
@@ -54,12 +54,15 @@ async fn reading_commands_never_show_a_webhook_secret(pool: PgPool) {
             "--json",
         ],
     ] {
-        let run = herald(&pool, &args).await;
+        let run = herald(&pool).args(&args).run().await;
         assert_eq!(run.code, 0, "{args:?}: {run:?}");
         assert_clean(&run, &[SECRET, key], &args.join(" "));
     }
     // A rotation prints the new secret once; afterwards neither secret shows.
-    let rotated = herald(&pool, &["endpoints", "rotate-secret", &hook, "--json"]).await;
+    let rotated = herald(&pool)
+        .args(&["endpoints", "rotate-secret", &hook, "--json"])
+        .run()
+        .await;
     assert_eq!(rotated.code, 0, "{rotated:?}");
     let new_secret = rotated.json()["secret"].as_str().unwrap().to_owned();
     let new_key = new_secret.trim_start_matches("whsec_").to_owned();
@@ -67,7 +70,7 @@ async fn reading_commands_never_show_a_webhook_secret(pool: PgPool) {
         vec!["endpoints", "list", "--json"],
         vec!["endpoints", "list"],
     ] {
-        let run = herald(&pool, &args).await;
+        let run = herald(&pool).args(&args).run().await;
         assert_clean(&run, &[SECRET, key, &new_secret, &new_key], &args.join(" "));
     }
 }
@@ -124,7 +127,7 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
             vec!["migrate"],
         ] {
             let args = [&prefix[..], &command[..]].concat();
-            let run = herald_env(&args, env).await;
+            let run = Cli::new().args(&args).envs(env).run().await;
             assert_eq!(run.code, 0, "{args:?}: {run:?}");
             assert_clean(&run, &[DB_CANARY], &format!("{args:?} {env:?}"));
         }
@@ -152,7 +155,7 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
         (vec!["--database-url", &unreachable, "migrate"], none, 1),
     ];
     for (args, env, code) in failing {
-        let run = herald_env(&args, env).await;
+        let run = Cli::new().args(&args).envs(env).run().await;
         assert_eq!(run.code, code, "{args:?}: {run:?}");
         assert_clean(&run, &[DB_CANARY], &format!("{args:?}"));
     }
@@ -163,7 +166,7 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
         (vec!["doctor", "--json"], url_env),
         (vec!["--database-url", &unreachable, "doctor"], none),
     ] {
-        let run = herald_env(&args, env).await;
+        let run = Cli::new().args(&args).envs(env).run().await;
         assert!(matches!(run.code, 0 | 1), "{args:?}: {run:?}");
         assert!(run.stdout.contains("database"), "{args:?}: {run:?}");
         assert_clean(&run, &[DB_CANARY], &format!("{args:?}"));

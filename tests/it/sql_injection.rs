@@ -121,7 +121,7 @@ async fn admin_filters_are_bound_parameters(pool: PgPool) {
         async move {
             let mut all = vec!["list", "--json"];
             all.extend(args);
-            let out = herald(&pool, &all).await;
+            let out = herald(&pool).args(&all).run().await;
             assert_eq!(out.code, 0, "{out:?}");
             let users: Vec<String> = out
                 .json()
@@ -150,9 +150,8 @@ async fn admin_filters_are_bound_parameters(pool: PgPool) {
         "and the table is still there"
     );
     // `explain` looks a key up the same way.
-    let out = herald(
-        &pool,
-        &[
+    let out = herald(&pool)
+        .args(&[
             "explain",
             "--user",
             "' or 1=1 --",
@@ -161,9 +160,9 @@ async fn admin_filters_are_bound_parameters(pool: PgPool) {
             "--business-id",
             "b",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.json()["held"], false, "{}", out.stdout);
 }

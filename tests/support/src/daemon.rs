@@ -8,7 +8,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{Run, command, url_of};
+use crate::cli::{Cli, Run};
+use crate::db::url_of;
 
 /// Settings that make the daemon quick to test against loopback receivers: loopback allowed
 /// as a webhook target, short retries and polling, plain SMTP.
@@ -66,9 +67,11 @@ impl Daemon {
     }
 
     pub fn spawn_url(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut all = vec!["--database-url", url, "run"];
-        all.extend_from_slice(args);
-        let mut child = command(&all, env)
+        let mut child = Cli::at(url)
+            .arg("run")
+            .args(args)
+            .envs(env)
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -99,7 +102,6 @@ impl Daemon {
     }
 
     /// The process id, while it runs.
-    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
@@ -123,7 +125,6 @@ impl Daemon {
 
     /// `kill -9`: the process dies at once, mid-delivery, without releasing its leases or
     /// recording outcomes. Returns once it is gone.
-    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
     pub async fn kill9(&mut self) {
         self.child.kill().await.expect("SIGKILL is delivered");
     }

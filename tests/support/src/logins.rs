@@ -5,7 +5,7 @@
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use super::url_of;
+use crate::db::url_of;
 
 /// A login role of one test, member of `group`.
 pub struct Login {

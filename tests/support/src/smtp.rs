@@ -1,7 +1,7 @@
 //! A real SMTP server for the email tests: aiosmtpd (installed by `.ci/run`) running
 //! `tests/support/smtp_sink.py`, plus a hostile server that never sends its greeting.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -22,7 +22,6 @@ impl SmtpSink {
 
     /// A sink that reads a `drop_ratio` share of messages whole and then hangs up without an
     /// answer (the sender cannot tell whether it was accepted); `seed` makes the choice repeatable.
-    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
     pub async fn dropping(drop_ratio: f64, seed: u64) -> Self {
         let ratio = drop_ratio.to_string();
         let seed = seed.to_string();
@@ -31,7 +30,7 @@ impl SmtpSink {
 
     async fn start_with(replies: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp_sink.py");
         let mut server = tokio::process::Command::new("python3")
             .arg(script)
             .arg("--out")
@@ -90,7 +89,6 @@ impl SmtpSink {
 impl SmtpSink {
     /// Every message read, in order: the answer given ("250", "451", "550" or "drop") and the
     /// message's `Message-ID` header.
-    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
     pub fn received(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(self.dir.path().join("received.log"))
             .unwrap_or_default()
@@ -117,10 +115,9 @@ pub async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
 /// A received message as a mail reader sees it, decoded by Python's `email` package
 /// (`tests/support/decode_email.py`): `subject`, `subject_legacy`, `to`, `from`,
 /// `longest_header_line`.
-#[allow(dead_code)] // not every test binary that includes support reads messages
 pub async fn decode(raw: &str) -> serde_json::Value {
     use tokio::io::AsyncWriteExt;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/decode_email.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("decode_email.py");
     let mut child = tokio::process::Command::new("python3")
         .arg(script)
         .stdin(Stdio::piped())
