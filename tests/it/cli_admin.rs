@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, run_until_idle};
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::{SECRET, endpoint_at, herald, migrated};
+use crate::support::{Key, SECRET, endpoint_at, herald, migrated};
 
 async fn one(pool: &PgPool, business_id: &str) -> String {
     let n = Notification::email("ann", "order_shipped", business_id, "ann@example.com")
@@ -216,22 +216,10 @@ async fn stats_counts_by_state_and_channel(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool) {
     migrated(&pool).await;
-    let key = [
-        "explain",
-        "--user",
-        "ann",
-        "--type",
-        "order_shipped",
-        "--business-id",
-        "o1",
-    ];
-    let with = |extra: &[&'static str]| -> Vec<&'static str> {
-        let mut args = key.to_vec();
-        args.extend_from_slice(extra);
-        args
-    };
-    let free = herald(&pool)
-        .args(&with(&["--payload", "{}", "--json"]))
+    let key = Key::new("ann", "order_shipped", "o1");
+    let explain = || herald(&pool).explain(&key);
+    let free = explain()
+        .args(&["--payload", "{}", "--json"])
         .run()
         .await
         .json();
@@ -241,12 +229,12 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
     );
 
     let id = one(&pool, "o1").await;
-    let same = herald(&pool)
-        .args(&with(&[
+    let same = explain()
+        .args(&[
             "--payload",
             r#"{"items":[{"qty":1,"sku":"a"}],"order":"o1"}"#,
             "--json",
-        ]))
+        ])
         .run()
         .await
         .json();
@@ -261,12 +249,12 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
         "open while pending"
     );
 
-    let changed = herald(&pool)
-        .args(&with(&[
+    let changed = explain()
+        .args(&[
             "--payload",
             r#"{"order":"o1","items":[{"sku":"a","qty":2}],"gift":true}"#,
             "--json",
-        ]))
+        ])
         .run()
         .await
         .json();
@@ -274,14 +262,14 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
     assert_eq!(changed["compared"], "payload");
     assert_eq!(changed["differences"], json!(["$.gift", "$.items[0].qty"]));
 
-    let elsewhere = herald(&pool)
-        .args(&with(&[
+    let elsewhere = explain()
+        .args(&[
             "--payload",
             r#"{"order":"o1","items":[{"sku":"a","qty":1}]}"#,
             "--email",
             "bob@example.com",
             "--json",
-        ]))
+        ])
         .run()
         .await
         .json();
@@ -296,14 +284,8 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
 
     // The conflict agrees with what enqueue does.
     let enq = herald(&pool)
+        .enqueue(&key)
         .args(&[
-            "enqueue",
-            "--user",
-            "ann",
-            "--type",
-            "order_shipped",
-            "--business-id",
-            "o1",
             "--email",
             "ann@example.com",
             "--payload",
@@ -313,11 +295,11 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
         .await;
     enq.assert_error(3, &id);
 
-    let human = herald(&pool)
-        .args(&with(&[
+    let human = explain()
+        .args(&[
             "--payload",
             r#"{"order":"o2","items":[{"sku":"a","qty":1}]}"#,
-        ]))
+        ])
         .run()
         .await;
     assert!(
@@ -340,24 +322,15 @@ async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let args = [
-        "explain",
-        "--user",
-        "ann",
-        "--type",
-        "order_shipped",
-        "--business-id",
-        "o1",
-        "--json",
-    ];
-    let default = herald(&pool).args(&args).run().await.json();
+    let human = herald(&pool).explain(&Key::new("ann", "order_shipped", "o1"));
+    let json = human.clone().arg("--json");
+    let default = json.run().await.json();
     assert_eq!(default["notification"]["id"], id);
     assert_eq!(
         default["dedup_window_ends_at"], "2030-01-31T00:00:00Z",
         "finished_at + 30 days"
     );
-    let by_type = herald(&pool)
-        .args(&args)
+    let by_type = json
         .env("HERALD_SWEEPER__RETENTION_BY_TYPE__ORDER_SHIPPED", "90d")
         .run()
         .await
@@ -367,7 +340,7 @@ async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
         "the type's own retention"
     );
     assert_eq!(by_type["retention_seconds"], 90 * 86400);
-    let human = herald(&pool).args(&args[..7]).run().await;
+    let human = human.run().await;
     assert!(
         human.stdout.contains(
             "dedup window: ends 2030-01-31T00:00:00Z (finished 2030-01-01T00:00:00Z + 30days)"
@@ -381,41 +354,23 @@ async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
 async fn explain_refuses_bad_input(pool: PgPool) {
     migrated(&pool).await;
     herald(&pool)
-        .args(&["explain", "--user", "", "--type", "t", "--business-id", "b"])
+        .explain(&Key::new("", "t", "b"))
         .run()
         .await
         .assert_error(2, "invalid user_id (--user): must not be empty");
-    herald(&pool)
-        .args(&[
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "a@b.co",
-        ])
+    let explain = || herald(&pool).explain(&Key::new("u", "t", "b"));
+    explain()
+        .args(&["--email", "a@b.co"])
         .run()
         .await
         .assert_error(2, "need --payload");
-    herald(&pool)
-        .args(&[
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--payload",
-            "{",
-        ])
+    explain()
+        .args(&["--payload", "{"])
         .run()
         .await
         .assert_error(2, "--payload");
     herald(&pool)
+        // No key without a business id.
         .args(&["explain", "--user", "u", "--type", "t"])
         .run()
         .await
@@ -429,18 +384,6 @@ async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
     let hook = endpoint_at(&pool, "default", &receiver.url())
         .await
         .to_string();
-    let enqueue = |b: &'static str| {
-        [
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            b,
-            "--webhook",
-        ]
-    };
 
     let disabled = herald(&pool)
         .args(&[
@@ -461,10 +404,10 @@ async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
         ),
         (Some(false), Some("receiver migrating"))
     );
-    let mut args = enqueue("b1").to_vec();
-    args.push(&hook);
-    herald(&pool)
-        .args(&args)
+    let enqueue = herald(&pool)
+        .enqueue(&Key::new("u", "t", "b1"))
+        .args(&["--webhook", &hook]);
+    enqueue
         .run()
         .await
         .assert_error(2, "is disabled: receiver migrating");
@@ -480,7 +423,7 @@ async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
         .run()
         .await;
     assert_eq!(enabled.stdout, format!("enabled {hook}\n"));
-    assert_eq!(herald(&pool).args(&args).run().await.code, 0);
+    assert_eq!(enqueue.run().await.code, 0);
 
     let rotated = herald(&pool)
         .args(&[

@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-use crate::support::{herald, migrated};
+use crate::support::{Key, herald, migrated};
 
 #[sqlx::test(migrations = false)]
 async fn add_prints_the_generated_secret_once(pool: PgPool) {
@@ -59,19 +59,8 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
     // The endpoint works as a destination of its tenant.
     let id = added["id"].as_str().unwrap();
     let enq = herald(&pool)
-        .args(&[
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--webhook",
-            id,
-            "--tenant",
-            "acme",
-        ])
+        .enqueue(&Key::new("u", "t", "b").tenant("acme"))
+        .args(&["--webhook", id])
         .run()
         .await;
     assert_eq!(enq.code, 0, "{enq:?}");

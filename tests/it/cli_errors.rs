@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-use crate::support::{Cli, herald, migrated, url_for};
+use crate::support::{Cli, Key, herald, migrated, url_for};
 
 /// Arguments, environment, and the prefix naming where the URL came from.
 type Way<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
@@ -141,36 +141,20 @@ async fn unknown_ids_are_not_found_everywhere(pool: PgPool) {
 async fn every_command_reports_an_unreachable_database_the_same_way() {
     let url = "postgres://ann:CANARY-PW@127.0.0.1:1/app";
     let id = uuid::Uuid::now_v7().to_string();
+    let herald = || Cli::at(url);
+    let key = Key::new("u", "t", "b");
     for command in [
-        vec!["migrate"],
-        vec!["run", "--until-idle"],
-        vec!["list"],
-        vec!["show", &id],
-        vec!["stats"],
-        vec!["sweep"],
-        vec![
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-        ],
-        vec!["endpoints", "list"],
-        vec![
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "a@b.co",
-        ],
+        herald().arg("migrate"),
+        herald().args(&["run", "--until-idle"]),
+        herald().arg("list"),
+        herald().args(&["show", &id]),
+        herald().arg("stats"),
+        herald().arg("sweep"),
+        herald().explain(&key),
+        herald().args(&["endpoints", "list"]),
+        herald().enqueue(&key).args(&["--email", "a@b.co"]),
     ] {
-        let out = Cli::at(url).args(&command).run().await;
+        let out = command.run().await;
         out.assert_error(
             1,
             "cannot connect to PostgreSQL at 127.0.0.1:1, database \"app\"",

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, run_until_idle};
 use crate::support::receiver::Receiver;
-use crate::support::{endpoint_at, herald, migrated};
+use crate::support::{Key, endpoint_at, herald, migrated};
 
 const BIG: &str = "123456789012345678901234567890";
 const PRECISE: &str = "0.1000000000000000055511151231257827";
@@ -61,14 +61,8 @@ async fn the_same_payload_through_sql_then_the_cli_is_a_duplicate(pool: PgPool) 
         .unwrap();
     let payload = exact_payload();
     let run = herald(&pool)
+        .enqueue(&Key::new("u", "t", "b"))
         .args(&[
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
             "--email",
             "ann@example.com",
             "--payload",
@@ -174,19 +168,8 @@ async fn json_that_jsonb_refuses_is_invalid_input(pool: PgPool) {
         (r#"{"a": 1e1000000000}"#, "value overflows numeric format"),
     ] {
         let run = herald(&pool)
-            .args(&[
-                "enqueue",
-                "--user",
-                "u",
-                "--type",
-                "t",
-                "--business-id",
-                "b",
-                "--email",
-                "ann@example.com",
-                "--payload",
-                payload,
-            ])
+            .enqueue(&Key::new("u", "t", "b"))
+            .args(&["--email", "ann@example.com", "--payload", payload])
             .run()
             .await;
         run.assert_error(

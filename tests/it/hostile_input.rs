@@ -14,7 +14,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, env_with, run_until_idle};
 use crate::support::receiver::Receiver;
-use crate::support::{Cli, count_notifications, endpoint_at, herald, migrated};
+use crate::support::{Cli, Key, count_notifications, endpoint_at, herald, migrated};
 
 /// `{"a": {"a": … {}}}` with `depth` objects, built without recursion.
 fn nested(depth: usize) -> Value {
@@ -35,17 +35,11 @@ fn nested_text(depth: usize) -> String {
     )
 }
 
-const ENQUEUE: [&str; 9] = [
-    "enqueue",
-    "--user",
-    "u",
-    "--type",
-    "t",
-    "--business-id",
-    "b",
-    "--email",
-    "ann@example.com",
-];
+/// `enqueue` of an email to ann, for `herald` invocations `cli` starts; more arguments follow.
+fn enqueue_to_ann(cli: Cli) -> Cli {
+    cli.enqueue(&Key::new("u", "t", "b"))
+        .args(&["--email", "ann@example.com"])
+}
 
 #[sqlx::test(migrations = false)]
 async fn deep_payloads_are_refused_by_the_library(pool: PgPool) {
@@ -78,10 +72,11 @@ async fn deep_payloads_are_refused_by_the_binary(pool: PgPool) {
     // Past the limit but readable by serde_json, and far past what its reader accepts (as far
     // as one argument may go: Linux caps each at 128 KiB).
     for depth in [MAX_PAYLOAD_DEPTH + 1, 50_000] {
-        let mut args = ENQUEUE.to_vec();
         let payload = nested_text(depth);
-        args.extend(["--payload", &payload]);
-        let out = herald(&pool).args(&args).run().await;
+        let out = enqueue_to_ann(herald(&pool))
+            .args(&["--payload", &payload])
+            .run()
+            .await;
         out.assert_error(
             2,
             "invalid payload (--payload): must be nested at most 64 levels deep",
@@ -92,10 +87,9 @@ async fn deep_payloads_are_refused_by_the_binary(pool: PgPool) {
             out.stderr.len()
         );
     }
-    let mut args = ENQUEUE.to_vec();
     let edge = nested_text(MAX_PAYLOAD_DEPTH);
-    args.extend(["--payload", &edge]);
-    assert_eq!(herald(&pool).args(&args).run().await.code, 0);
+    let edge_case = enqueue_to_ann(herald(&pool)).args(&["--payload", &edge]);
+    assert_eq!(edge_case.run().await.code, 0);
     assert_eq!(count_notifications(&pool).await, 1, "only the edge case");
 }
 
@@ -121,19 +115,9 @@ async fn header_breaking_recipients_are_refused_naming_email(pool: PgPool) {
             Err(EnqueueError::Invalid { field, .. }) => assert_eq!(field, "email", "{address:?}"),
             other => panic!("{address:?}: expected Invalid(email), got {other:?}"),
         }
-        let args = [
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            address,
-        ];
         herald(&pool)
-            .args(&args)
+            .enqueue(&Key::new("u", "t", "b"))
+            .args(&["--email", address])
             .run()
             .await
             .assert_error(2, "invalid email (--email)");
@@ -195,9 +179,8 @@ async fn a_config_file_that_is_not_utf8_is_named(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, b"[smtp]\nhost = \"mail\xff.example\"\n").unwrap();
-    let mut args = vec!["--config", file.to_str().unwrap()];
-    args.extend(ENQUEUE);
-    let out = herald(&pool).args(&args).run().await;
+    let with_config = herald(&pool).args(&["--config", file.to_str().unwrap()]);
+    let out = enqueue_to_ann(with_config).run().await;
     out.assert_error(
         2,
         &format!(

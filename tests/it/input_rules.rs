@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{count_notifications, herald, insert_raw, migrated};
+use crate::support::{Key, count_notifications, herald, insert_raw, migrated};
 
 const RANGE: &str = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z";
 
@@ -29,18 +29,6 @@ async fn refusal(pool: &PgPool, sql: &str, bind: &str) -> (String, String, Optio
         pg.column().map(str::to_owned),
     )
 }
-
-const ENQUEUE: [&str; 9] = [
-    "enqueue",
-    "--user",
-    "u",
-    "--type",
-    "t",
-    "--business-id",
-    "b",
-    "--email",
-    "ann@example.com",
-];
 
 #[sqlx::test(migrations = false)]
 async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
@@ -133,10 +121,9 @@ async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
         ("2026-12-01T24:00:00Z", "--run-at"),
         ("infinity", "--run-at"),
     ] {
-        let mut args = ENQUEUE.to_vec();
-        args.extend(["--run-at", value]);
         herald(&pool)
-            .args(&args)
+            .enqueue(&Key::new("u", "t", "b"))
+            .args(&["--email", "ann@example.com", "--run-at", value])
             .run()
             .await
             .assert_error(2, needle);
@@ -264,35 +251,15 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
+        let key = Key::new("u", "t", &business_id);
         let explain = herald(&pool)
-            .args(&[
-                "explain",
-                "--user",
-                "u",
-                "--type",
-                "t",
-                "--business-id",
-                &business_id,
-                "--payload",
-                "{}",
-            ])
+            .explain(&key)
+            .args(&["--payload", "{}"])
             .run()
             .await;
         ok(&explain);
         assert!(explain.stdout.contains("duplicate of"), "{explain:?}");
-        let explain = herald(&pool)
-            .args(&[
-                "explain",
-                "--user",
-                "u",
-                "--type",
-                "t",
-                "--business-id",
-                &business_id,
-                "--json",
-            ])
-            .run()
-            .await;
+        let explain = herald(&pool).explain(&key).arg("--json").run().await;
         ok(&explain);
         assert_eq!(explain.json()["notification"]["run_at"], *text);
     }
@@ -412,7 +379,7 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
     migrated(&pool).await;
     // 122,889 bytes in jsonb's text form, which the limit counts.
     let big = format!(r#"{{"s": "{}"}}"#, "x".repeat(120 * 1024));
-    let key = ["--user", "u", "--type", "t", "--business-id", "b"];
+    let key = Key::new("u", "t", "b");
     for (extra, needle) in [
         (
             vec!["--payload", "[1]", "--email", "bad addr"],
@@ -435,38 +402,21 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
             "invalid payload (--payload): not valid JSON",
         ),
     ] {
-        let mut explain = vec!["explain"];
-        explain.extend(key);
-        explain.extend(extra.iter().copied());
-        let refused = herald(&pool).args(&explain).run().await;
+        let refused = herald(&pool).explain(&key).args(&extra).run().await;
         refused.assert_error(2, needle);
-        let mut enqueue = vec!["enqueue"];
-        enqueue.extend(key);
-        enqueue.extend(extra.iter().copied());
+        let mut enqueue = herald(&pool).enqueue(&key).args(&extra);
         if !extra.contains(&"--email") {
-            enqueue.extend(["--email", "ann@example.com"]);
+            enqueue = enqueue.args(&["--email", "ann@example.com"]);
         }
-        let by_enqueue = herald(&pool).args(&enqueue).run().await;
+        let by_enqueue = enqueue.run().await;
         by_enqueue.assert_error(2, needle);
         assert_eq!(refused.stderr, by_enqueue.stderr);
     }
     assert_eq!(count_notifications(&pool).await, 0);
     // A valid candidate is still judged.
     let new = herald(&pool)
-        .args(&[
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--payload",
-            "{}",
-            "--email",
-            "ann@example.com",
-            "--json",
-        ])
+        .explain(&key)
+        .args(&["--payload", "{}", "--email", "ann@example.com", "--json"])
         .run()
         .await;
     assert_eq!(new.code, 0, "{new:?}");
@@ -480,64 +430,28 @@ async fn error_lines_quote_a_short_prefix_of_the_input(pool: PgPool) {
     let junk = format!("[{}", "7,".repeat(10_000));
     let id = Uuid::new_v4().to_string();
     let long_address = format!("{}@example.com", "a".repeat(200));
-    let cases: Vec<Vec<&str>> = vec![
-        vec![
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--payload",
-            &junk,
-        ],
-        vec![
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "ann@example.com",
-            "--payload",
-            &junk,
-        ],
-        vec![
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "ann@example.com",
-            "--run-at",
-            &junk,
-        ],
-        vec![
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            &long_address,
-        ],
-        vec!["list", "--limit", &junk],
-        vec!["show", &junk],
-        vec!["cancel", &id, &junk],
+    let key = Key::new("u", "t", "b");
+    let to_ann = || {
+        herald(&pool)
+            .enqueue(&key)
+            .args(&["--email", "ann@example.com"])
+    };
+    let cases = [
+        herald(&pool).explain(&key).args(&["--payload", &junk]),
+        to_ann().args(&["--payload", &junk]),
+        to_ann().args(&["--run-at", &junk]),
+        herald(&pool)
+            .enqueue(&key)
+            .args(&["--email", &long_address]),
+        herald(&pool).args(&["list", "--limit", &junk]),
+        herald(&pool).args(&["show", &junk]),
+        herald(&pool).args(&["cancel", &id, &junk]),
     ];
-    for args in cases {
-        let run = herald(&pool).args(&args).run().await;
+    for cli in cases {
+        let run = cli.run().await;
         assert_eq!(run.code, 2, "{run:?}");
         assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
-        assert!(run.stderr.chars().count() < 400, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.chars().count() < 400, "{cli:?}: {}", run.stderr);
         assert!(!run.stderr.contains(&"7,".repeat(40)), "{}", run.stderr);
     }
     assert_eq!(count_notifications(&pool).await, 0);

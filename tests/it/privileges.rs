@@ -9,7 +9,7 @@ use crate::support::cluster::Cluster;
 use crate::support::daemon::FAST;
 use crate::support::logins::{Login, sqlstate};
 use crate::support::receiver::Receiver;
-use crate::support::{Cli, SECRET, endpoint_at, migrated};
+use crate::support::{Cli, Key, SECRET, endpoint_at, migrated};
 
 const DENIED: &str = "42501";
 
@@ -132,10 +132,10 @@ async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool
     login.drop(&pool).await;
 }
 
-/// Runs `herald --database-url <login> args…` and asserts it succeeded.
-async fn ok(login: &Login, args: &[&str]) -> String {
-    let run = Cli::at(&login.url).args(args).run().await;
-    assert_eq!(run.code, 0, "herald {args:?} as {}: {run:?}", login.name);
+/// Runs `cli` and asserts it succeeded.
+async fn ok(cli: Cli) -> String {
+    let run = cli.run().await;
+    assert_eq!(run.code, 0, "{cli:?}: {run:?}");
     run.stdout
 }
 
@@ -143,68 +143,44 @@ async fn ok(login: &Login, args: &[&str]) -> String {
 async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPool) {
     migrated(&pool).await;
     let login = Login::create(&pool, Some("herald_admin")).await;
-    let enqueue = [
-        "enqueue",
-        "--user",
-        "u",
-        "--type",
-        "t",
-        "--business-id",
-        "b",
-        "--email",
-        "ann@example.com",
-        "--json",
-    ];
-    let id = serde_json::from_str::<serde_json::Value>(&ok(&login, &enqueue).await).unwrap()["id"]
+    let admin = || Cli::at(&login.url);
+    let key = Key::new("u", "t", "b");
+    let enqueue = admin()
+        .enqueue(&key)
+        .args(&["--email", "ann@example.com", "--json"]);
+    let id = serde_json::from_str::<serde_json::Value>(&ok(enqueue).await).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    ok(&login, &["list", "--json"]).await;
-    ok(&login, &["show", &id, "--json"]).await;
-    ok(
-        &login,
-        &[
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "ann@example.com",
-            "--payload",
-            "{}",
-            "--json",
-        ],
-    )
+    ok(admin().args(&["list", "--json"])).await;
+    ok(admin().args(&["show", &id, "--json"])).await;
+    ok(admin()
+        .explain(&key)
+        .args(&["--email", "ann@example.com", "--payload", "{}", "--json"]))
     .await;
-    ok(&login, &["stats", "--json"]).await;
-    ok(&login, &["cancel", &id]).await;
-    ok(&login, &["retry", &id]).await;
-    let added = ok(
-        &login,
-        &[
-            "endpoints",
-            "add",
-            "--url",
-            "https://hooks.example.com/x",
-            "--json",
-        ],
-    )
+    ok(admin().args(&["stats", "--json"])).await;
+    ok(admin().args(&["cancel", &id])).await;
+    ok(admin().args(&["retry", &id])).await;
+    let added = ok(admin().args(&[
+        "endpoints",
+        "add",
+        "--url",
+        "https://hooks.example.com/x",
+        "--json",
+    ]))
     .await;
     let endpoint: serde_json::Value = serde_json::from_str(&added).unwrap();
     let endpoint = endpoint["id"].as_str().unwrap().to_owned();
-    ok(&login, &["endpoints", "list", "--json"]).await;
-    ok(&login, &["endpoints", "disable", &endpoint]).await;
-    ok(&login, &["endpoints", "enable", &endpoint]).await;
-    let rotated = ok(&login, &["endpoints", "rotate-secret", &endpoint, "--json"]).await;
+    ok(admin().args(&["endpoints", "list", "--json"])).await;
+    ok(admin().args(&["endpoints", "disable", &endpoint])).await;
+    ok(admin().args(&["endpoints", "enable", &endpoint])).await;
+    let rotated = ok(admin().args(&["endpoints", "rotate-secret", &endpoint, "--json"])).await;
     assert!(
         rotated.contains("whsec_"),
         "the new secret is printed once: {rotated}"
     );
-    ok(&login, &["sweep", "--dry-run"]).await;
-    ok(&login, &["sweep"]).await;
+    ok(admin().args(&["sweep", "--dry-run"])).await;
+    ok(admin().arg("sweep")).await;
 
     let admin = login.pool().await;
     assert_eq!(
@@ -351,24 +327,10 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
             .unwrap_or_else(|| panic!("a line for {role}: {run:?}"));
         assert!(line.contains("herald roles --sql"), "{line}");
     }
-    let enqueue = [
-        "--database-url",
-        &url,
-        "enqueue",
-        "--user",
-        "u",
-        "--type",
-        "t",
-        "--business-id",
-        "b",
-        "--email",
-        "ann@example.com",
-    ];
-    assert_eq!(
-        Cli::new().args(&enqueue).run().await.code,
-        0,
-        "herald works for its owner"
-    );
+    let enqueue = Cli::at(&url)
+        .enqueue(&Key::new("u", "t", "b"))
+        .args(&["--email", "ann@example.com"]);
+    assert_eq!(enqueue.run().await.code, 0, "herald works for its owner");
 
     let roles = Cli::new().args(&["roles", "--sql"]).run().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(roles.stdout))

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::support::daemon::FAST;
 use crate::support::logins::Login;
 use crate::support::receiver::Receiver;
-use crate::support::{endpoint, endpoint_at, herald, migrated};
+use crate::support::{Key, endpoint, endpoint_at, herald, migrated};
 
 /// What the attacker installs in `public`, as the attacker.
 const TRAPS: &str = r#"
@@ -208,25 +208,17 @@ async fn herald_own_connections_never_run_them(pool: PgPool) {
         .await;
     assert_eq!(run.code, 0, "{run:?}");
     receiver.wait_for_requests(2).await;
-    for args in [
-        vec!["stats", "--json"],
-        vec!["list", "--json"],
-        vec!["show", &rescued.to_string()],
-        vec![
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "fresh",
-            "--payload",
-            "{}",
-        ],
-        vec!["sweep"],
+    for cli in [
+        herald(&pool).args(&["stats", "--json"]),
+        herald(&pool).args(&["list", "--json"]),
+        herald(&pool).args(&["show", &rescued.to_string()]),
+        herald(&pool)
+            .explain(&Key::new("u", "t", "fresh"))
+            .args(&["--payload", "{}"]),
+        herald(&pool).arg("sweep"),
     ] {
-        let run = herald(&pool).args(&args).run().await;
-        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+        let run = cli.run().await;
+        assert_eq!(run.code, 0, "{cli:?}: {run:?}");
     }
     assert_eq!(fired(&pool).await, Vec::<(String, String)>::new());
     evil.drop(&pool).await;

@@ -6,7 +6,7 @@
 use herald::Notification;
 use sqlx::PgPool;
 
-use crate::support::{Cli, Run, SECRET, endpoint, herald, migrated, url_of};
+use crate::support::{Cli, Key, Run, SECRET, endpoint, herald, migrated, url_of};
 
 /// Arguments and environment of one run.
 type Invocation<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
@@ -33,30 +33,22 @@ async fn reading_commands_never_show_a_webhook_secret(pool: PgPool) {
     let id = herald::enqueue(&pool, &n).await.unwrap().id().to_string();
     let hook = hook.to_string();
     let key = SECRET.trim_start_matches("whsec_");
-    for args in [
-        vec!["list"],
-        vec!["list", "--json"],
-        vec!["show", &id],
-        vec!["show", &id, "--json"],
-        vec!["endpoints", "list"],
-        vec!["endpoints", "list", "--json"],
-        vec!["endpoints", "disable", &hook, "--json"],
-        vec!["endpoints", "enable", &hook],
-        vec!["stats", "--json"],
-        vec![
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "order_shipped",
-            "--business-id",
-            "b",
-            "--json",
-        ],
+    let explained = Key::new("u", "order_shipped", "b");
+    for cli in [
+        herald(&pool).arg("list"),
+        herald(&pool).args(&["list", "--json"]),
+        herald(&pool).args(&["show", &id]),
+        herald(&pool).args(&["show", &id, "--json"]),
+        herald(&pool).args(&["endpoints", "list"]),
+        herald(&pool).args(&["endpoints", "list", "--json"]),
+        herald(&pool).args(&["endpoints", "disable", &hook, "--json"]),
+        herald(&pool).args(&["endpoints", "enable", &hook]),
+        herald(&pool).args(&["stats", "--json"]),
+        herald(&pool).explain(&explained).arg("--json"),
     ] {
-        let run = herald(&pool).args(&args).run().await;
-        assert_eq!(run.code, 0, "{args:?}: {run:?}");
-        assert_clean(&run, &[SECRET, key], &args.join(" "));
+        let run = cli.run().await;
+        assert_eq!(run.code, 0, "{cli:?}: {run:?}");
+        assert_clean(&run, &[SECRET, key], &format!("{cli:?}"));
     }
     // A rotation prints the new secret once; afterwards neither secret shows.
     let rotated = herald(&pool)

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use herald::Notification;
 use sqlx::PgPool;
 
-use crate::support::{herald, migrated};
+use crate::support::{Key, herald, migrated};
 
 const ESCAPE_HATCHES: [&str; 6] = [
     "AssertSqlSafe",
@@ -151,16 +151,8 @@ async fn admin_filters_are_bound_parameters(pool: PgPool) {
     );
     // `explain` looks a key up the same way.
     let out = herald(&pool)
-        .args(&[
-            "explain",
-            "--user",
-            "' or 1=1 --",
-            "--type",
-            "welcome",
-            "--business-id",
-            "b",
-            "--json",
-        ])
+        .explain(&Key::new("' or 1=1 --", "welcome", "b"))
+        .arg("--json")
         .run()
         .await;
     assert_eq!(out.code, 0, "{out:?}");
