@@ -25,7 +25,7 @@ async fn set_state(pool: &PgPool, id: &str, state: &str) {
 
 #[sqlx::test(migrations = false)]
 async fn retry_brings_a_dead_notification_back_with_the_same_delivery_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![Reply::status(500)]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let id = herald::enqueue(
@@ -82,7 +82,7 @@ async fn retry_brings_a_dead_notification_back_with_the_same_delivery_id(pool: P
 
 #[sqlx::test(migrations = false)]
 async fn retry_and_cancel_refuse_what_they_do_not_apply_to(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let pending = one(&pool, "p").await;
     herald(&pool)
         .args(&["retry", &pending])
@@ -128,7 +128,7 @@ async fn retry_and_cancel_refuse_what_they_do_not_apply_to(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn cancel_finishes_a_pending_notification(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id = one(&pool, "c").await;
     let out = herald(&pool).args(&["cancel", &id]).run().await;
     assert_eq!(out.stdout, format!("cancelled {id}\n"));
@@ -152,7 +152,7 @@ async fn cancel_finishes_a_pending_notification(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn stats_counts_by_state_and_channel(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![Reply::status(503)]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     herald::enqueue(&pool, &Notification::webhook("u", "t", "w1", hook))
@@ -215,7 +215,7 @@ async fn stats_counts_by_state_and_channel(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let key = Key::new("ann", "order_shipped", "o1");
     let explain = || herald(&pool).explain(&key);
     let free = explain()
@@ -314,7 +314,7 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
 
 #[sqlx::test(migrations = false)]
 async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id = one(&pool, "o1").await;
     sqlx::query(
         "update herald.notifications set state = 'delivered', finished_at = '2030-01-01T00:00:00Z'",
@@ -352,7 +352,7 @@ async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn explain_refuses_bad_input(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     herald(&pool)
         .explain(&Key::new("", "t", "b"))
         .run()
@@ -379,7 +379,7 @@ async fn explain_refuses_bad_input(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url())
         .await

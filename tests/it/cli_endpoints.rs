@@ -6,7 +6,7 @@ use crate::support::{Key, herald, migrated};
 
 #[sqlx::test(migrations = false)]
 async fn add_prints_the_generated_secret_once(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let out = herald(&pool)
         .args(&[
             "endpoints",
@@ -68,7 +68,7 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn add_keeps_a_given_secret_and_prints_a_human_block(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let out = herald(&pool)
         .args(&[
@@ -101,7 +101,7 @@ async fn add_keeps_a_given_secret_and_prints_a_human_block(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let cases = [
         (vec!["--url", "ftp://hooks.example.com/"], "url: "),
         (vec!["--url", "http://127.0.0.1:8080/hook"], "loopback"),
@@ -152,7 +152,7 @@ async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn allowed_networks_admit_private_targets(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let out = herald(&pool)
         .args(&[
             "endpoints",

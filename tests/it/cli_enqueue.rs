@@ -12,7 +12,7 @@ fn enqueue(pool: &PgPool) -> Cli {
 
 #[sqlx::test(migrations = false)]
 async fn enqueue_then_replay(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let human = enqueue(&pool).args(&[
         "--email",
         "ann@example.com",
@@ -47,7 +47,7 @@ async fn enqueue_then_replay(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_default_max_attempts_follows_the_retry_schedule(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let out = enqueue(&pool)
         .args(&["--email", "ann@example.com"])
         .env("HERALD_RETRY__SCHEDULE", "1s,2s")
@@ -63,7 +63,7 @@ async fn the_default_max_attempts_follows_the_retry_schedule(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_conflict_exits_3_naming_the_existing_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let first = enqueue(&pool)
         .args(&["--email", "ann@example.com", "--json"])
         .run()
@@ -80,7 +80,7 @@ async fn a_conflict_exits_3_naming_the_existing_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn bad_input_exits_2_with_one_line_and_writes_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let disabled = endpoint(&pool, "default").await.to_string();
     disable_endpoint(&pool, disabled.parse().unwrap(), "disabled by operator").await;
     let unknown = uuid::Uuid::now_v7().to_string();
@@ -179,7 +179,7 @@ async fn bad_input_exits_2_with_one_line_and_writes_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn run_at_and_tenant_reach_the_row(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let out = enqueue(&pool)
         .args(&[
             "--email",

@@ -119,7 +119,7 @@ async fn run_without_migrating_refuses_a_database_without_the_schema(pool: PgPoo
 
 #[sqlx::test(migrations = false)]
 async fn unknown_ids_are_not_found_everywhere(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let unknown = uuid::Uuid::now_v7().to_string();
     for command in [
         vec!["show", &unknown],
@@ -241,7 +241,7 @@ async fn usage_errors_are_one_line_and_help_succeeds() {
 async fn migrate_through_the_binary_on_an_existing_database(pool: PgPool) {
     let out = herald(&pool).arg("migrate").run().await;
     assert_eq!(out.code, 0, "{out:?}");
-    migrated(&pool).await; // and the library agrees nothing is left to do
+    let pool = migrated(pool).await; // and the library agrees nothing is left to do
     let tables: i64 = sqlx::query_scalar(
         "select count(*) from information_schema.tables where table_schema = 'herald'",
     )

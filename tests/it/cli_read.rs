@@ -22,7 +22,7 @@ async fn seed(pool: &PgPool) -> Vec<uuid::Uuid> {
 
 #[sqlx::test(migrations = false)]
 async fn list_is_newest_first_filtered_and_limited(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ids = seed(&pool).await;
     let ids_of = |run: &crate::support::Run| -> Vec<String> {
         run.json()
@@ -87,7 +87,7 @@ async fn list_is_newest_first_filtered_and_limited(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn list_prints_an_aligned_table(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ids = seed(&pool).await;
     let out = herald(&pool).arg("list").run().await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -104,7 +104,7 @@ async fn list_prints_an_aligned_table(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn list_refuses_bad_filters(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     herald(&pool)
         .args(&["list", "--state", "done"])
         .run()
@@ -119,7 +119,7 @@ async fn list_refuses_bad_filters(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn show_prints_one_notification_with_its_attempt_log(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ids = seed(&pool).await;
     // An attempt as the dispatcher records it.
     sqlx::query(
@@ -173,7 +173,7 @@ async fn show_prints_one_notification_with_its_attempt_log(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn show_reports_unknown_and_malformed_ids(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let unknown = uuid::Uuid::now_v7().to_string();
     herald(&pool)
         .args(&["show", &unknown])
@@ -189,7 +189,7 @@ async fn show_reports_unknown_and_malformed_ids(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_reader_that_goes_away_is_not_an_error(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let batch: Vec<herald::Notification> = (0..400)
         .map(|i| {
             herald::Notification::email("u", "t", format!("b{i}"), "a@b.co")

@@ -56,7 +56,7 @@ async fn attempts(pool: &PgPool, id: uuid::Uuid) -> Vec<(String, Option<i32>, Op
 
 #[sqlx::test(migrations = false)]
 async fn an_email_arrives_rendered_with_a_stable_message_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 8).await;
@@ -97,7 +97,7 @@ async fn an_email_arrives_rendered_with_a_stable_message_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_451_is_retried_with_the_same_message_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("451").await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 8).await;
@@ -113,7 +113,7 @@ async fn a_451_is_retried_with_the_same_message_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_550_is_dead_at_once(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("550,550,550").await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 8).await;
@@ -136,7 +136,7 @@ async fn a_550_is_dead_at_once(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_missing_template_is_dead_naming_the_path(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = templates();
     let id = enqueue_email(&pool, "password_reset", 8).await;
@@ -157,7 +157,7 @@ async fn a_missing_template_is_dead_naming_the_path(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_server_that_never_greets_is_unknown_within_the_timeout(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let (port, _server) = silent_server().await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 2).await;
@@ -186,7 +186,7 @@ async fn a_server_that_never_greets_is_unknown_within_the_timeout(pool: PgPool) 
 /// EHLO: nothing was sent, the attempts are `failed`, not `unknown`.
 #[sqlx::test(migrations = false)]
 async fn no_compatible_auth_mechanism_is_failed(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 2).await;

@@ -15,7 +15,7 @@ use crate::support::{insert_raw, migrated};
 /// Delivers one email whose subject template is `{{ subject }}` with `subject` as the payload
 /// value; returns the notification's state, the raw message and its decoded headers.
 async fn deliver_subject(pool: &PgPool, subject: &str) -> (String, String, Value) {
-    migrated(pool).await;
+    migrated(pool.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let write = |path: &str, text: &str| {
         let full = dir.path().join(path);
@@ -111,7 +111,7 @@ async fn non_ascii_subjects_round_trip(pool: PgPool) {
 /// literal text (Python decodes encoded-words even inside quotes).
 #[sqlx::test(migrations = false)]
 async fn a_display_name_in_the_destination_stays_literal(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("t")).unwrap();
     std::fs::write(dir.path().join("t/subject.txt"), "Hi").unwrap();

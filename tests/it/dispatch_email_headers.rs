@@ -32,7 +32,7 @@ fn headers(raw: &str) -> Vec<(String, String)> {
 
 #[sqlx::test(migrations = false)]
 async fn payload_values_cannot_inject_headers(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let dir = tempfile::tempdir().unwrap();
     let write = |path: &str, text: &str| {
         let full = dir.path().join(path);

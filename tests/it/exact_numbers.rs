@@ -18,7 +18,7 @@ fn exact_payload() -> String {
 
 #[sqlx::test(migrations = false)]
 async fn numbers_reach_the_receiver_exactly_from_the_library_and_from_sql(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let raw = serde_json::from_str(&exact_payload()).unwrap();
@@ -53,7 +53,7 @@ async fn numbers_reach_the_receiver_exactly_from_the_library_and_from_sql(pool: 
 
 #[sqlx::test(migrations = false)]
 async fn the_same_payload_through_sql_then_the_cli_is_a_duplicate(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     sqlx::query("select * from herald.enqueue('u', 't', 'b', email => 'ann@example.com', payload => $1::jsonb)")
         .bind(exact_payload())
         .execute(&pool)
@@ -81,7 +81,7 @@ async fn the_same_payload_through_sql_then_the_cli_is_a_duplicate(pool: PgPool) 
 
 #[sqlx::test(migrations = false)]
 async fn a_number_no_float_holds_is_listed_and_shown(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id: uuid::Uuid = sqlx::query_scalar(
         "select id from herald.enqueue('u', 't', 'b', email => 'ann@example.com', payload => '{\"a\": 1e400}')",
     )
@@ -105,7 +105,7 @@ async fn a_number_no_float_holds_is_listed_and_shown(pool: PgPool) {
 /// and spacing make that differ from the text given.
 #[sqlx::test(migrations = false)]
 async fn both_entry_points_agree_at_the_payload_limit(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let payload = r#"{"n":1.50e1,"s":"\u00e9\u00e9","z":[1,2]}"#;
     let stored: i32 = sqlx::query_scalar("select octet_length($1::jsonb::text)")
         .bind(payload)
@@ -159,7 +159,7 @@ async fn both_entry_points_agree_at_the_payload_limit(pool: PgPool) {
 /// naming the payload), not a runtime failure that a client would retry.
 #[sqlx::test(migrations = false)]
 async fn json_that_jsonb_refuses_is_invalid_input(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     for (payload, why) in [
         (
             r#"{"a": "\ud800"}"#,

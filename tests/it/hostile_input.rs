@@ -43,7 +43,7 @@ fn enqueue_to_ann(cli: Cli) -> Cli {
 
 #[sqlx::test(migrations = false)]
 async fn deep_payloads_are_refused_by_the_library(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let edge =
         Notification::email("u", "t", "edge", "ann@example.com").payload(nested(MAX_PAYLOAD_DEPTH));
     assert!(herald::enqueue(&pool, &edge).await.unwrap().is_created());
@@ -68,7 +68,7 @@ async fn deep_payloads_are_refused_by_the_library(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn deep_payloads_are_refused_by_the_binary(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // Past the limit but readable by serde_json, and far past what its reader accepts (as far
     // as one argument may go: Linux caps each at 128 KiB).
     for depth in [MAX_PAYLOAD_DEPTH + 1, 50_000] {
@@ -108,7 +108,7 @@ const HEADER_BREAKING: [&str; 9] = [
 
 #[sqlx::test(migrations = false)]
 async fn header_breaking_recipients_are_refused_naming_email(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     for address in HEADER_BREAKING {
         let n = Notification::email("u", "t", "b", address);
         match herald::enqueue(&pool, &n).await {
@@ -127,7 +127,7 @@ async fn header_breaking_recipients_are_refused_naming_email(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn arguments_that_are_not_utf8_are_named(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let bad = OsStr::from_bytes(b"user-\xff\xfe");
     let cases = [
         (
@@ -175,7 +175,7 @@ async fn arguments_that_are_not_utf8_are_named(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_config_file_that_is_not_utf8_is_named(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, b"[smtp]\nhost = \"mail\xff.example\"\n").unwrap();
@@ -203,7 +203,7 @@ async fn a_config_file_that_never_ends_is_refused_after_1_mib() {
 
 #[sqlx::test(migrations = false)]
 async fn a_template_that_is_not_utf8_stops_the_daemon_naming_it(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let dir = tempfile::tempdir().unwrap();
     let type_dir = dir.path().join("welcome");
     std::fs::create_dir_all(&type_dir).unwrap();
@@ -231,7 +231,7 @@ async fn a_template_that_is_not_utf8_stops_the_daemon_naming_it(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     // Only a plain-SQL writer can store this: jsonb takes it, serde_json will not read it.
@@ -281,7 +281,7 @@ async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool
 /// panics the daemon nor stops the delivery.
 #[sqlx::test(migrations = false)]
 async fn a_created_at_chrono_cannot_hold_is_still_delivered(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let id: uuid::Uuid = sqlx::query_scalar(

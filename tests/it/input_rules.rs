@@ -32,7 +32,7 @@ async fn refusal(pool: &PgPool, sql: &str, bind: &str) -> (String, String, Optio
 
 #[sqlx::test(migrations = false)]
 async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // The library.
     for text in ["0000-12-31T23:59:59Z", "9999-12-31T23:30:00-01:00"] {
         let at = chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc();
@@ -158,7 +158,7 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
 /// timestamptz: the admin commands read, print, cancel and retry them, no panic.
 #[sqlx::test(migrations = false)]
 async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let empty = herald(&pool).args(&["stats", "--json"]).run().await.json();
     assert_eq!(
         empty["oldest_due_age_seconds"],
@@ -305,7 +305,7 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
 /// as chrono reads it for the library and the binary).
 #[sqlx::test(migrations = false)]
 async fn enqueue_many_reads_run_at_as_rfc3339_to_the_letter(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let batch = "select * from herald.enqueue_many(jsonb_build_array(jsonb_build_object(
                      'user_id', 'u', 'type', 't', 'business_id', 'b', 'email', 'ann@example.com',
                      'run_at', $1::text)))";
@@ -376,7 +376,7 @@ async fn enqueue_many_reads_run_at_as_rfc3339_to_the_letter(pool: PgPool) {
 /// words, exit 2.
 #[sqlx::test(migrations = false)]
 async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // 122,889 bytes in jsonb's text form, which the limit counts.
     let big = format!(r#"{{"s": "{}"}}"#, "x".repeat(120 * 1024));
     let key = Key::new("u", "t", "b");
@@ -426,7 +426,7 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
 /// Error lines quote at most 64 characters of what the user typed.
 #[sqlx::test(migrations = false)]
 async fn error_lines_quote_a_short_prefix_of_the_input(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let junk = format!("[{}", "7,".repeat(10_000));
     let id = Uuid::new_v4().to_string();
     let long_address = format!("{}@example.com", "a".repeat(200));

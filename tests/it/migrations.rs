@@ -90,7 +90,7 @@ fn herald_migration_count() -> i64 {
 
 #[sqlx::test(migrations = false)]
 async fn finished_at_is_set_exactly_when_finished(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let n = herald::Notification::email("u", "t", "b", "ann@example.com");
     herald::enqueue(&pool, &n).await.unwrap();
     let set = |sql: &'static str| {
@@ -127,7 +127,7 @@ async fn finished_at_is_set_exactly_when_finished(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn plain_sql_writers_meet_the_same_key_rules(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let err = crate::support::insert_raw(&pool, "", "email", "a@b.co")
         .await
         .unwrap_err();
@@ -139,7 +139,7 @@ async fn plain_sql_writers_meet_the_same_key_rules(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_webhook_destination_must_be_an_endpoint_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let err = crate::support::insert_raw(&pool, "u", "webhook", "not-a-uuid")
         .await
         .unwrap_err();
@@ -180,7 +180,7 @@ async fn upgrading_recomputes_stored_fingerprints(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let stale: i64 = sqlx::query_scalar(
         "select count(*) from herald.notifications
           where fingerprint <> herald.fingerprint(channel, destination, payload)",

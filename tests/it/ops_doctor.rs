@@ -44,7 +44,7 @@ async fn doctor(pool: &PgPool, sink: &SmtpSink, templates: &str, extra: &[(&str,
 
 #[sqlx::test(migrations = false)]
 async fn a_healthy_setup_passes_every_check(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
     let run = doctor(&pool, &sink, templates, &[]).await;
@@ -99,7 +99,7 @@ async fn a_healthy_setup_passes_every_check(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_broken_template_and_a_bad_cron_are_reported(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = tempfile::tempdir().unwrap();
     // Renders with any payload, but the filter does not exist: no payload can fix that.
@@ -152,7 +152,7 @@ async fn a_broken_template_and_a_bad_cron_are_reported(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_template_that_does_not_compile_is_reported(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "broken/subject.txt", "{{ unclosed");

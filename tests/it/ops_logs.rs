@@ -13,7 +13,7 @@ use crate::support::{endpoint_at, migrated};
 
 #[sqlx::test(migrations = false)]
 async fn every_delivery_line_carries_the_delivery_fields(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // Delivered; failed then delivered; gone (410: dead, and the endpoint disabled).
     let ok = Receiver::start(vec![]).await;
     let flaky = Receiver::start(vec![Reply::status(503)]).await;
@@ -85,7 +85,7 @@ async fn every_delivery_line_carries_the_delivery_fields(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn text_is_the_default_and_carries_the_same_fields(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ok = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &ok.url()).await;
     let n = Notification::webhook("u", "order_shipped", "b", hook);
@@ -112,7 +112,7 @@ async fn text_is_the_default_and_carries_the_same_fields(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_bad_log_format_is_refused_naming_the_key(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let run = crate::support::herald(&pool)
         .arg("run")
         .env("HERALD_LOG__FORMAT", "yaml")
@@ -123,7 +123,7 @@ async fn a_bad_log_format_is_refused_naming_the_key(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_old_variable_still_works_and_says_it_is_deprecated(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let daemon = Daemon::spawn(
         &pool,
         &["--until-idle"],

@@ -14,7 +14,7 @@ use crate::support::{Cli, endpoint_at, migrated, url_for, wait_for_sql};
 
 #[sqlx::test(migrations = false)]
 async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ok = Receiver::start(vec![]).await;
     let failing = Receiver::start(vec![Reply::status(500); 3]).await;
     let ok_hook = endpoint_at(&pool, "default", &ok.url()).await;
@@ -134,7 +134,7 @@ async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_sweeper_and_the_state_gauges_are_counted(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint_at(&pool, "default", "https://hooks.example.com/h").await;
     let batch: Vec<Notification> = (0..5)
         .map(|i| Notification::webhook("u", "t", format!("b{i}"), hook))
@@ -203,7 +203,7 @@ async fn the_sweeper_and_the_state_gauges_are_counted(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_oldest_due_age_is_exposed(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint_at(&pool, "default", "https://hooks.example.com/h").await;
     herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook))
         .await

@@ -22,7 +22,7 @@ const HALF_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: herald\r\n";
 
 /// A daemon serving the endpoints on a fresh address with these bounds.
 async fn daemon(pool: &PgPool, header: &str, idle: &str, max: &str) -> (Daemon, SocketAddr) {
-    migrated(pool).await;
+    migrated(pool.clone()).await;
     let addr = free_addr();
     let listen = addr.to_string();
     let daemon = Daemon::spawn(

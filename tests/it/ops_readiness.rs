@@ -42,7 +42,7 @@ async fn readiness_goes_false_while_the_database_is_down() {
 
 #[sqlx::test(migrations = false)]
 async fn readiness_needs_every_migration(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let addr = free_addr();
     let listen = addr.to_string();
     let daemon = Daemon::spawn(

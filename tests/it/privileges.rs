@@ -19,7 +19,7 @@ async fn try_sql(pool: &PgPool, sql: &'static str) -> String {
 
 #[sqlx::test(migrations = false)]
 async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint_at(&pool, "default", "https://hooks.example.com/a").await;
     let login = Login::create(&pool, Some("herald_enqueue")).await;
     let app = login.pool().await;
@@ -100,7 +100,7 @@ async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     endpoint_at(&pool, "default", "https://hooks.example.com/a").await;
     herald::enqueue(
         &pool,
@@ -141,7 +141,7 @@ async fn ok(cli: Cli) -> String {
 
 #[sqlx::test(migrations = false)]
 async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let login = Login::create(&pool, Some("herald_admin")).await;
     let admin = || Cli::at(&login.url);
     let key = Key::new("u", "t", "b");
@@ -193,7 +193,7 @@ async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPo
 
 #[sqlx::test(migrations = false)]
 async fn the_daemon_delivers_with_its_role_alone(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     herald::enqueue(
@@ -258,7 +258,7 @@ async fn roles_sql_is_idempotent_and_nests_the_roles(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn herald_owner_owns_every_object(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let foreign: Vec<String> = sqlx::query_scalar(
         "select c.oid::regclass::text from pg_class c
          where c.relnamespace = 'herald'::regnamespace and c.relkind in ('r', 'v', 'S')
@@ -362,7 +362,7 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
 /// no caller can store a payload larger than the operators allow.
 #[sqlx::test(migrations = false)]
 async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let login = Login::create(&pool, Some("herald_enqueue")).await;
     let app = login.pool().await;
     let big = format!("{{\"x\": \"{}\"}}", "A".repeat(100_000));

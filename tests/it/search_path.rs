@@ -97,7 +97,7 @@ async fn fired(pool: &PgPool) -> Vec<(String, String)> {
 
 #[sqlx::test(migrations = false)]
 async fn overloads_on_the_callers_search_path_never_run(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint(&pool, "default").await;
     let evil = set_traps(&pool).await;
     // The default path, and one that puts the attacker's schema before the built-ins.
@@ -181,7 +181,7 @@ async fn herald_own_connections_never_run_them(pool: PgPool) {
     let evil = set_traps(&pool).await;
     let migrate = herald(&pool).arg("migrate").run().await;
     assert_eq!(migrate.code, 0, "{migrate:?}");
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     // A delivery whose lease expired (a crashed daemon): the rescue writes its attempt.

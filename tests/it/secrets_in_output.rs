@@ -27,7 +27,7 @@ fn assert_clean(run: &Run, canaries: &[&str], what: &str) {
 
 #[sqlx::test(migrations = false)]
 async fn reading_commands_never_show_a_webhook_secret(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint(&pool, "default").await;
     let n = Notification::webhook("u", "order_shipped", "b", hook);
     let id = herald::enqueue(&pool, &n).await.unwrap().id().to_string();
@@ -69,7 +69,7 @@ async fn reading_commands_never_show_a_webhook_secret(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id = herald::enqueue(
         &pool,
         &Notification::email("u", "t", "b", "ann@example.com"),

@@ -110,7 +110,7 @@ fn the_scan_would_catch_each_escape_hatch() {
 
 #[sqlx::test(migrations = false)]
 async fn admin_filters_are_bound_parameters(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sneaky = "x' or '1'='1";
     for user in ["ann", "bob", sneaky] {
         let n = Notification::email(user, "welcome", "b", "ann@example.com");

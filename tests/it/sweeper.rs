@@ -24,7 +24,7 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
 
 #[sqlx::test(migrations = false)]
 async fn only_finished_rows_past_their_window_are_deleted(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 5, "welcome", "delivered", "31 days").await; // expired
     finished_rows(&pool, 4, "welcome", "dead", "40 days").await; // expired
     finished_rows(&pool, 3, "welcome", "cancelled", "30 days 1 minute").await; // expired
@@ -86,7 +86,7 @@ async fn only_finished_rows_past_their_window_are_deleted(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn after_a_sweep_the_key_is_free(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let n = Notification::email("u", "welcome", "b", "a@b.co");
     let first = herald::enqueue(&pool, &n).await.unwrap().id();
     sqlx::query("update herald.notifications set state = 'delivered', finished_at = now() - interval '31 days'")
@@ -112,7 +112,7 @@ async fn after_a_sweep_the_key_is_free(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_hundred_thousand_rows_two_sweepers_at_once(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 100_000, "welcome", "delivered", "60 days").await;
     finished_rows(&pool, 10, "welcome", "delivered", "1 day").await;
     // Two sweeps at once, through the binary, with batches of 1,000.
@@ -136,7 +136,7 @@ async fn a_hundred_thousand_rows_two_sweepers_at_once(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn sweep_through_the_binary_reports_counts(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 3, "welcome", "dead", "31 days").await;
     let dry = herald(&pool)
         .args(&["sweep", "--dry-run", "--json"])
@@ -166,7 +166,7 @@ async fn sweep_through_the_binary_reports_counts(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_daemon_sweeps_on_its_schedule(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 5, "welcome", "delivered", "31 days").await;
     let daemon = Daemon::spawn(
         &pool,
@@ -206,7 +206,7 @@ async fn the_daemon_sweeps_on_its_schedule(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn crontab_habits_are_refused_with_the_fix(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let five = herald(&pool)
         .args(&["run", "--until-idle"])
         .env("HERALD_SWEEPER__SCHEDULE", "*/10 * * * *")
@@ -223,7 +223,7 @@ async fn crontab_habits_are_refused_with_the_fix(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_stopped_sweep_stops_between_batches(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 10, "welcome", "delivered", "31 days").await;
     let stop = CancellationToken::new();
     stop.cancel();

@@ -6,11 +6,25 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Applies herald's schema to a fresh test database.
-pub async fn migrated(pool: &PgPool) {
-    herald::migrate(pool)
+/// The fixture most tests start from: the fresh database that
+/// `#[sqlx::test(migrations = false)]` hands a test, with herald's schema applied by
+/// `herald::migrate`, handed back:
+///
+/// ```ignore
+/// #[sqlx::test(migrations = false)]
+/// async fn a_test(pool: PgPool) {
+///     let pool = migrated(pool).await;
+/// ```
+///
+/// Not `#[sqlx::test(migrator = …)]`: sqlx would run a bare `Migrator`, which skips what
+/// `herald::migrate` does besides (the grants to herald's roles, the hand-over to
+/// `herald_owner`, the refusal of a schema someone else prepared), so the tests would not meet
+/// the schema users get.
+pub async fn migrated(pool: PgPool) -> PgPool {
+    herald::migrate(&pool)
         .await
         .expect("herald migrations apply");
+    pool
 }
 
 /// A URL for the same server as `DATABASE_URL`, pointing at `database`.
