@@ -27,12 +27,17 @@ async fn admin() -> PgPool {
     PgPool::connect(&url_for("postgres")).await.unwrap()
 }
 
+/// `herald bench` on the server of the tests (it makes a scratch database of its own there);
+/// flags follow.
+fn bench() -> Cli {
+    Cli::at(&url_for("postgres")).arg("bench")
+}
+
 #[tokio::test]
 async fn a_small_run_reports_every_figure_and_drops_its_database() {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
-    let url = url_for("postgres");
-    let out = Cli::at(&url)
-        .args(&["bench", "--json", "--notifications", "40", "--clients", "4"])
+    let out = bench()
+        .args(&["--json", "--notifications", "40", "--clients", "4"])
         .run()
         .await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -70,9 +75,8 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
 #[tokio::test]
 async fn the_human_output_is_a_table_of_phases() {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
-    let url = url_for("postgres");
-    let out = Cli::at(&url)
-        .args(&["bench", "--notifications", "10", "--clients", "2"])
+    let out = bench()
+        .args(&["--notifications", "10", "--clients", "2"])
         .run()
         .await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -94,7 +98,6 @@ async fn the_human_output_is_a_table_of_phases() {
 #[tokio::test]
 async fn bad_flags_are_usage_errors_naming_the_flag() {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
-    let url = url_for("postgres");
     let before = scratch_databases(&admin().await).await;
     for (args, flag) in [
         (vec!["--notifications", "0"], "--notifications"),
@@ -104,12 +107,7 @@ async fn bad_flags_are_usage_errors_naming_the_flag() {
         (vec!["--history", "-1"], "--history"),
         (vec!["--speed", "fast"], "--speed"),
     ] {
-        Cli::at(&url)
-            .arg("bench")
-            .args(&args)
-            .run()
-            .await
-            .assert_error(2, flag);
+        bench().args(&args).run().await.assert_error(2, flag);
     }
     assert_eq!(
         scratch_databases(&admin().await).await,
@@ -144,9 +142,8 @@ async fn interrupted_run_drops_its_database(mid_enqueue: bool) {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let admin = admin().await;
     let before = scratch_databases(&admin).await;
-    let url = url_for("postgres");
-    let child = Cli::at(&url)
-        .args(&["bench", "--notifications", "10000000"])
+    let child = bench()
+        .args(&["--notifications", "10000000"])
         .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,15 +2,18 @@
 
 use sqlx::PgPool;
 
-use crate::support::{Key, herald, migrated};
+use crate::support::{Cli, Key, herald, migrated};
+
+/// `herald endpoints add`; the URL and the rest follow.
+fn add(pool: &PgPool) -> Cli {
+    herald(pool).args(&["endpoints", "add"])
+}
 
 #[sqlx::test(migrations = false)]
 async fn add_prints_the_generated_secret_once(pool: PgPool) {
     let pool = migrated(pool).await;
-    let out = herald(&pool)
+    let out = add(&pool)
         .args(&[
-            "endpoints",
-            "add",
             "--url",
             "https://hooks.example.com/in",
             "--tenant",
@@ -70,15 +73,8 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
 async fn add_keeps_a_given_secret_and_prints_a_human_block(pool: PgPool) {
     let pool = migrated(pool).await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let out = herald(&pool)
-        .args(&[
-            "endpoints",
-            "add",
-            "--url",
-            "http://hooks.example.com/in",
-            "--secret",
-            secret,
-        ])
+    let out = add(&pool)
+        .args(&["--url", "http://hooks.example.com/in", "--secret", secret])
         .run()
         .await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -129,16 +125,10 @@ async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
         ),
     ];
     for (extra, needle) in cases {
-        let mut args = vec!["endpoints", "add"];
-        args.extend(extra);
-        herald(&pool)
-            .args(&args)
-            .run()
-            .await
-            .assert_error(2, needle);
+        add(&pool).args(&extra).run().await.assert_error(2, needle);
     }
-    let https_only = herald(&pool)
-        .args(&["endpoints", "add", "--url", "http://hooks.example.com/"])
+    let https_only = add(&pool)
+        .args(&["--url", "http://hooks.example.com/"])
         .env("HERALD_WEBHOOK__HTTPS_ONLY", "true")
         .run()
         .await;
@@ -153,14 +143,8 @@ async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn allowed_networks_admit_private_targets(pool: PgPool) {
     let pool = migrated(pool).await;
-    let out = herald(&pool)
-        .args(&[
-            "endpoints",
-            "add",
-            "--url",
-            "http://127.0.0.1:8080/hook",
-            "--json",
-        ])
+    let out = add(&pool)
+        .args(&["--url", "http://127.0.0.1:8080/hook", "--json"])
         .env("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8")
         .run()
         .await;

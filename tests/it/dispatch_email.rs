@@ -6,27 +6,22 @@ use herald::Notification;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::daemon::{env_with, run_until_idle};
-use crate::support::smtp::{SmtpSink, silent_server};
+use crate::support::daemon::run_until_idle;
+use crate::support::smtp::{self, SmtpSink, email_env, silent_server};
 use crate::support::{migrated, states};
 
 fn templates() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |path: &str, text: &str| {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, text).unwrap();
-    };
-    write("order_shipped/subject.txt", "Order {{ order }} shipped\n");
-    write(
-        "order_shipped/body.txt",
-        "Hi {{ name }}, your order {{ order }} is on its way.\n",
-    );
-    write(
-        "order_shipped/body.html",
-        "<p>Hi {{ name }}, your order <b>{{ order }}</b> is on its way.</p>\n",
-    );
-    dir
+    smtp::templates(&[
+        ("order_shipped/subject.txt", "Order {{ order }} shipped\n"),
+        (
+            "order_shipped/body.txt",
+            "Hi {{ name }}, your order {{ order }} is on its way.\n",
+        ),
+        (
+            "order_shipped/body.html",
+            "<p>Hi {{ name }}, your order <b>{{ order }}</b> is on its way.</p>\n",
+        ),
+    ])
 }
 
 async fn enqueue_email(pool: &PgPool, type_: &str, max_attempts: u32) -> uuid::Uuid {
@@ -37,13 +32,12 @@ async fn enqueue_email(pool: &PgPool, type_: &str, max_attempts: u32) -> uuid::U
 }
 
 fn smtp_env<'a>(port: &'a str, templates: &'a Path) -> Vec<(&'a str, &'a str)> {
-    env_with(&[
-        ("HERALD_SMTP__HOST", "127.0.0.1"),
-        ("HERALD_SMTP__PORT", port),
+    let mut env = email_env(port, templates);
+    env.extend([
         ("HERALD_SMTP__MESSAGE_ID_DOMAIN", "mail.herald.test"),
         ("HERALD_SMTP__FROM", "Shop <shop@herald.test>"),
-        ("HERALD_TEMPLATES__DIR", templates.to_str().unwrap()),
-    ])
+    ]);
+    env
 }
 
 async fn attempts(pool: &PgPool, id: uuid::Uuid) -> Vec<(String, Option<i32>, Option<String>)> {

@@ -30,6 +30,16 @@ async fn refusal(pool: &PgPool, sql: &str, bind: &str) -> (String, String, Optio
     )
 }
 
+/// Asserts that `sql` refuses each of `values` (its `$1`) with HR001, `message` and the COLUMN
+/// `run_at`.
+async fn assert_run_at_refused(pool: &PgPool, sql: &str, values: &[&str], message: &str) {
+    for value in values {
+        let got = refusal(pool, sql, value).await;
+        let expected = ("HR001".into(), message.to_owned(), Some("run_at".into()));
+        assert_eq!(got, expected, "{value}");
+    }
+}
+
 #[sqlx::test(migrations = false)]
 async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
     let pool = migrated(pool).await;
@@ -45,48 +55,34 @@ async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
         }
     }
     // herald.enqueue(...).
-    for value in [
-        "-infinity",
-        "infinity",
-        "294000-01-01",
-        "0001-01-01 00:00:00+01",
-        "4713-01-01 BC",
-    ] {
-        let got = refusal(
-            &pool,
-            "select * from herald.enqueue('u', 't', 'b', email => 'ann@example.com', run_at => $1::timestamptz)",
-            value,
-        )
-        .await;
-        let expected = (
-            "HR001".into(),
-            format!("invalid run_at: {RANGE}"),
-            Some("run_at".into()),
-        );
-        assert_eq!(got, expected, "{value}");
-    }
+    assert_run_at_refused(
+        &pool,
+        "select * from herald.enqueue('u', 't', 'b', email => 'ann@example.com', run_at => $1::timestamptz)",
+        &[
+            "-infinity",
+            "infinity",
+            "294000-01-01",
+            "0001-01-01 00:00:00+01",
+            "4713-01-01 BC",
+        ],
+        &format!("invalid run_at: {RANGE}"),
+    )
+    .await;
     // herald.enqueue_many(jsonb): RFC 3339 allows years 0000 and offsets that carry 9999 past
     // the end.
-    for value in [
-        "0000-06-01T00:00:00Z",
-        "0001-01-01T00:30:00+01:00",
-        "9999-12-31T23:30:00-01:00",
-    ] {
-        let got = refusal(
-            &pool,
-            "select * from herald.enqueue_many(jsonb_build_array(jsonb_build_object(
-                 'user_id', 'u', 'type', 't', 'business_id', 'b', 'email', 'ann@example.com',
-                 'run_at', $1::text)))",
-            value,
-        )
-        .await;
-        let expected = (
-            "HR001".into(),
-            format!("invalid run_at: {RANGE} (item 0)"),
-            Some("run_at".into()),
-        );
-        assert_eq!(got, expected, "{value}");
-    }
+    assert_run_at_refused(
+        &pool,
+        "select * from herald.enqueue_many(jsonb_build_array(jsonb_build_object(
+             'user_id', 'u', 'type', 't', 'business_id', 'b', 'email', 'ann@example.com',
+             'run_at', $1::text)))",
+        &[
+            "0000-06-01T00:00:00Z",
+            "0001-01-01T00:30:00+01:00",
+            "9999-12-31T23:30:00-01:00",
+        ],
+        &format!("invalid run_at: {RANGE} (item 0)"),
+    )
+    .await;
     // Plain SQL.
     for value in ["-infinity", "infinity", "294000-01-01"] {
         let (code, message, _) = refusal(
@@ -199,19 +195,12 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
+    // Its attempt; and one whose times chrono cannot hold, as only plain SQL writes one.
     sqlx::query(
         "insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome)
-         values ($1, 1, now(), now(), 'delivered')",
+         values ($1, 1, now(), now(), 'delivered'), ($2, 1, '-infinity', 'infinity', 'failed')",
     )
     .bind(delivered)
-    .execute(&pool)
-    .await
-    .unwrap();
-    // An attempt whose times chrono cannot hold, as only plain SQL writes one.
-    sqlx::query(
-        "insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome)
-         values ($1, 1, '-infinity', 'infinity', 'failed')",
-    )
     .bind(stored[0].0)
     .execute(&pool)
     .await

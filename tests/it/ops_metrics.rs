@@ -6,9 +6,9 @@ use std::time::Duration;
 use herald::Notification;
 use sqlx::PgPool;
 
-use crate::support::daemon::{Daemon, env_with};
+use crate::support::daemon::Daemon;
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::scrape::{free_addr, get, sample, wait_for_status};
+use crate::support::scrape::{get, sample, wait_for_status};
 use crate::support::smtp::SmtpSink;
 use crate::support::{Cli, endpoint_at, migrated, url_for, wait_for_sql};
 
@@ -42,18 +42,15 @@ async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
     .await
     .unwrap();
 
-    let addr = free_addr();
-    let listen = addr.to_string();
     let port = sink.port.to_string();
     let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
-    let daemon = Daemon::spawn(
+    let (daemon, addr) = Daemon::listening(
         &pool,
         &[],
-        &env_with(&[
-            ("HERALD_METRICS__LISTEN", &listen),
+        &[
             ("HERALD_SMTP__PORT", &port),
             ("HERALD_TEMPLATES__DIR", templates),
-        ]),
+        ],
     );
     wait_for_sql(
         &pool,
@@ -156,17 +153,14 @@ async fn the_sweeper_and_the_state_gauges_are_counted(pool: PgPool) {
     .await
     .unwrap();
 
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let daemon = Daemon::spawn(
+    let (daemon, addr) = Daemon::listening(
         &pool,
         &[],
-        &env_with(&[
-            ("HERALD_METRICS__LISTEN", &listen),
+        &[
             ("HERALD_SWEEPER__SCHEDULE", "* * * * * *"),
             ("HERALD_SWEEPER__RETENTION", "1d"),
             ("HERALD_METRICS__STATE_REFRESH", "100ms"),
-        ]),
+        ],
     );
     wait_for_sql(
         &pool,
@@ -218,13 +212,7 @@ async fn the_oldest_due_age_is_exposed(pool: PgPool) {
         .execute(&mut *blocker)
         .await
         .unwrap();
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let daemon = Daemon::spawn(
-        &pool,
-        &[],
-        &env_with(&[("HERALD_METRICS__LISTEN", &listen)]),
-    );
+    let (daemon, addr) = Daemon::listening(&pool, &[], &[]);
     let text = wait_for_status(addr, "/metrics", 200).await;
     let age = sample(&text, "herald_oldest_due_age_seconds").expect("the age is exposed");
     assert!((600.0..700.0).contains(&age), "{age}: {text}");

@@ -9,9 +9,18 @@ use crate::support::cluster::Cluster;
 use crate::support::daemon::FAST;
 use crate::support::logins::{Login, sqlstate};
 use crate::support::receiver::Receiver;
-use crate::support::{Cli, Key, SECRET, endpoint_at, migrated};
+use crate::support::{Cli, Key, SECRET, endpoint_at, herald, migrated};
 
 const DENIED: &str = "42501";
+
+/// herald's group roles, as `herald roles --sql` creates them.
+const GROUP_ROLES: [&str; 5] = [
+    "herald_owner",
+    "herald_enqueue",
+    "herald_reader",
+    "herald_admin",
+    "herald_daemon",
+];
 
 async fn try_sql(pool: &PgPool, sql: &'static str) -> String {
     sqlstate(sqlx::query(sql).execute(pool).await)
@@ -313,13 +322,7 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
     let url = format!("postgres://migrator@127.0.0.1:{}/app", cluster.port);
     let run = Cli::at(&url).arg("migrate").run().await;
     assert_eq!(run.code, 0, "{run:?}");
-    for role in [
-        "herald_owner",
-        "herald_enqueue",
-        "herald_reader",
-        "herald_admin",
-        "herald_daemon",
-    ] {
+    for role in GROUP_ROLES {
         let line = run
             .stdout
             .lines()
@@ -392,35 +395,23 @@ async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
     );
     let n = Notification::email("u", "t", "b3", "ann@example.com")
         .payload_raw(serde_json::from_str(&big).unwrap());
-    let lib = herald::enqueue_with_limits(
-        &app,
-        &n,
-        &herald::Limits {
-            max_payload_bytes: usize::MAX,
-        },
-    )
-    .await;
+    let no_limit = herald::Limits {
+        max_payload_bytes: usize::MAX,
+    };
+    let lib = herald::enqueue_with_limits(&app, &n, &no_limit).await;
     assert!(
         matches!(&lib, Err(herald::EnqueueError::Invalid { field: "payload", message }) if message.ends_with("over the limit of 65536 bytes")),
         "{lib:?}"
     );
 
     // Operators raise it in the configuration; `herald migrate` records it.
-    let url = crate::support::url_of(&pool);
-    let migrate = Cli::at(&url)
+    let migrate = herald(&pool)
         .arg("migrate")
         .env("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "200000")
         .run()
         .await;
     assert_eq!(migrate.code, 0, "{migrate:?}");
-    let lib = herald::enqueue_with_limits(
-        &app,
-        &n,
-        &herald::Limits {
-            max_payload_bytes: usize::MAX,
-        },
-    )
-    .await;
+    let lib = herald::enqueue_with_limits(&app, &n, &no_limit).await;
     assert!(lib.unwrap().is_created());
     app.close().await;
     login.drop(&pool).await;
@@ -432,20 +423,7 @@ async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_herald_schema_prepared_by_someone_else_is_not_adopted(pool: PgPool) {
     let evil = Login::create(&pool, None).await;
-    let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("select set_config('herald.test_login', $1, false)")
-        .bind(&evil.name)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query(
-        "do $$ begin execute format('grant create on database %I to %I', current_database(),
-             current_setting('herald.test_login')); end $$",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    drop(conn);
+    evil.grant(&pool, "create on database %2$I").await;
     let attacker = evil.pool().await;
     sqlx::raw_sql(
         "create schema herald;
@@ -457,8 +435,7 @@ async fn a_herald_schema_prepared_by_someone_else_is_not_adopted(pool: PgPool) {
     .unwrap();
     attacker.close().await;
 
-    let url = crate::support::url_of(&pool);
-    let run = Cli::at(&url).arg("migrate").run().await;
+    let run = herald(&pool).arg("migrate").run().await;
     run.assert_error(
         1,
         "schema herald holds schema herald (owned by herald_test_",
@@ -490,22 +467,8 @@ async fn herald_migrate_takes_back_rights_on_the_schema_from_other_roles(pool: P
         .execute(&pool)
         .await
         .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("select set_config('herald.test_login', $1, false)")
-        .bind(&other.name)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query(
-        "do $$ begin execute format('grant usage, create on schema herald to %I',
-             current_setting('herald.test_login')); end $$",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    drop(conn);
-    let url = crate::support::url_of(&pool);
-    let run = Cli::at(&url).arg("migrate").run().await;
+    other.grant(&pool, "usage, create on schema herald").await;
+    let run = herald(&pool).arg("migrate").run().await;
     assert_eq!(run.code, 0, "{run:?}");
     let may_create: bool =
         sqlx::query_scalar("select has_schema_privilege($1, 'herald', 'CREATE')")

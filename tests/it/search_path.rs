@@ -52,24 +52,7 @@ create function public.gen_random_uuid() returns uuid language plpgsql as
 
 async fn set_traps(pool: &PgPool) -> Login {
     let evil = Login::create(pool, None).await;
-    sqlx::query("select set_config('herald.test_login', $1, false)")
-        .bind(&evil.name)
-        .execute(pool)
-        .await
-        .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("select set_config('herald.test_login', $1, false)")
-        .bind(&evil.name)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query(
-        "do $$ begin execute format('grant create on schema public to %I',
-             current_setting('herald.test_login')); end $$",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
+    evil.grant(pool, "create on schema public").await;
     let attacker = evil.pool().await;
     sqlx::raw_sql(TRAPS).execute(&attacker).await.unwrap();
     attacker.close().await;

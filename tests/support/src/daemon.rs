@@ -1,6 +1,7 @@
 //! Running `herald run` against a test database: to idleness, or in the background to be
 //! watched and signalled.
 
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{Cli, Run};
 use crate::db::url_of;
+use crate::scrape::free_addr;
 
 /// Settings that make the daemon quick to test against loopback receivers: loopback allowed
 /// as a webhook target, short retries and polling, plain SMTP.
@@ -64,6 +66,20 @@ fn drain(
 impl Daemon {
     pub fn spawn(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::spawn_url(&url_of(pool), args, env)
+    }
+
+    /// Like [`Daemon::spawn`], serving the operator endpoints (`metrics.listen`) on a fresh
+    /// loopback address, which it returns; `env` comes after `FAST` (see [`env_with`]).
+    pub fn listening(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> (Self, SocketAddr) {
+        Self::listening_url(&url_of(pool), args, env)
+    }
+
+    pub fn listening_url(url: &str, args: &[&str], env: &[(&str, &str)]) -> (Self, SocketAddr) {
+        let addr = free_addr();
+        let listen = addr.to_string();
+        let mut all = env_with(&[("HERALD_METRICS__LISTEN", &listen)]);
+        all.extend_from_slice(env);
+        (Self::spawn_url(url, args, &all), addr)
     }
 
     pub fn spawn_url(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {

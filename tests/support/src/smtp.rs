@@ -1,5 +1,6 @@
 //! A real SMTP server for the email tests: aiosmtpd (installed by `.ci/run`) running
-//! `tests/support/smtp_sink.py`, plus a hostile server that never sends its greeting.
+//! `tests/support/smtp_sink.py`, plus a hostile server that never sends its greeting; and what
+//! a daemon needs to send email to them: settings and a directory of templates.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -7,6 +8,30 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+
+use crate::daemon::env_with;
+
+/// `FAST` (see [`env_with`]) plus what sends email to the SMTP server on 127.0.0.1:`port`,
+/// rendered from the templates in `templates`.
+pub fn email_env<'a>(port: &'a str, templates: &'a Path) -> Vec<(&'a str, &'a str)> {
+    env_with(&[
+        ("HERALD_SMTP__HOST", "127.0.0.1"),
+        ("HERALD_SMTP__PORT", port),
+        ("HERALD_TEMPLATES__DIR", templates.to_str().unwrap()),
+    ])
+}
+
+/// A directory of email templates holding `files`, each `(path below it, text)`:
+/// `("welcome/subject.txt", "Hi {{ name }}")`.
+pub fn templates(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+    dir
+}
 
 pub struct SmtpSink {
     pub port: u16,
