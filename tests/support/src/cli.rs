@@ -46,19 +46,10 @@ impl Cli {
         self
     }
 
-    /// Appends `args` (a slice of `&str`, so `&["show", &id]` mixes literals and `String`s).
-    pub fn args(self, args: &[&str]) -> Self {
-        self.args_os(args)
-    }
-
-    /// Appends `args`, which need not be UTF-8.
-    pub fn args_os<I>(mut self, args: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: AsRef<OsStr>,
-    {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+    /// Appends `args` (a slice of `&str`, so `&["show", &id]` mixes literals and `String`s;
+    /// [`Cli::arg`] takes one that is not UTF-8).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(OsString::from));
         self
     }
 
