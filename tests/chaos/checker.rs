@@ -80,7 +80,7 @@ fn calm() -> Chaos {
 
 #[sqlx::test(migrations = false)]
 async fn a_correct_final_state_passes(pool: PgPool) {
-    support::migrated(&pool).await;
+    let pool = support::migrated(pool).await;
     let (intents, ids, tally) = intents_enqueued(&pool, DOOMED_EVERY).await;
     let killed = "host:4242:run";
     let mut sightings = Vec::new();
@@ -151,7 +151,7 @@ async fn a_correct_final_state_passes(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn each_broken_invariant_is_reported(pool: PgPool) {
-    support::migrated(&pool).await;
+    let pool = support::migrated(pool).await;
     let (mut intents, ids, tally) = intents_enqueued(&pool, 9).await;
     // A tenth intent that was never enqueued: lost.
     let extra = load::webhook_intents(10, &[("default".into(), Uuid::new_v4())], Uuid::new_v4());

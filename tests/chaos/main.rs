@@ -8,10 +8,6 @@
 //! `HERALD_CHAOS_SEED=<seed it printed>` repeats a run's random choices (which daemon, which
 //! answer; timing still varies); `HERALD_CHAOS_ONLY=kill-9,stale-leases` runs some scenarios.
 
-#[allow(dead_code)]
-#[path = "../it/support/mod.rs"]
-mod support;
-
 mod checker;
 mod fleet;
 mod invariants;
@@ -24,6 +20,7 @@ mod table;
 
 use std::time::Duration;
 
+use herald_test_support as support;
 use receiver::Behaviour;
 use scenario::{Disruption, Scenario, Target, WEBHOOK_TIMEOUT};
 

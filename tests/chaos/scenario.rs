@@ -211,7 +211,7 @@ impl Scenario {
         };
         database.drop_shared().await;
         let url = database.url();
-        let migrate = support::herald_env(&["--database-url", &url, "migrate"], &[]).await;
+        let migrate = support::Cli::at(&url).arg("migrate").run().await;
         assert_eq!(migrate.code, 0, "herald migrate: {migrate:?}");
         let pool = PgPoolOptions::new()
             .max_connections(12)

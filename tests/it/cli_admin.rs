@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, run_until_idle};
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::{SECRET, endpoint_at, herald, herald_with, migrated};
+use crate::support::{Key, SECRET, endpoint_at, herald, migrated};
 
 async fn one(pool: &PgPool, business_id: &str) -> String {
     let n = Notification::email("ann", "order_shipped", business_id, "ann@example.com")
@@ -25,7 +25,7 @@ async fn set_state(pool: &PgPool, id: &str, state: &str) {
 
 #[sqlx::test(migrations = false)]
 async fn retry_brings_a_dead_notification_back_with_the_same_delivery_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![Reply::status(500)]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let id = herald::enqueue(
@@ -37,10 +37,14 @@ async fn retry_brings_a_dead_notification_back_with_the_same_delivery_id(pool: P
     .id()
     .to_string();
     run_until_idle(&pool, FAST).await;
-    let dead = herald(&pool, &["show", &id, "--json"]).await.json();
+    let dead = herald(&pool)
+        .args(&["show", &id, "--json"])
+        .run()
+        .await
+        .json();
     assert_eq!(dead["state"], "dead");
 
-    let retried = herald(&pool, &["retry", &id, "--json"]).await;
+    let retried = herald(&pool).args(&["retry", &id, "--json"]).run().await;
     assert_eq!(retried.code, 0, "{retried:?}");
     let n = retried.json();
     assert_eq!(
@@ -61,7 +65,11 @@ async fn retry_brings_a_dead_notification_back_with_the_same_delivery_id(pool: P
         requests.iter().all(|r| r.header("webhook-id") == id),
         "the same delivery id after a manual retry"
     );
-    let shown = herald(&pool, &["show", &id, "--json"]).await.json();
+    let shown = herald(&pool)
+        .args(&["show", &id, "--json"])
+        .run()
+        .await
+        .json();
     assert_eq!(shown["state"], "delivered");
     let attempts: Vec<i64> = shown["attempt_log"]
         .as_array()
@@ -74,29 +82,43 @@ async fn retry_brings_a_dead_notification_back_with_the_same_delivery_id(pool: P
 
 #[sqlx::test(migrations = false)]
 async fn retry_and_cancel_refuse_what_they_do_not_apply_to(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let pending = one(&pool, "p").await;
-    herald(&pool, &["retry", &pending]).await.assert_error(
-        2,
-        "it is pending; only dead or cancelled notifications can be retried",
-    );
+    herald(&pool)
+        .args(&["retry", &pending])
+        .run()
+        .await
+        .assert_error(
+            2,
+            "it is pending; only dead or cancelled notifications can be retried",
+        );
     let delivered = one(&pool, "d").await;
     set_state(&pool, &delivered, "delivered").await;
-    herald(&pool, &["cancel", &delivered]).await.assert_error(
-        2,
-        "it is delivered; only pending notifications can be cancelled",
-    );
+    herald(&pool)
+        .args(&["cancel", &delivered])
+        .run()
+        .await
+        .assert_error(
+            2,
+            "it is delivered; only pending notifications can be cancelled",
+        );
     let unknown = uuid::Uuid::now_v7().to_string();
-    herald(&pool, &["retry", &unknown])
+    herald(&pool)
+        .args(&["retry", &unknown])
+        .run()
         .await
         .assert_error(4, "not found");
-    herald(&pool, &["cancel", &unknown])
+    herald(&pool)
+        .args(&["cancel", &unknown])
+        .run()
         .await
         .assert_error(4, "not found");
-    herald(&pool, &["cancel", "nope"])
+    herald(&pool)
+        .args(&["cancel", "nope"])
+        .run()
         .await
         .assert_error(2, "invalid value 'nope'");
-    let help = herald(&pool, &["retry", "--help"]).await;
+    let help = herald(&pool).args(&["retry", "--help"]).run().await;
     assert!(
         help.stdout.contains("same id") && help.stdout.contains("fresh budget"),
         "{}",
@@ -106,16 +128,20 @@ async fn retry_and_cancel_refuse_what_they_do_not_apply_to(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn cancel_finishes_a_pending_notification(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id = one(&pool, "c").await;
-    let out = herald(&pool, &["cancel", &id]).await;
+    let out = herald(&pool).args(&["cancel", &id]).run().await;
     assert_eq!(out.stdout, format!("cancelled {id}\n"));
-    let n = herald(&pool, &["show", &id, "--json"]).await.json();
+    let n = herald(&pool)
+        .args(&["show", &id, "--json"])
+        .run()
+        .await
+        .json();
     assert_eq!(n["state"], "cancelled");
     assert!(n["finished_at"].is_string());
-    let again = herald(&pool, &["cancel", &id, "--json"]).await;
+    let again = herald(&pool).args(&["cancel", &id, "--json"]).run().await;
     again.assert_error(2, "it is cancelled");
-    let retried = herald(&pool, &["retry", &id]).await;
+    let retried = herald(&pool).args(&["retry", &id]).run().await;
     assert!(
         retried
             .stdout
@@ -126,7 +152,7 @@ async fn cancel_finishes_a_pending_notification(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn stats_counts_by_state_and_channel(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![Reply::status(503)]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     herald::enqueue(&pool, &Notification::webhook("u", "t", "w1", hook))
@@ -144,7 +170,7 @@ async fn stats_counts_by_state_and_channel(pool: PgPool) {
     .await
     .unwrap();
 
-    let stats = herald(&pool, &["stats", "--json"]).await;
+    let stats = herald(&pool).args(&["stats", "--json"]).run().await;
     assert_eq!(stats.code, 0, "{stats:?}");
     let s = stats.json();
     assert_eq!(
@@ -170,7 +196,7 @@ async fn stats_counts_by_state_and_channel(pool: PgPool) {
             >= s["last_hour"]["latency_p50_ms"].as_f64().unwrap()
     );
 
-    let human = herald(&pool, &["stats"]).await;
+    let human = herald(&pool).arg("stats").run().await;
     assert!(
         human
             .stdout
@@ -189,22 +215,12 @@ async fn stats_counts_by_state_and_channel(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool) {
-    migrated(&pool).await;
-    let key = [
-        "explain",
-        "--user",
-        "ann",
-        "--type",
-        "order_shipped",
-        "--business-id",
-        "o1",
-    ];
-    let with = |extra: &[&'static str]| -> Vec<&'static str> {
-        let mut args = key.to_vec();
-        args.extend_from_slice(extra);
-        args
-    };
-    let free = herald(&pool, &with(&["--payload", "{}", "--json"]))
+    let pool = migrated(pool).await;
+    let key = Key::new("ann", "order_shipped", "o1");
+    let explain = || herald(&pool).explain(&key);
+    let free = explain()
+        .args(&["--payload", "{}", "--json"])
+        .run()
         .await
         .json();
     assert_eq!(
@@ -213,16 +229,15 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
     );
 
     let id = one(&pool, "o1").await;
-    let same = herald(
-        &pool,
-        &with(&[
+    let same = explain()
+        .args(&[
             "--payload",
             r#"{"items":[{"qty":1,"sku":"a"}],"order":"o1"}"#,
             "--json",
-        ]),
-    )
-    .await
-    .json();
+        ])
+        .run()
+        .await
+        .json();
     assert_eq!(
         same["verdict"], "duplicate",
         "key order does not matter: {same}"
@@ -234,32 +249,30 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
         "open while pending"
     );
 
-    let changed = herald(
-        &pool,
-        &with(&[
+    let changed = explain()
+        .args(&[
             "--payload",
             r#"{"order":"o1","items":[{"sku":"a","qty":2}],"gift":true}"#,
             "--json",
-        ]),
-    )
-    .await
-    .json();
+        ])
+        .run()
+        .await
+        .json();
     assert_eq!(changed["verdict"], "conflict");
     assert_eq!(changed["compared"], "payload");
     assert_eq!(changed["differences"], json!(["$.gift", "$.items[0].qty"]));
 
-    let elsewhere = herald(
-        &pool,
-        &with(&[
+    let elsewhere = explain()
+        .args(&[
             "--payload",
             r#"{"order":"o1","items":[{"sku":"a","qty":1}]}"#,
             "--email",
             "bob@example.com",
             "--json",
-        ]),
-    )
-    .await
-    .json();
+        ])
+        .run()
+        .await
+        .json();
     assert_eq!(
         (
             elsewhere["verdict"].as_str(),
@@ -270,33 +283,25 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
     assert_eq!(elsewhere["differences"], json!(["destination"]));
 
     // The conflict agrees with what enqueue does.
-    let enq = herald(
-        &pool,
-        &[
-            "enqueue",
-            "--user",
-            "ann",
-            "--type",
-            "order_shipped",
-            "--business-id",
-            "o1",
+    let enq = herald(&pool)
+        .enqueue(&key)
+        .args(&[
             "--email",
             "ann@example.com",
             "--payload",
             r#"{"order":"o1","items":[{"sku":"a","qty":2}],"gift":true}"#,
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     enq.assert_error(3, &id);
 
-    let human = herald(
-        &pool,
-        &with(&[
+    let human = explain()
+        .args(&[
             "--payload",
             r#"{"order":"o2","items":[{"sku":"a","qty":1}]}"#,
-        ]),
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert!(
         human.stdout.contains(&format!(
             "held by:      {id} (pending, email to ann@example.com)"
@@ -309,7 +314,7 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
 
 #[sqlx::test(migrations = false)]
 async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id = one(&pool, "o1").await;
     sqlx::query(
         "update herald.notifications set state = 'delivered', finished_at = '2030-01-01T00:00:00Z'",
@@ -317,35 +322,25 @@ async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let args = [
-        "explain",
-        "--user",
-        "ann",
-        "--type",
-        "order_shipped",
-        "--business-id",
-        "o1",
-        "--json",
-    ];
-    let default = herald(&pool, &args).await.json();
+    let human = herald(&pool).explain(&Key::new("ann", "order_shipped", "o1"));
+    let json = human.clone().arg("--json");
+    let default = json.run().await.json();
     assert_eq!(default["notification"]["id"], id);
     assert_eq!(
         default["dedup_window_ends_at"], "2030-01-31T00:00:00Z",
         "finished_at + 30 days"
     );
-    let by_type = herald_with(
-        &pool,
-        &args,
-        &[("HERALD_SWEEPER__RETENTION_BY_TYPE__ORDER_SHIPPED", "90d")],
-    )
-    .await
-    .json();
+    let by_type = json
+        .env("HERALD_SWEEPER__RETENTION_BY_TYPE__ORDER_SHIPPED", "90d")
+        .run()
+        .await
+        .json();
     assert_eq!(
         by_type["dedup_window_ends_at"], "2030-04-01T00:00:00Z",
         "the type's own retention"
     );
     assert_eq!(by_type["retention_seconds"], 90 * 86400);
-    let human = herald(&pool, &args[..7]).await;
+    let human = human.run().await;
     assert!(
         human.stdout.contains(
             "dedup window: ends 2030-01-31T00:00:00Z (finished 2030-01-01T00:00:00Z + 30days)"
@@ -357,83 +352,51 @@ async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn explain_refuses_bad_input(pool: PgPool) {
-    migrated(&pool).await;
-    herald(
-        &pool,
-        &["explain", "--user", "", "--type", "t", "--business-id", "b"],
-    )
-    .await
-    .assert_error(2, "invalid user_id (--user): must not be empty");
-    herald(
-        &pool,
-        &[
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "a@b.co",
-        ],
-    )
-    .await
-    .assert_error(2, "need --payload");
-    herald(
-        &pool,
-        &[
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--payload",
-            "{",
-        ],
-    )
-    .await
-    .assert_error(2, "--payload");
-    herald(&pool, &["explain", "--user", "u", "--type", "t"])
+    let pool = migrated(pool).await;
+    herald(&pool)
+        .explain(&Key::new("", "t", "b"))
+        .run()
+        .await
+        .assert_error(2, "invalid user_id (--user): must not be empty");
+    let explain = || herald(&pool).explain(&Key::new("u", "t", "b"));
+    explain()
+        .args(&["--email", "a@b.co"])
+        .run()
+        .await
+        .assert_error(2, "need --payload");
+    explain()
+        .args(&["--payload", "{"])
+        .run()
+        .await
+        .assert_error(2, "--payload");
+    herald(&pool)
+        // No key without a business id.
+        .args(&["explain", "--user", "u", "--type", "t"])
+        .run()
         .await
         .assert_error(2, "--business-id");
 }
 
 #[sqlx::test(migrations = false)]
 async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url())
         .await
         .to_string();
-    let enqueue = |b: &'static str| {
-        [
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            b,
-            "--webhook",
-        ]
-    };
 
-    let disabled = herald(
-        &pool,
-        &[
+    let disabled = herald(&pool)
+        .args(&[
             "endpoints",
             "disable",
             &hook,
             "--reason",
             "receiver migrating",
             "--json",
-        ],
-    )
-    .await
-    .json();
+        ])
+        .run()
+        .await
+        .json();
     assert_eq!(
         (
             disabled["enabled"].as_bool(),
@@ -441,34 +404,38 @@ async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
         ),
         (Some(false), Some("receiver migrating"))
     );
-    let mut args = enqueue("b1").to_vec();
-    args.push(&hook);
-    herald(&pool, &args)
+    let enqueue = herald(&pool)
+        .enqueue(&Key::new("u", "t", "b1"))
+        .args(&["--webhook", &hook]);
+    enqueue
+        .run()
         .await
         .assert_error(2, "is disabled: receiver migrating");
-    let listed = herald(&pool, &["endpoints", "list"]).await;
+    let listed = herald(&pool).args(&["endpoints", "list"]).run().await;
     assert!(
         listed.stdout.contains("receiver migrating"),
         "{}",
         listed.stdout
     );
 
-    let enabled = herald(&pool, &["endpoints", "enable", &hook]).await;
+    let enabled = herald(&pool)
+        .args(&["endpoints", "enable", &hook])
+        .run()
+        .await;
     assert_eq!(enabled.stdout, format!("enabled {hook}\n"));
-    assert_eq!(herald(&pool, &args).await.code, 0);
+    assert_eq!(enqueue.run().await.code, 0);
 
-    let rotated = herald(
-        &pool,
-        &[
+    let rotated = herald(&pool)
+        .args(&[
             "endpoints",
             "rotate-secret",
             &hook,
             "--grace",
             "1h",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(rotated.code, 0, "{rotated:?}");
     let r = rotated.json();
     let new_secret = r["secret"].as_str().unwrap().to_owned();
@@ -481,7 +448,10 @@ async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
         grace > chrono::Duration::minutes(59) && grace <= chrono::Duration::minutes(60),
         "{grace}"
     );
-    let listed = herald(&pool, &["endpoints", "list", "--json"]).await;
+    let listed = herald(&pool)
+        .args(&["endpoints", "list", "--json"])
+        .run()
+        .await;
     assert!(
         !listed.stdout.contains(&new_secret),
         "the new secret is shown once"
@@ -498,28 +468,30 @@ async fn endpoints_can_be_disabled_enabled_and_rotated(pool: PgPool) {
     }
 
     let unknown = uuid::Uuid::now_v7().to_string();
-    herald(&pool, &["endpoints", "disable", &unknown])
+    herald(&pool)
+        .args(&["endpoints", "disable", &unknown])
+        .run()
         .await
         .assert_error(4, "webhook endpoint");
-    herald(
-        &pool,
-        &[
+    herald(&pool)
+        .args(&[
             "endpoints",
             "rotate-secret",
             &hook,
             "--secret",
             "whsec_short",
-        ],
-    )
-    .await
-    .assert_error(2, "secret:");
-    herald(
-        &pool,
-        &["endpoints", "rotate-secret", &hook, "--grace", "a while"],
-    )
-    .await
-    .assert_error(2, "--grace");
-    herald(&pool, &["endpoints", "disable", &hook, "--reason", ""])
+        ])
+        .run()
+        .await
+        .assert_error(2, "secret:");
+    herald(&pool)
+        .args(&["endpoints", "rotate-secret", &hook, "--grace", "a while"])
+        .run()
+        .await
+        .assert_error(2, "--grace");
+    herald(&pool)
+        .args(&["endpoints", "disable", &hook, "--reason", ""])
+        .run()
         .await
         .assert_error(2, "reason");
 }

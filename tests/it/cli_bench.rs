@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::support::{command, herald_env, url_for};
+use crate::support::{Cli, url_for};
 
 /// Runs of the bench one at a time: they share the server's list of scratch databases (and
 /// the 2 cores).
@@ -27,24 +27,19 @@ async fn admin() -> PgPool {
     PgPool::connect(&url_for("postgres")).await.unwrap()
 }
 
+/// `herald bench` on the server of the tests (it makes a scratch database of its own there);
+/// flags follow.
+fn bench() -> Cli {
+    Cli::at(&url_for("postgres")).arg("bench")
+}
+
 #[tokio::test]
 async fn a_small_run_reports_every_figure_and_drops_its_database() {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
-    let url = url_for("postgres");
-    let out = herald_env(
-        &[
-            "--database-url",
-            &url,
-            "bench",
-            "--json",
-            "--notifications",
-            "40",
-            "--clients",
-            "4",
-        ],
-        &[],
-    )
-    .await;
+    let out = bench()
+        .args(&["--json", "--notifications", "40", "--clients", "4"])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let report = out.json();
     for rate in [
@@ -80,20 +75,10 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
 #[tokio::test]
 async fn the_human_output_is_a_table_of_phases() {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
-    let url = url_for("postgres");
-    let out = herald_env(
-        &[
-            "--database-url",
-            &url,
-            "bench",
-            "--notifications",
-            "10",
-            "--clients",
-            "2",
-        ],
-        &[],
-    )
-    .await;
+    let out = bench()
+        .args(&["--notifications", "10", "--clients", "2"])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     for phase in [
         "enqueue_single",
@@ -113,7 +98,6 @@ async fn the_human_output_is_a_table_of_phases() {
 #[tokio::test]
 async fn bad_flags_are_usage_errors_naming_the_flag() {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
-    let url = url_for("postgres");
     let before = scratch_databases(&admin().await).await;
     for (args, flag) in [
         (vec!["--notifications", "0"], "--notifications"),
@@ -123,9 +107,7 @@ async fn bad_flags_are_usage_errors_naming_the_flag() {
         (vec!["--history", "-1"], "--history"),
         (vec!["--speed", "fast"], "--speed"),
     ] {
-        let mut all = vec!["--database-url", url.as_str(), "bench"];
-        all.extend(args);
-        herald_env(&all, &[]).await.assert_error(2, flag);
+        bench().args(&args).run().await.assert_error(2, flag);
     }
     assert_eq!(
         scratch_databases(&admin().await).await,
@@ -136,16 +118,11 @@ async fn bad_flags_are_usage_errors_naming_the_flag() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_one_line() {
-    herald_env(
-        &[
-            "--database-url",
-            "postgres://ann:CANARY-PW@127.0.0.1:1/app",
-            "bench",
-        ],
-        &[],
-    )
-    .await
-    .assert_error(1, "cannot connect to PostgreSQL at 127.0.0.1:1");
+    Cli::at("postgres://ann:CANARY-PW@127.0.0.1:1/app")
+        .arg("bench")
+        .run()
+        .await
+        .assert_error(1, "cannot connect to PostgreSQL at 127.0.0.1:1");
 }
 
 #[tokio::test]
@@ -165,22 +142,14 @@ async fn interrupted_run_drops_its_database(mid_enqueue: bool) {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let admin = admin().await;
     let before = scratch_databases(&admin).await;
-    let url = url_for("postgres");
-    let child = command(
-        &[
-            "--database-url",
-            &url,
-            "bench",
-            "--notifications",
-            "10000000",
-        ],
-        &[] as &[(&str, &str)],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true)
-    .spawn()
-    .expect("herald bench starts");
+    let child = bench()
+        .args(&["--notifications", "10000000"])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("herald bench starts");
     // Its scratch database appears…
     let mut created = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

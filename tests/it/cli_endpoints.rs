@@ -2,24 +2,26 @@
 
 use sqlx::PgPool;
 
-use crate::support::{herald, herald_with, migrated};
+use crate::support::{Cli, Key, herald, migrated};
+
+/// `herald endpoints add`; the URL and the rest follow.
+fn add(pool: &PgPool) -> Cli {
+    herald(pool).args(&["endpoints", "add"])
+}
 
 #[sqlx::test(migrations = false)]
 async fn add_prints_the_generated_secret_once(pool: PgPool) {
-    migrated(&pool).await;
-    let out = herald(
-        &pool,
-        &[
-            "endpoints",
-            "add",
+    let pool = migrated(pool).await;
+    let out = add(&pool)
+        .args(&[
             "--url",
             "https://hooks.example.com/in",
             "--tenant",
             "acme",
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let added = out.json();
     let secret = added["secret"].as_str().unwrap().to_owned();
@@ -33,7 +35,10 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
     assert_eq!(added["enabled"], true);
     assert_eq!(added["disabled_reason"], serde_json::Value::Null);
 
-    let listed = herald(&pool, &["endpoints", "list", "--json"]).await;
+    let listed = herald(&pool)
+        .args(&["endpoints", "list", "--json"])
+        .run()
+        .await;
     assert_eq!(listed.code, 0, "{listed:?}");
     assert!(
         !listed.stdout.contains(&secret),
@@ -56,42 +61,22 @@ async fn add_prints_the_generated_secret_once(pool: PgPool) {
 
     // The endpoint works as a destination of its tenant.
     let id = added["id"].as_str().unwrap();
-    let enq = herald(
-        &pool,
-        &[
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--webhook",
-            id,
-            "--tenant",
-            "acme",
-        ],
-    )
-    .await;
+    let enq = herald(&pool)
+        .enqueue(&Key::new("u", "t", "b").tenant("acme"))
+        .args(&["--webhook", id])
+        .run()
+        .await;
     assert_eq!(enq.code, 0, "{enq:?}");
 }
 
 #[sqlx::test(migrations = false)]
 async fn add_keeps_a_given_secret_and_prints_a_human_block(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let out = herald(
-        &pool,
-        &[
-            "endpoints",
-            "add",
-            "--url",
-            "http://hooks.example.com/in",
-            "--secret",
-            secret,
-        ],
-    )
-    .await;
+    let out = add(&pool)
+        .args(&["--url", "http://hooks.example.com/in", "--secret", secret])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains(&format!("secret: {secret}\n")),
@@ -104,7 +89,7 @@ async fn add_keeps_a_given_secret_and_prints_a_human_block(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(stored, secret);
-    let table = herald(&pool, &["endpoints", "list"]).await;
+    let table = herald(&pool).args(&["endpoints", "list"]).run().await;
     assert!(table.stdout.starts_with("ID "), "{}", table.stdout);
     assert!(table.stdout.contains("http://hooks.example.com/in"));
     assert!(!table.stdout.contains(secret));
@@ -112,7 +97,7 @@ async fn add_keeps_a_given_secret_and_prints_a_human_block(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let cases = [
         (vec!["--url", "ftp://hooks.example.com/"], "url: "),
         (vec!["--url", "http://127.0.0.1:8080/hook"], "loopback"),
@@ -140,16 +125,13 @@ async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
         ),
     ];
     for (extra, needle) in cases {
-        let mut args = vec!["endpoints", "add"];
-        args.extend(extra);
-        herald(&pool, &args).await.assert_error(2, needle);
+        add(&pool).args(&extra).run().await.assert_error(2, needle);
     }
-    let https_only = herald_with(
-        &pool,
-        &["endpoints", "add", "--url", "http://hooks.example.com/"],
-        &[("HERALD_WEBHOOK__HTTPS_ONLY", "true")],
-    )
-    .await;
+    let https_only = add(&pool)
+        .args(&["--url", "http://hooks.example.com/"])
+        .env("HERALD_WEBHOOK__HTTPS_ONLY", "true")
+        .run()
+        .await;
     https_only.assert_error(2, "url: ");
     let count: i64 = sqlx::query_scalar("select count(*) from herald.webhook_endpoints")
         .fetch_one(&pool)
@@ -160,19 +142,12 @@ async fn add_refuses_bad_urls_and_secrets(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn allowed_networks_admit_private_targets(pool: PgPool) {
-    migrated(&pool).await;
-    let out = herald_with(
-        &pool,
-        &[
-            "endpoints",
-            "add",
-            "--url",
-            "http://127.0.0.1:8080/hook",
-            "--json",
-        ],
-        &[("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8")],
-    )
-    .await;
+    let pool = migrated(pool).await;
+    let out = add(&pool)
+        .args(&["--url", "http://127.0.0.1:8080/hook", "--json"])
+        .env("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8")
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.json()["url"], "http://127.0.0.1:8080/hook");
 }

@@ -3,37 +3,24 @@
 
 use sqlx::PgPool;
 
-use crate::support::{
-    count_notifications, disable_endpoint, endpoint, herald, herald_with, migrated,
-};
+use crate::support::{Cli, Key, count_notifications, disable_endpoint, endpoint, herald, migrated};
 
-const BASE: [&str; 7] = [
-    "enqueue",
-    "--user",
-    "user-42",
-    "--type",
-    "order_shipped",
-    "--business-id",
-    "order-1001",
-];
-
-fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = BASE.to_vec();
-    args.extend_from_slice(extra);
-    args
+/// `herald enqueue` with the key the tests here share; the destination and the rest follow.
+fn enqueue(pool: &PgPool) -> Cli {
+    herald(pool).enqueue(&Key::new("user-42", "order_shipped", "order-1001"))
 }
 
 #[sqlx::test(migrations = false)]
 async fn enqueue_then_replay(pool: PgPool) {
-    migrated(&pool).await;
-    let args = with(&[
+    let pool = migrated(pool).await;
+    let human = enqueue(&pool).args(&[
         "--email",
         "ann@example.com",
         "--payload",
         r#"{"order":"1001"}"#,
-        "--json",
     ]);
-    let first = herald(&pool, &args).await;
+    let json = human.clone().arg("--json");
+    let first = json.run().await;
     assert_eq!(first.code, 0, "{first:?}");
     let first_json = first.json();
     assert_eq!(first_json["status"], "created");
@@ -45,7 +32,7 @@ async fn enqueue_then_replay(pool: PgPool) {
         "exactly id, status, state: {first_json}"
     );
 
-    let again = herald(&pool, &args).await;
+    let again = json.run().await;
     assert_eq!(again.code, 0, "a duplicate is a success: {again:?}");
     assert_eq!(
         again.json(),
@@ -53,29 +40,19 @@ async fn enqueue_then_replay(pool: PgPool) {
     );
 
     // Human output: one line with the status, id and state.
-    let human = herald(
-        &pool,
-        &with(&[
-            "--email",
-            "ann@example.com",
-            "--payload",
-            r#"{"order":"1001"}"#,
-        ]),
-    )
-    .await;
+    let human = human.run().await;
     assert_eq!(human.stdout, format!("duplicate {id} (pending)\n"));
     assert_eq!(count_notifications(&pool).await, 1);
 }
 
 #[sqlx::test(migrations = false)]
 async fn the_default_max_attempts_follows_the_retry_schedule(pool: PgPool) {
-    migrated(&pool).await;
-    let out = herald_with(
-        &pool,
-        &with(&["--email", "ann@example.com"]),
-        &[("HERALD_RETRY__SCHEDULE", "1s,2s")],
-    )
-    .await;
+    let pool = migrated(pool).await;
+    let out = enqueue(&pool)
+        .args(&["--email", "ann@example.com"])
+        .env("HERALD_RETRY__SCHEDULE", "1s,2s")
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let max: i32 = sqlx::query_scalar("select max_attempts from herald.notifications")
         .fetch_one(&pool)
@@ -86,10 +63,16 @@ async fn the_default_max_attempts_follows_the_retry_schedule(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_conflict_exits_3_naming_the_existing_id(pool: PgPool) {
-    migrated(&pool).await;
-    let first = herald(&pool, &with(&["--email", "ann@example.com", "--json"])).await;
+    let pool = migrated(pool).await;
+    let first = enqueue(&pool)
+        .args(&["--email", "ann@example.com", "--json"])
+        .run()
+        .await;
     let id = first.json()["id"].as_str().unwrap().to_owned();
-    let out = herald(&pool, &with(&["--email", "bob@example.com"])).await;
+    let out = enqueue(&pool)
+        .args(&["--email", "bob@example.com"])
+        .run()
+        .await;
     out.assert_error(3, &id);
     assert!(out.stderr.contains("different destination"), "{out:?}");
     assert_eq!(count_notifications(&pool).await, 1);
@@ -97,103 +80,95 @@ async fn a_conflict_exits_3_naming_the_existing_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn bad_input_exits_2_with_one_line_and_writes_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let disabled = endpoint(&pool, "default").await.to_string();
     disable_endpoint(&pool, disabled.parse().unwrap(), "disabled by operator").await;
     let unknown = uuid::Uuid::now_v7().to_string();
     let long = "x".repeat(256);
     let e = "--email";
     let a = "ann@example.com";
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    let with_key = |key: Key| herald(&pool).enqueue(&key).args(&[e, a]);
+    let cases: Vec<(Cli, &str)> = vec![
         (
-            vec![
-                "enqueue",
-                "--user",
-                "",
-                "--type",
-                "t",
-                "--business-id",
-                "b",
-                e,
-                a,
-            ],
+            with_key(Key::new("", "t", "b")),
             "user_id (--user): must not be empty",
         ),
         (
-            vec![
-                "enqueue",
-                "--user",
-                "u",
-                "--type",
-                &long,
-                "--business-id",
-                "b",
-                e,
-                a,
-            ],
+            with_key(Key::new("u", &long, "b")),
             "type (--type): must be at most 255 characters",
         ),
         (
-            vec![
-                "enqueue",
-                "--user",
-                "u",
-                "--type",
-                "t",
-                "--business-id",
-                "b\u{1}",
-                e,
-                a,
-            ],
+            with_key(Key::new("u", "t", "b\u{1}")),
             "business_id (--business-id): must not contain control characters",
         ),
-        (with(&[e, a, "--tenant", ""]), "tenant (--tenant)"),
-        (with(&[e, "not-an-address"]), "email (--email)"),
         (
-            with(&[e, a, "--payload", r#"{"a":"x\u0000y"}"#]),
+            enqueue(&pool).args(&[e, a, "--tenant", ""]),
+            "tenant (--tenant)",
+        ),
+        (
+            enqueue(&pool).args(&[e, "not-an-address"]),
+            "email (--email)",
+        ),
+        (
+            enqueue(&pool).args(&[e, a, "--payload", r#"{"a":"x\u0000y"}"#]),
             "payload (--payload): must not contain NUL",
         ),
         (
-            with(&[e, a, "--payload", "[1,2]"]),
+            enqueue(&pool).args(&[e, a, "--payload", "[1,2]"]),
             "payload (--payload): must be a JSON object",
         ),
-        (with(&[e, a, "--payload", "{not json"]), "--payload"),
-        (with(&["--webhook", &unknown]), "endpoint (--webhook)"),
         (
-            with(&["--webhook", &disabled]),
+            enqueue(&pool).args(&[e, a, "--payload", "{not json"]),
+            "--payload",
+        ),
+        (
+            enqueue(&pool).args(&["--webhook", &unknown]),
+            "endpoint (--webhook)",
+        ),
+        (
+            enqueue(&pool).args(&["--webhook", &disabled]),
             "is disabled: disabled by operator",
         ),
-        (with(&["--webhook", "not-a-uuid"]), "--webhook"),
         (
-            with(&[e, a, "--max-attempts", "0"]),
+            enqueue(&pool).args(&["--webhook", "not-a-uuid"]),
+            "--webhook",
+        ),
+        (
+            enqueue(&pool).args(&[e, a, "--max-attempts", "0"]),
             "max_attempts (--max-attempts): must be between 1 and 100, got 0",
         ),
         (
-            with(&[e, a, "--max-attempts", "101"]),
+            enqueue(&pool).args(&[e, a, "--max-attempts", "101"]),
             "max_attempts (--max-attempts)",
         ),
-        (with(&[e, a, "--max-attempts", "-1"]), "--max-attempts"),
-        (with(&[e, a, "--run-at", "tomorrow"]), "--run-at"),
-        (with(&[]), "one of --email or --webhook is required"),
         (
-            with(&[e, a, "--webhook", &unknown]),
+            enqueue(&pool).args(&[e, a, "--max-attempts", "-1"]),
+            "--max-attempts",
+        ),
+        (
+            enqueue(&pool).args(&[e, a, "--run-at", "tomorrow"]),
+            "--run-at",
+        ),
+        (enqueue(&pool), "one of --email or --webhook is required"),
+        (
+            enqueue(&pool).args(&[e, a, "--webhook", &unknown]),
             "--email and --webhook cannot be used together",
         ),
         (
-            vec!["enqueue", "--type", "t", "--business-id", "b", e, a],
+            // No key without a user.
+            herald(&pool).args(&["enqueue", "--type", "t", "--business-id", "b", e, a]),
             "--user",
         ),
     ];
-    for (args, needle) in cases {
-        let out = herald(&pool, &args).await;
+    for (cli, needle) in cases {
+        let out = cli.run().await;
         out.assert_error(2, needle);
     }
-    let over_limit = herald_with(
-        &pool,
-        &with(&[e, a, "--payload", r#"{"k":"0123456789"}"#]),
-        &[("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "10")],
-    )
-    .await;
+    let over_limit = enqueue(&pool)
+        .args(&[e, a, "--payload", r#"{"k":"0123456789"}"#])
+        .env("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "10")
+        .run()
+        .await;
     over_limit.assert_error(
         2,
         // jsonb's text form, `{"k": "0123456789"}`, is what the limit counts.
@@ -204,10 +179,9 @@ async fn bad_input_exits_2_with_one_line_and_writes_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn run_at_and_tenant_reach_the_row(pool: PgPool) {
-    migrated(&pool).await;
-    let out = herald(
-        &pool,
-        &with(&[
+    let pool = migrated(pool).await;
+    let out = enqueue(&pool)
+        .args(&[
             "--email",
             "a@b.co",
             "--tenant",
@@ -216,9 +190,9 @@ async fn run_at_and_tenant_reach_the_row(pool: PgPool) {
             "2031-05-06T07:08:09+02:00",
             "--max-attempts",
             "2",
-        ]),
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let (tenant, run_at, max): (String, chrono::DateTime<chrono::Utc>, i32) =
         sqlx::query_as("select tenant, run_at, max_attempts from herald.notifications")

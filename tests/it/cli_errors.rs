@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-use crate::support::{herald, herald_env, migrated, url_for};
+use crate::support::{Cli, Key, herald, migrated, url_for};
 
 /// Arguments, environment, and the prefix naming where the URL came from.
 type Way<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
@@ -10,15 +10,10 @@ type Way<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
 #[tokio::test]
 async fn an_unreachable_database_is_one_line_without_the_password() {
     // Nothing listens on port 1.
-    let out = herald_env(
-        &[
-            "--database-url",
-            "postgres://ann:CANARY-PW@127.0.0.1:1/app",
-            "list",
-        ],
-        &[],
-    )
-    .await;
+    let out = Cli::at("postgres://ann:CANARY-PW@127.0.0.1:1/app")
+        .arg("list")
+        .run()
+        .await;
     out.assert_error(
         1,
         "cannot connect to PostgreSQL at 127.0.0.1:1, database \"app\"",
@@ -32,18 +27,20 @@ async fn an_unreachable_database_is_one_line_without_the_password() {
 
 #[tokio::test]
 async fn database_url_comes_from_the_environment_too() {
-    let out = herald_env(
-        &["list"],
-        &[("DATABASE_URL", "postgres://ann:CANARY-PW@127.0.0.1:1/envdb")],
-    )
-    .await;
+    let out = Cli::new()
+        .arg("list")
+        .env("DATABASE_URL", "postgres://ann:CANARY-PW@127.0.0.1:1/envdb")
+        .run()
+        .await;
     out.assert_error(1, "database \"envdb\"");
     assert!(!out.stderr.contains("CANARY"));
 }
 
 #[tokio::test]
 async fn a_malformed_database_url_is_a_usage_error() {
-    herald_env(&["--database-url", "mysql://h/db", "list"], &[])
+    Cli::at("mysql://h/db")
+        .arg("list")
+        .run()
         .await
         .assert_error(2, "invalid database URL");
 }
@@ -74,7 +71,7 @@ async fn a_database_url_without_a_database_name_is_refused_naming_where_it_came_
         for (prefix, env, origin) in &ways {
             for command in ["migrate", "run", "list"] {
                 let args = [&prefix[..], &[command]].concat();
-                let out = herald_env(&args, env).await;
+                let out = Cli::new().args(&args).envs(env).run().await;
                 out.assert_error(2, origin);
                 assert!(
                     out.stderr
@@ -90,7 +87,9 @@ async fn a_database_url_without_a_database_name_is_refused_naming_where_it_came_
 #[tokio::test]
 async fn a_missing_database_points_at_migrate() {
     let url = url_for("herald_no_such_database");
-    herald_env(&["--database-url", &url, "list"], &[])
+    Cli::at(&url)
+        .arg("list")
+        .run()
         .await
         .assert_error(1, "`herald migrate` creates it");
 }
@@ -102,21 +101,25 @@ async fn an_unmigrated_database_points_at_migrate(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    herald(&pool, &["list"])
+    herald(&pool)
+        .arg("list")
+        .run()
         .await
         .assert_error(1, "run `herald migrate` first");
 }
 
 #[sqlx::test(migrations = false)]
 async fn run_without_migrating_refuses_a_database_without_the_schema(pool: PgPool) {
-    herald(&pool, &["run", "--no-migrate", "--until-idle"])
+    herald(&pool)
+        .args(&["run", "--no-migrate", "--until-idle"])
+        .run()
         .await
         .assert_error(1, "run `herald migrate` first");
 }
 
 #[sqlx::test(migrations = false)]
 async fn unknown_ids_are_not_found_everywhere(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let unknown = uuid::Uuid::now_v7().to_string();
     for command in [
         vec!["show", &unknown],
@@ -126,7 +129,11 @@ async fn unknown_ids_are_not_found_everywhere(pool: PgPool) {
         vec!["endpoints", "disable", &unknown],
         vec!["endpoints", "rotate-secret", &unknown],
     ] {
-        herald(&pool, &command).await.assert_error(4, &unknown);
+        herald(&pool)
+            .args(&command)
+            .run()
+            .await
+            .assert_error(4, &unknown);
     }
 }
 
@@ -134,38 +141,20 @@ async fn unknown_ids_are_not_found_everywhere(pool: PgPool) {
 async fn every_command_reports_an_unreachable_database_the_same_way() {
     let url = "postgres://ann:CANARY-PW@127.0.0.1:1/app";
     let id = uuid::Uuid::now_v7().to_string();
+    let herald = || Cli::at(url);
+    let key = Key::new("u", "t", "b");
     for command in [
-        vec!["migrate"],
-        vec!["run", "--until-idle"],
-        vec!["list"],
-        vec!["show", &id],
-        vec!["stats"],
-        vec!["sweep"],
-        vec![
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-        ],
-        vec!["endpoints", "list"],
-        vec![
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "a@b.co",
-        ],
+        herald().arg("migrate"),
+        herald().args(&["run", "--until-idle"]),
+        herald().arg("list"),
+        herald().args(&["show", &id]),
+        herald().arg("stats"),
+        herald().arg("sweep"),
+        herald().explain(&key),
+        herald().args(&["endpoints", "list"]),
+        herald().enqueue(&key).args(&["--email", "a@b.co"]),
     ] {
-        let mut args = vec!["--database-url", url];
-        args.extend(command);
-        let out = herald_env(&args, &[]).await;
+        let out = command.run().await;
         out.assert_error(
             1,
             "cannot connect to PostgreSQL at 127.0.0.1:1, database \"app\"",
@@ -179,14 +168,14 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     let name = format!("herald_it_{}", uuid::Uuid::now_v7().simple());
     let url = url_for(&name);
     for _ in 0..2 {
-        let out = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+        let out = Cli::at(&url).arg("migrate").run().await;
         assert_eq!(out.code, 0, "{out:?}");
         assert_eq!(
             out.stdout,
             format!("migrations applied to database \"{name}\"\n")
         );
     }
-    let listed = herald_env(&["--database-url", &url, "list", "--json"], &[]).await;
+    let listed = Cli::at(&url).args(&["list", "--json"]).run().await;
     assert_eq!(listed.stdout.trim(), "[]");
     let admin = sqlx::PgPool::connect(&url_for("postgres")).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -203,32 +192,45 @@ async fn configuration_errors_name_the_key() {
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, "[smtp]\nprot = 25\n").unwrap();
     let path = file.to_str().unwrap();
-    herald_env(&["--config", path, "list"], &[])
+    Cli::new()
+        .args(&["--config", path, "list"])
+        .run()
         .await
         .assert_error(2, "unknown field `prot`");
-    herald_env(&["list"], &[("HERALD_CONFIG", path)])
+    Cli::new()
+        .arg("list")
+        .env("HERALD_CONFIG", path)
+        .run()
         .await
         .assert_error(2, "unknown field `prot`");
-    herald_env(&["list"], &[("HERALD_DISPATCHER__LEASE", "1s")])
+    Cli::new()
+        .arg("list")
+        .env("HERALD_DISPATCHER__LEASE", "1s")
+        .run()
         .await
         .assert_error(2, "dispatcher.lease");
-    herald_env(&["--config", "/nonexistent.toml", "list"], &[])
+    Cli::new()
+        .args(&["--config", "/nonexistent.toml", "list"])
+        .run()
         .await
         .assert_error(2, "config file /nonexistent.toml");
 }
 
 #[tokio::test]
 async fn usage_errors_are_one_line_and_help_succeeds() {
-    herald_env(&["frobnicate"], &[])
+    Cli::new()
+        .arg("frobnicate")
+        .run()
         .await
         .assert_error(2, "unrecognized subcommand 'frobnicate'");
-    herald_env(&[], &[])
+    Cli::new()
+        .run()
         .await
         .assert_error(2, "requires a subcommand");
-    let help = herald_env(&["enqueue", "--help"], &[]).await;
+    let help = Cli::new().args(&["enqueue", "--help"]).run().await;
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("--business-id"), "{help:?}");
-    let version = herald_env(&["--version"], &[]).await;
+    let version = Cli::new().arg("--version").run().await;
     assert_eq!(
         version.stdout,
         format!("herald {}\n", env!("CARGO_PKG_VERSION"))
@@ -237,9 +239,9 @@ async fn usage_errors_are_one_line_and_help_succeeds() {
 
 #[sqlx::test(migrations = false)]
 async fn migrate_through_the_binary_on_an_existing_database(pool: PgPool) {
-    let out = herald(&pool, &["migrate"]).await;
+    let out = herald(&pool).arg("migrate").run().await;
     assert_eq!(out.code, 0, "{out:?}");
-    migrated(&pool).await; // and the library agrees nothing is left to do
+    let pool = migrated(pool).await; // and the library agrees nothing is left to do
     let tables: i64 = sqlx::query_scalar(
         "select count(*) from information_schema.tables where table_schema = 'herald'",
     )

@@ -22,7 +22,7 @@ async fn seed(pool: &PgPool) -> Vec<uuid::Uuid> {
 
 #[sqlx::test(migrations = false)]
 async fn list_is_newest_first_filtered_and_limited(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ids = seed(&pool).await;
     let ids_of = |run: &crate::support::Run| -> Vec<String> {
         run.json()
@@ -32,26 +32,30 @@ async fn list_is_newest_first_filtered_and_limited(pool: PgPool) {
             .map(|n| n["id"].as_str().unwrap().to_owned())
             .collect()
     };
-    let all = herald(&pool, &["list", "--json"]).await;
+    let all = herald(&pool).args(&["list", "--json"]).run().await;
     assert_eq!(all.code, 0, "{all:?}");
     let expected: Vec<String> = ids.iter().rev().map(|id| id.to_string()).collect();
     assert_eq!(ids_of(&all), expected, "newest first");
 
-    let ann = herald(&pool, &["list", "--user", "ann", "--json"]).await;
+    let ann = herald(&pool)
+        .args(&["list", "--user", "ann", "--json"])
+        .run()
+        .await;
     assert_eq!(ids_of(&ann), [ids[2].to_string(), ids[0].to_string()]);
-    let digest = herald(
-        &pool,
-        &["list", "--type", "digest", "--tenant", "acme", "--json"],
-    )
-    .await;
+    let digest = herald(&pool)
+        .args(&["list", "--type", "digest", "--tenant", "acme", "--json"])
+        .run()
+        .await;
     assert_eq!(ids_of(&digest), [ids[2].to_string()]);
-    let pending = herald(
-        &pool,
-        &["list", "--state", "pending", "--limit", "1", "--json"],
-    )
-    .await;
+    let pending = herald(&pool)
+        .args(&["list", "--state", "pending", "--limit", "1", "--json"])
+        .run()
+        .await;
     assert_eq!(ids_of(&pending), [ids[2].to_string()]);
-    let delivered = herald(&pool, &["list", "--state", "delivered", "--json"]).await;
+    let delivered = herald(&pool)
+        .args(&["list", "--state", "delivered", "--json"])
+        .run()
+        .await;
     assert_eq!(delivered.json(), json!([]));
 
     let first = &all.json()[0];
@@ -83,9 +87,9 @@ async fn list_is_newest_first_filtered_and_limited(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn list_prints_an_aligned_table(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ids = seed(&pool).await;
-    let out = herald(&pool, &["list"]).await;
+    let out = herald(&pool).arg("list").run().await;
     assert_eq!(out.code, 0, "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "a header and three rows: {}", out.stdout);
@@ -100,18 +104,22 @@ async fn list_prints_an_aligned_table(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn list_refuses_bad_filters(pool: PgPool) {
-    migrated(&pool).await;
-    herald(&pool, &["list", "--state", "done"])
+    let pool = migrated(pool).await;
+    herald(&pool)
+        .args(&["list", "--state", "done"])
+        .run()
         .await
         .assert_error(2, "unknown state \"done\"");
-    herald(&pool, &["list", "--limit", "0"])
+    herald(&pool)
+        .args(&["list", "--limit", "0"])
+        .run()
         .await
         .assert_error(2, "--limit");
 }
 
 #[sqlx::test(migrations = false)]
 async fn show_prints_one_notification_with_its_attempt_log(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ids = seed(&pool).await;
     // An attempt as the dispatcher records it.
     sqlx::query(
@@ -122,7 +130,10 @@ async fn show_prints_one_notification_with_its_attempt_log(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let out = herald(&pool, &["show", &ids[0].to_string(), "--json"]).await;
+    let out = herald(&pool)
+        .args(&["show", &ids[0].to_string(), "--json"])
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let shown = out.json();
     assert_eq!(shown["id"], ids[0].to_string());
@@ -144,7 +155,10 @@ async fn show_prints_one_notification_with_its_attempt_log(pool: PgPool) {
         ]
     );
 
-    let human = herald(&pool, &["show", &ids[1].to_string()]).await;
+    let human = herald(&pool)
+        .args(&["show", &ids[1].to_string()])
+        .run()
+        .await;
     assert!(
         human.stdout.contains("user_id:     bob\n"),
         "{}",
@@ -159,19 +173,23 @@ async fn show_prints_one_notification_with_its_attempt_log(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn show_reports_unknown_and_malformed_ids(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let unknown = uuid::Uuid::now_v7().to_string();
-    herald(&pool, &["show", &unknown])
+    herald(&pool)
+        .args(&["show", &unknown])
+        .run()
         .await
         .assert_error(4, &format!("notification {unknown} not found"));
-    herald(&pool, &["show", "nope"])
+    herald(&pool)
+        .args(&["show", "nope"])
+        .run()
         .await
         .assert_error(2, "invalid value 'nope'");
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_reader_that_goes_away_is_not_an_error(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let batch: Vec<herald::Notification> = (0..400)
         .map(|i| {
             herald::Notification::email("u", "t", format!("b{i}"), "a@b.co")
@@ -179,15 +197,13 @@ async fn a_reader_that_goes_away_is_not_an_error(pool: PgPool) {
         })
         .collect();
     herald::enqueue_many(&pool, &batch).await.unwrap();
-    let url = crate::support::url_of(&pool);
-    let mut child = crate::support::command(
-        &["--database-url", &url, "list", "--limit", "400", "--json"],
-        &[] as &[(&str, &str)],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = herald(&pool)
+        .args(&["list", "--limit", "400", "--json"])
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 10];
     tokio::io::AsyncReadExt::read_exact(&mut stdout, &mut first)

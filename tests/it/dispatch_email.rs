@@ -6,27 +6,22 @@ use herald::Notification;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::daemon::{env_with, run_until_idle};
-use crate::support::smtp::{SmtpSink, silent_server};
+use crate::support::daemon::run_until_idle;
+use crate::support::smtp::{self, SmtpSink, email_env, silent_server};
 use crate::support::{migrated, states};
 
 fn templates() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |path: &str, text: &str| {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, text).unwrap();
-    };
-    write("order_shipped/subject.txt", "Order {{ order }} shipped\n");
-    write(
-        "order_shipped/body.txt",
-        "Hi {{ name }}, your order {{ order }} is on its way.\n",
-    );
-    write(
-        "order_shipped/body.html",
-        "<p>Hi {{ name }}, your order <b>{{ order }}</b> is on its way.</p>\n",
-    );
-    dir
+    smtp::templates(&[
+        ("order_shipped/subject.txt", "Order {{ order }} shipped\n"),
+        (
+            "order_shipped/body.txt",
+            "Hi {{ name }}, your order {{ order }} is on its way.\n",
+        ),
+        (
+            "order_shipped/body.html",
+            "<p>Hi {{ name }}, your order <b>{{ order }}</b> is on its way.</p>\n",
+        ),
+    ])
 }
 
 async fn enqueue_email(pool: &PgPool, type_: &str, max_attempts: u32) -> uuid::Uuid {
@@ -37,13 +32,12 @@ async fn enqueue_email(pool: &PgPool, type_: &str, max_attempts: u32) -> uuid::U
 }
 
 fn smtp_env<'a>(port: &'a str, templates: &'a Path) -> Vec<(&'a str, &'a str)> {
-    env_with(&[
-        ("HERALD_SMTP__HOST", "127.0.0.1"),
-        ("HERALD_SMTP__PORT", port),
+    let mut env = email_env(port, templates);
+    env.extend([
         ("HERALD_SMTP__MESSAGE_ID_DOMAIN", "mail.herald.test"),
         ("HERALD_SMTP__FROM", "Shop <shop@herald.test>"),
-        ("HERALD_TEMPLATES__DIR", templates.to_str().unwrap()),
-    ])
+    ]);
+    env
 }
 
 async fn attempts(pool: &PgPool, id: uuid::Uuid) -> Vec<(String, Option<i32>, Option<String>)> {
@@ -56,7 +50,7 @@ async fn attempts(pool: &PgPool, id: uuid::Uuid) -> Vec<(String, Option<i32>, Op
 
 #[sqlx::test(migrations = false)]
 async fn an_email_arrives_rendered_with_a_stable_message_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 8).await;
@@ -97,7 +91,7 @@ async fn an_email_arrives_rendered_with_a_stable_message_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_451_is_retried_with_the_same_message_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("451").await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 8).await;
@@ -113,7 +107,7 @@ async fn a_451_is_retried_with_the_same_message_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_550_is_dead_at_once(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("550,550,550").await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 8).await;
@@ -136,7 +130,7 @@ async fn a_550_is_dead_at_once(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_missing_template_is_dead_naming_the_path(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = templates();
     let id = enqueue_email(&pool, "password_reset", 8).await;
@@ -157,7 +151,7 @@ async fn a_missing_template_is_dead_naming_the_path(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_server_that_never_greets_is_unknown_within_the_timeout(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let (port, _server) = silent_server().await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 2).await;
@@ -186,7 +180,7 @@ async fn a_server_that_never_greets_is_unknown_within_the_timeout(pool: PgPool) 
 /// EHLO: nothing was sent, the attempts are `failed`, not `unknown`.
 #[sqlx::test(migrations = false)]
 async fn no_compatible_auth_mechanism_is_failed(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = templates();
     let id = enqueue_email(&pool, "order_shipped", 2).await;

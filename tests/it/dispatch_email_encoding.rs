@@ -8,22 +8,18 @@ use herald::Notification;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::daemon::{env_with, run_until_idle};
-use crate::support::smtp::{SmtpSink, decode};
+use crate::support::daemon::run_until_idle;
+use crate::support::smtp::{SmtpSink, decode, email_env, templates};
 use crate::support::{insert_raw, migrated};
 
 /// Delivers one email whose subject template is `{{ subject }}` with `subject` as the payload
-/// value; returns the notification's state, the raw message and its decoded headers.
-async fn deliver_subject(pool: &PgPool, subject: &str) -> (String, String, Value) {
-    migrated(pool).await;
-    let dir = tempfile::tempdir().unwrap();
-    let write = |path: &str, text: &str| {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, text).unwrap();
-    };
-    write("note/subject.txt", "{{ subject }}");
-    write("note/body.txt", "Hello\n");
+/// value, and asserts it was delivered; returns the raw message and its decoded headers.
+async fn deliver_subject(pool: &PgPool, subject: &str) -> (String, Value) {
+    migrated(pool.clone()).await;
+    let dir = templates(&[
+        ("note/subject.txt", "{{ subject }}"),
+        ("note/body.txt", "Hello\n"),
+    ]);
     let n = Notification::email("u", "note", "b", "ann@example.com")
         .payload(json!({ "subject": subject }))
         .max_attempts(1);
@@ -31,12 +27,8 @@ async fn deliver_subject(pool: &PgPool, subject: &str) -> (String, String, Value
 
     let sink = SmtpSink::start("").await;
     let port = sink.port.to_string();
-    let env = env_with(&[
-        ("HERALD_SMTP__HOST", "127.0.0.1"),
-        ("HERALD_SMTP__PORT", &port),
-        ("HERALD_SMTP__FROM", "Shop <shop@herald.test>"),
-        ("HERALD_TEMPLATES__DIR", dir.path().to_str().unwrap()),
-    ]);
+    let mut env = email_env(&port, dir.path());
+    env.push(("HERALD_SMTP__FROM", "Shop <shop@herald.test>"));
     let run = run_until_idle(pool, &env).await;
     assert_eq!(run.code, 0, "{run:?}");
     let (state, error): (String, Option<String>) =
@@ -47,21 +39,26 @@ async fn deliver_subject(pool: &PgPool, subject: &str) -> (String, String, Value
             .unwrap();
     let messages = sink.messages();
     assert_eq!(messages.len(), 1, "state {state}, error {error:?}");
+    assert_eq!(state, "delivered");
     let decoded = decode(&messages[0]).await;
-    (state, messages[0].clone(), decoded)
+    (messages[0].clone(), decoded)
+}
+
+/// Asserts that no header line of the message is longer than 78 characters.
+fn assert_folded(raw: &str, decoded: &Value) {
+    assert!(
+        decoded["longest_header_line"].as_u64().unwrap() <= 78,
+        "{raw}"
+    );
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_300_character_subject_without_spaces_is_delivered_whole(pool: PgPool) {
     let subject: String = ('a'..='z').cycle().take(300).collect();
-    let (state, raw, decoded) = deliver_subject(&pool, &subject).await;
-    assert_eq!(state, "delivered");
+    let (raw, decoded) = deliver_subject(&pool, &subject).await;
     assert_eq!(decoded["subject"], subject.as_str(), "{raw}");
     assert_eq!(decoded["subject_legacy"], subject.as_str(), "{raw}");
-    assert!(
-        decoded["longest_header_line"].as_u64().unwrap() <= 78,
-        "{raw}"
-    );
+    assert_folded(&raw, &decoded);
 }
 
 /// Longer than the 1000-octet line SMTP allows (RFC 5321 §4.5.3.1.6): sent unfolded, the
@@ -69,20 +66,15 @@ async fn a_300_character_subject_without_spaces_is_delivered_whole(pool: PgPool)
 #[sqlx::test(migrations = false)]
 async fn a_subject_longer_than_an_smtp_line_is_delivered_whole(pool: PgPool) {
     let subject: String = ('0'..='9').cycle().take(1200).collect();
-    let (state, raw, decoded) = deliver_subject(&pool, &subject).await;
-    assert_eq!(state, "delivered");
+    let (raw, decoded) = deliver_subject(&pool, &subject).await;
     assert_eq!(decoded["subject"], subject.as_str(), "{raw}");
-    assert!(
-        decoded["longest_header_line"].as_u64().unwrap() <= 78,
-        "{raw}"
-    );
+    assert_folded(&raw, &decoded);
 }
 
 #[sqlx::test(migrations = false)]
 async fn payload_text_that_looks_encoded_stays_literal(pool: PgPool) {
     let subject = "=?utf-8?b?QmNjOiBldmlsQHguY29t?=";
-    let (state, raw, decoded) = deliver_subject(&pool, subject).await;
-    assert_eq!(state, "delivered");
+    let (raw, decoded) = deliver_subject(&pool, subject).await;
     assert_eq!(
         decoded["subject"], subject,
         "not \"Bcc: evil@x.com\": {raw}"
@@ -96,14 +88,10 @@ async fn non_ascii_subjects_round_trip(pool: PgPool) {
         "Commande «1001» expédiée 🚚 — 漢字 {}",
         "ünïcödé🥳".repeat(20)
     );
-    let (state, raw, decoded) = deliver_subject(&pool, &subject).await;
-    assert_eq!(state, "delivered");
+    let (raw, decoded) = deliver_subject(&pool, &subject).await;
     assert_eq!(decoded["subject"], subject.as_str(), "{raw}");
     assert_eq!(decoded["subject_legacy"], subject.as_str(), "{raw}");
-    assert!(
-        decoded["longest_header_line"].as_u64().unwrap() <= 78,
-        "{raw}"
-    );
+    assert_folded(&raw, &decoded);
 }
 
 /// A destination written with plain SQL bypasses the library's address check, so it may hold
@@ -111,11 +99,8 @@ async fn non_ascii_subjects_round_trip(pool: PgPool) {
 /// literal text (Python decodes encoded-words even inside quotes).
 #[sqlx::test(migrations = false)]
 async fn a_display_name_in_the_destination_stays_literal(pool: PgPool) {
-    migrated(&pool).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("t")).unwrap();
-    std::fs::write(dir.path().join("t/subject.txt"), "Hi").unwrap();
-    std::fs::write(dir.path().join("t/body.txt"), "Hello").unwrap();
+    let pool = migrated(pool).await;
+    let dir = templates(&[("t/subject.txt", "Hi"), ("t/body.txt", "Hello")]);
     for destination in [
         "\"=?utf-8?b?QmNjOiBldmlsQHguY29t?=\" <ann@example.com>",
         "=?utf-8?b?QmNjOiBldmlsQHguY29t?=<ann@example.com>",
@@ -124,12 +109,7 @@ async fn a_display_name_in_the_destination_stays_literal(pool: PgPool) {
     }
     let sink = SmtpSink::start("").await;
     let port = sink.port.to_string();
-    let env = env_with(&[
-        ("HERALD_SMTP__HOST", "127.0.0.1"),
-        ("HERALD_SMTP__PORT", &port),
-        ("HERALD_TEMPLATES__DIR", dir.path().to_str().unwrap()),
-    ]);
-    let run = run_until_idle(&pool, &env).await;
+    let run = run_until_idle(&pool, &email_env(&port, dir.path())).await;
     assert_eq!(run.code, 0, "{run:?}");
     let messages = sink.messages();
     assert_eq!(messages.len(), 2);

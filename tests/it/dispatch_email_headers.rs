@@ -6,9 +6,9 @@ use herald::Notification;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::daemon::{env_with, run_until_idle};
+use crate::support::daemon::run_until_idle;
 use crate::support::migrated;
-use crate::support::smtp::SmtpSink;
+use crate::support::smtp::{SmtpSink, email_env, templates};
 
 /// The header block of a raw message, unfolded: one `(name, value)` per header.
 fn headers(raw: &str) -> Vec<(String, String)> {
@@ -32,15 +32,11 @@ fn headers(raw: &str) -> Vec<(String, String)> {
 
 #[sqlx::test(migrations = false)]
 async fn payload_values_cannot_inject_headers(pool: PgPool) {
-    migrated(&pool).await;
-    let dir = tempfile::tempdir().unwrap();
-    let write = |path: &str, text: &str| {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, text).unwrap();
-    };
-    write("order_shipped/subject.txt", "Order {{ order }} shipped");
-    write("order_shipped/body.txt", "Note: {{ note }}\n");
+    let pool = migrated(pool).await;
+    let dir = templates(&[
+        ("order_shipped/subject.txt", "Order {{ order }} shipped"),
+        ("order_shipped/body.txt", "Note: {{ note }}\n"),
+    ]);
     let n = Notification::email("u", "order_shipped", "b", "ann@example.com").payload(json!({
         "order": "1001\r\nBcc: eve@example.com\r\nX-Injected: yes\n\nfake body",
         "note": "line\r\n.\r\nMAIL FROM:<eve@example.com>\r\n",
@@ -49,12 +45,7 @@ async fn payload_values_cannot_inject_headers(pool: PgPool) {
 
     let sink = SmtpSink::start("").await;
     let port = sink.port.to_string();
-    let env = env_with(&[
-        ("HERALD_SMTP__HOST", "127.0.0.1"),
-        ("HERALD_SMTP__PORT", &port),
-        ("HERALD_TEMPLATES__DIR", dir.path().to_str().unwrap()),
-    ]);
-    let run = run_until_idle(&pool, &env).await;
+    let run = run_until_idle(&pool, &email_env(&port, dir.path())).await;
     assert_eq!(run.code, 0, "{run:?}");
 
     let messages = sink.messages();

@@ -30,7 +30,7 @@ fn delivered(id: uuid::Uuid, lease_token: uuid::Uuid) -> OutcomeRow {
 
 #[sqlx::test(migrations = false)]
 async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let n = Notification::email("u", "t", "b", "ann@example.com");
     let id = herald::enqueue(&pool, &n).await.unwrap().id();
     let mut conn = pool.acquire().await.unwrap();
@@ -105,7 +105,7 @@ async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn an_expired_lease_on_the_last_attempt_is_dead(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let n = Notification::email("u", "t", "b", "ann@example.com").max_attempts(1);
     herald::enqueue(&pool, &n).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -136,7 +136,7 @@ async fn an_expired_lease_on_the_last_attempt_is_dead(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn three_daemons_deliver_a_thousand_notifications_exactly_once(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let batch: Vec<Notification> = (0..1000)
@@ -172,7 +172,7 @@ async fn three_daemons_deliver_a_thousand_notifications_exactly_once(pool: PgPoo
 
 #[sqlx::test(migrations = false)]
 async fn sigterm_lets_in_flight_deliveries_finish(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let slow = Reply::status(200).after(Duration::from_millis(800));
     let receiver = Receiver::start(vec![slow; 20]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
@@ -217,7 +217,7 @@ async fn sigterm_lets_in_flight_deliveries_finish(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn sigterm_past_the_grace_hands_deliveries_back_unspent(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let stuck = Reply::status(200).after(Duration::from_secs(30));
     let receiver = Receiver::start(vec![stuck.clone(), stuck]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
@@ -257,7 +257,7 @@ async fn sigterm_past_the_grace_hands_deliveries_back_unspent(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn until_idle_exits_at_once_when_there_is_nothing_to_do(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     herald::enqueue(
         &pool,
@@ -276,7 +276,7 @@ async fn until_idle_exits_at_once_when_there_is_nothing_to_do(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn an_idle_daemon_is_woken_by_enqueue_not_by_polling(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     // Polling every 10 minutes: only the NOTIFY can bring the delivery within the test's wait.
@@ -300,7 +300,7 @@ async fn an_idle_daemon_is_woken_by_enqueue_not_by_polling(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn until_idle_with_one_worker_drains_everything(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let batch: Vec<Notification> = (0..60)
@@ -320,7 +320,7 @@ async fn until_idle_with_one_worker_drains_everything(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_stale_and_a_current_outcome_in_one_batch_record_only_the_current(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id = herald::enqueue(&pool, &Notification::email("u", "t", "b", "a@b.co"))
         .await
         .unwrap()
@@ -370,7 +370,7 @@ async fn a_stale_and_a_current_outcome_in_one_batch_record_only_the_current(pool
 
 #[sqlx::test(migrations = false)]
 async fn a_webhook_row_naming_another_tenants_endpoint_is_not_sent(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let foreign = endpoint_at(&pool, "other-tenant", &receiver.url()).await;
     // Written with plain SQL, bypassing enqueue's tenant check.
@@ -392,7 +392,7 @@ async fn a_webhook_row_naming_another_tenants_endpoint_is_not_sent(pool: PgPool)
 
 #[sqlx::test(migrations = false)]
 async fn until_idle_drains_what_a_crashed_daemon_left_running(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let id = herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook))

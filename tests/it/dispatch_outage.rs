@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use crate::support::cluster::Cluster;
 use crate::support::daemon::{Daemon, env_with};
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::wait_until;
+use crate::support::{Cli, wait_until};
 
 #[tokio::test]
 async fn a_database_crash_does_not_kill_the_daemon() {
@@ -23,7 +23,7 @@ async fn a_database_crash_does_not_kill_the_daemon() {
     .await;
 
     // `herald migrate` creates the database on the fresh cluster.
-    let migrate = crate::support::herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    let migrate = Cli::at(&url).arg("migrate").run().await;
     assert_eq!(migrate.code, 0, "{migrate:?}");
     let pool = PgPool::connect(&url).await.unwrap();
     let hook = crate::support::endpoint_at(&pool, "default", &receiver.url()).await;

@@ -46,7 +46,7 @@ async fn delivered_with_the_default_guard(
 
 #[sqlx::test(migrations = false)]
 async fn non_global_targets_are_refused_before_connecting(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let port = receiver.addr.port();
     let targets = [
@@ -84,7 +84,7 @@ async fn non_global_targets_are_refused_before_connecting(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn allowed_networks_open_the_guard(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(
         &pool,
@@ -124,7 +124,7 @@ fn private_names_from_the_hosts_file() -> Vec<String> {
 
 #[sqlx::test(migrations = false)]
 async fn names_that_resolve_to_loopback_are_refused_however_spelled(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let port = receiver.addr.port();
     let mut names = vec!["LocalHost".to_owned()];

@@ -45,7 +45,7 @@ async fn state_and_error(pool: &PgPool, id: uuid::Uuid) -> (String, Option<Strin
 
 #[sqlx::test(migrations = false)]
 async fn delivered_once_with_standard_webhooks_headers_and_a_valid_signature(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let (id, _) = enqueue_to(&pool, &receiver.url(), 8).await;
     let run = run_until_idle(&pool, FAST).await;
@@ -94,7 +94,7 @@ async fn delivered_once_with_standard_webhooks_headers_and_a_valid_signature(poo
 
 #[sqlx::test(migrations = false)]
 async fn a_500_is_retried_with_the_same_webhook_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![Reply::status(500).body("database down")]).await;
     let (id, _) = enqueue_to(&pool, &receiver.url(), 8).await;
     let run = run_until_idle(&pool, FAST).await;
@@ -128,7 +128,7 @@ async fn a_500_is_retried_with_the_same_webhook_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn retry_after_is_honoured(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![Reply::status(429).retry_after("1")]).await;
     enqueue_to(&pool, &receiver.url(), 8).await;
     let run = run_until_idle(&pool, FAST).await;
@@ -144,7 +144,7 @@ async fn retry_after_is_honoured(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_410_kills_the_notification_and_disables_the_endpoint(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![Reply::status(410)]).await;
     let (id, hook) = enqueue_to(&pool, &receiver.url(), 8).await;
     let run = run_until_idle(&pool, FAST).await;
@@ -182,7 +182,7 @@ async fn a_410_kills_the_notification_and_disables_the_endpoint(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_receiver_slower_than_the_timeout_is_unknown_then_dead(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let slow = Reply::status(200).after(Duration::from_secs(5));
     let receiver = Receiver::start(vec![slow.clone(), slow.clone(), slow]).await;
     let (id, _) = enqueue_to(&pool, &receiver.url(), 3).await;
@@ -222,7 +222,7 @@ async fn a_receiver_slower_than_the_timeout_is_unknown_then_dead(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_receiver_that_hangs_up_is_unknown_then_delivered(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let (addr, seen) = hanging_up_receiver(1).await;
     let (id, _) = enqueue_to(&pool, &format!("http://{addr}/hook"), 8).await;
     let run = run_until_idle(&pool, FAST).await;
@@ -239,7 +239,7 @@ async fn a_receiver_that_hangs_up_is_unknown_then_delivered(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_refused_connection_is_a_plain_failure(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // Bind and drop: nothing listens on this port any more.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -268,7 +268,7 @@ async fn a_refused_connection_is_a_plain_failure(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn during_a_rotation_both_secrets_sign(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let (_, hook) = enqueue_to(&pool, &receiver.url(), 8).await;
     let new_secret = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -298,7 +298,7 @@ async fn during_a_rotation_both_secrets_sign(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn redirects_are_not_followed(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let elsewhere = Receiver::start(vec![]).await;
     let redirecting = Receiver::start(vec![Reply::status(302).location(&elsewhere.url())]).await;
     let (id, _) = enqueue_to(&pool, &redirecting.url(), 1).await;
@@ -318,7 +318,7 @@ async fn redirects_are_not_followed(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_huge_answer_is_read_only_in_part_and_stored_truncated(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let huge = "x".repeat(5 * 1024 * 1024);
     let receiver = Receiver::start(vec![Reply::status(500).body(&huge)]).await;
     let (id, _) = enqueue_to(&pool, &receiver.url(), 2).await;
@@ -338,7 +338,7 @@ async fn a_huge_answer_is_read_only_in_part_and_stored_truncated(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn json_logs_give_one_object_per_attempt(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let (id, _) = enqueue_to(&pool, &receiver.url(), 8).await;
     let run = run_until_idle(&pool, &env_with(&[("HERALD_LOG_FORMAT", "json")])).await;

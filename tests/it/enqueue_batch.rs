@@ -18,7 +18,7 @@ fn intent(i: usize) -> Notification {
 
 #[sqlx::test(migrations = false)]
 async fn a_thousand_items_with_repeats_inside_and_against_existing_rows(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // 100 keys exist before the batch.
     let existing: Vec<Notification> = (0..100).map(intent).collect();
     let before = herald::enqueue_many(&pool, &existing).await.unwrap();
@@ -80,7 +80,7 @@ async fn a_thousand_items_with_repeats_inside_and_against_existing_rows(pool: Pg
 
 #[sqlx::test(migrations = false)]
 async fn a_conflicting_item_fails_the_whole_batch(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let held = herald::enqueue(&pool, &intent(5)).await.unwrap();
     let mut batch: Vec<Notification> = (10..20).map(intent).collect();
     batch.push(intent(5).payload(json!({"changed": true})));
@@ -103,7 +103,7 @@ async fn a_conflicting_item_fails_the_whole_batch(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn two_new_intents_under_one_key_in_a_batch_are_refused(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let batch = vec![intent(1), intent(2), intent(1).payload(json!({"other": 1}))];
     let err = herald::enqueue_many(&pool, &batch).await.unwrap_err();
     assert!(
@@ -119,7 +119,7 @@ async fn two_new_intents_under_one_key_in_a_batch_are_refused(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn an_invalid_item_is_named_by_its_index(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let batch = vec![
         intent(1),
         Notification::email("u", "t", "", "ann@example.com"),
@@ -153,7 +153,7 @@ async fn an_invalid_item_is_named_by_its_index(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_refused_batch_leaves_the_callers_transaction_usable(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     herald::enqueue(&pool, &intent(5)).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
     let kept = herald::enqueue(&mut *tx, &intent(1)).await.unwrap();
@@ -179,7 +179,7 @@ async fn a_refused_batch_leaves_the_callers_transaction_usable(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_batch_in_a_rolled_back_transaction_leaves_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let mut tx = pool.begin().await.unwrap();
     let batch: Vec<Notification> = (0..10).map(intent).collect();
     let results = herald::enqueue_many(&mut *tx, &batch).await.unwrap();
@@ -190,7 +190,7 @@ async fn a_batch_in_a_rolled_back_transaction_leaves_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn an_empty_batch_does_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     assert!(herald::enqueue_many(&pool, &[]).await.unwrap().is_empty());
 }
 
@@ -199,7 +199,7 @@ async fn an_empty_batch_does_nothing(pool: PgPool) {
 /// table, 22 of a batch's 39 ms at 37,000 rows.)
 #[sqlx::test(migrations = false)]
 async fn a_batch_looks_up_existing_keys_by_index_not_by_scanning_the_table(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let existing: Vec<Notification> = (0..100).map(intent).collect();
     herald::enqueue_many(&pool, &existing).await.unwrap();
     // History, as a table in production has it, and statistics that know it.

@@ -20,7 +20,7 @@ static ONE_RACE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_ne
 
 /// `RACERS` connections of their own (the test pool is smaller), migrated first.
 async fn racers_connections(pool: &PgPool, connect: &PgConnectOptions) -> Vec<PgConnection> {
-    migrated(pool).await;
+    migrated(pool.clone()).await;
     let mut conns = Vec::new();
     for _ in 0..RACERS {
         conns.push(PgConnection::connect_with(connect).await.unwrap());
@@ -120,7 +120,7 @@ async fn fifty_racing_batches_make_one_notification_per_key(
 
 #[sqlx::test(migrations = false)]
 async fn a_rolled_back_racer_does_not_lose_the_enqueue(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // T1 takes the key and holds its transaction; T2 blocks on the key; T1 rolls back; T2
     // must then create the notification rather than report a duplicate of nothing.
     let mut t1 = pool.begin().await.unwrap();

@@ -16,7 +16,7 @@ fn shipped() -> Notification {
 
 #[sqlx::test(migrations = false)]
 async fn a_replay_is_a_duplicate_with_the_same_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let first = herald::enqueue(&pool, &shipped()).await.unwrap();
     assert!(
         matches!(
@@ -48,7 +48,7 @@ async fn a_replay_is_a_duplicate_with_the_same_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn payload_key_order_does_not_matter(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let a: serde_json::Value = serde_json::from_str(r#"{"a": 1, "b": {"y": 2, "x": 3}}"#).unwrap();
     let b: serde_json::Value = serde_json::from_str(r#"{"b": {"x": 3, "y": 2}, "a": 1}"#).unwrap();
     let n = |p| Notification::email("u", "t", "b", "ann@example.com").payload(p);
@@ -60,7 +60,7 @@ async fn payload_key_order_does_not_matter(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_different_intent_under_the_same_key_conflicts_and_changes_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint(&pool, "default").await;
     let original = herald::enqueue(&pool, &shipped()).await.unwrap();
     let before: (serde_json::Value, String, String) =
@@ -106,7 +106,7 @@ async fn a_different_intent_under_the_same_key_conflicts_and_changes_nothing(poo
 
 #[sqlx::test(migrations = false)]
 async fn conflict_message_names_the_existing_id(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let original = herald::enqueue(&pool, &shipped()).await.unwrap();
     let err = herald::enqueue(&pool, &shipped().payload(json!({})))
         .await
@@ -122,7 +122,7 @@ async fn conflict_message_names_the_existing_id(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_key_includes_every_part(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let base = || Notification::email("u", "t", "b", "ann@example.com");
     let all = [
         base(),
@@ -139,7 +139,7 @@ async fn the_key_includes_every_part(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn enqueue_joins_the_callers_transaction(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     sqlx::query("create table orders (id text primary key)")
         .execute(&pool)
         .await
@@ -185,7 +185,7 @@ async fn enqueue_joins_the_callers_transaction(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_duplicate_reports_the_existing_state(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let first = herald::enqueue(&pool, &shipped()).await.unwrap();
     sqlx::query("update herald.notifications set state = 'delivered', finished_at = now()")
         .execute(&pool)
@@ -207,7 +207,7 @@ async fn a_duplicate_reports_the_existing_state(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn enqueue_stores_what_it_was_given(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let run_at = chrono::DateTime::parse_from_rfc3339("2030-01-02T03:04:05Z")
         .unwrap()
         .to_utc();
@@ -233,7 +233,7 @@ async fn enqueue_stores_what_it_was_given(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn webhook_endpoints_must_exist_be_enabled_and_belong_to_the_tenant(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let acme_hook = endpoint(&pool, "acme").await;
     let hook = |tenant: &str, id| Notification::webhook("u", "t", "b", id).tenant(tenant);
 
@@ -288,7 +288,7 @@ async fn webhook_endpoints_must_exist_be_enabled_and_belong_to_the_tenant(pool: 
 
 #[sqlx::test(migrations = false)]
 async fn a_created_notification_wakes_listeners_on_commit(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let mut listener = PgListener::connect_with(&pool).await.unwrap();
     listener.listen(herald::wake::CHANNEL).await.unwrap();
     // Enqueues are debounced per process (and tests share this process), so keep creating

@@ -506,7 +506,7 @@ async fn in_scratch_database(
     let scratch = PgPool::connect(&crate::support::url_for(&database))
         .await
         .unwrap();
-    migrated(&scratch).await;
+    let scratch = migrated(scratch).await;
     let result = run(&scratch, case, who).await;
     scratch.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!("drop database {database}")))
@@ -778,7 +778,7 @@ async fn email_addresses_are_judged_alike(pool: PgPool) {
 /// An address refused by herald.enqueue carries the field in COLUMN too.
 #[sqlx::test(migrations = false)]
 async fn a_refused_address_is_named_in_the_column(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     for (address, verdict) in crate::support::email_cases::EMAIL_CASES {
         let Some(message) = verdict else { continue };
         let err = sqlx::query("select * from herald.enqueue('u', 't', 'b', email => $1)")
@@ -870,7 +870,7 @@ async fn batches_resolve_repeats_and_refuse_all_or_nothing(pool: PgPool) {
 /// library's enqueue does.
 #[sqlx::test(migrations = false)]
 async fn the_sql_function_wakes_dispatchers_on_commit(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let mut listener = PgListener::connect_with(&pool).await.unwrap();
     listener.listen(herald::wake::CHANNEL).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
@@ -893,7 +893,7 @@ async fn the_sql_function_wakes_dispatchers_on_commit(pool: PgPool) {
 /// Errors carry the field machine-readably too: COLUMN and a JSON DETAIL.
 #[sqlx::test(migrations = false)]
 async fn errors_name_the_field_and_the_holder_in_their_fields(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let first = herald::enqueue(
         &pool,
         &Notification::email("u", "t", "b", "ann@example.com"),
@@ -937,7 +937,7 @@ async fn errors_name_the_field_and_the_holder_in_their_fields(pool: PgPool) {
 /// send none, so the first wake-up to arrive is the first transaction's.
 #[sqlx::test(migrations = false)]
 async fn concurrent_sql_enqueues_send_one_notify(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let mut listener = PgListener::connect_with(&pool).await.unwrap();
     listener.listen(herald::wake::CHANNEL).await.unwrap();
     let enqueue = |business_id: &'static str| {
@@ -973,7 +973,7 @@ async fn concurrent_sql_enqueues_send_one_notify(pool: PgPool) {
 /// "no limit", and nothing is written.
 #[sqlx::test(migrations = false)]
 async fn a_bad_payload_limit_is_refused_naming_it(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     for (limit, shown) in [("null", "null"), ("0", "0"), ("-5", "-5")] {
         for call in [
             format!(
@@ -1006,7 +1006,7 @@ async fn a_bad_payload_limit_is_refused_naming_it(pool: PgPool) {
 /// nothing is written; a valid `run_at` is stored as given.
 #[sqlx::test(migrations = false)]
 async fn malformed_batch_items_are_refused_naming_the_field(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let base = r#""user_id": "u", "type": "t", "business_id": "b", "email": "ann@example.com""#;
     let cases = [
         (

@@ -13,7 +13,7 @@ fn ok() -> Notification {
 
 #[sqlx::test(migrations = false)]
 async fn bad_input_is_refused_by_field_and_writes_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let disabled = endpoint(&pool, "default").await;
     disable_endpoint(&pool, disabled, "disabled by operator").await;
     let long = "x".repeat(256);
@@ -94,7 +94,7 @@ async fn bad_input_is_refused_by_field_and_writes_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_payload_limit_is_configurable(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let small = Limits {
         max_payload_bytes: 16,
     };
@@ -120,7 +120,7 @@ async fn the_payload_limit_is_configurable(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn limits_hold_at_the_edges(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let edge = "é".repeat(255);
     let n = Notification::email(
         edge.as_str(),

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, run_until_idle};
 use crate::support::receiver::Receiver;
-use crate::support::{endpoint_at, herald, migrated};
+use crate::support::{Key, endpoint_at, herald, migrated};
 
 const BIG: &str = "123456789012345678901234567890";
 const PRECISE: &str = "0.1000000000000000055511151231257827";
@@ -18,7 +18,7 @@ fn exact_payload() -> String {
 
 #[sqlx::test(migrations = false)]
 async fn numbers_reach_the_receiver_exactly_from_the_library_and_from_sql(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let raw = serde_json::from_str(&exact_payload()).unwrap();
@@ -53,31 +53,24 @@ async fn numbers_reach_the_receiver_exactly_from_the_library_and_from_sql(pool: 
 
 #[sqlx::test(migrations = false)]
 async fn the_same_payload_through_sql_then_the_cli_is_a_duplicate(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     sqlx::query("select * from herald.enqueue('u', 't', 'b', email => 'ann@example.com', payload => $1::jsonb)")
         .bind(exact_payload())
         .execute(&pool)
         .await
         .unwrap();
     let payload = exact_payload();
-    let run = herald(
-        &pool,
-        &[
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
+    let run = herald(&pool)
+        .enqueue(&Key::new("u", "t", "b"))
+        .args(&[
             "--email",
             "ann@example.com",
             "--payload",
             &payload,
             "--json",
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json()["status"], "duplicate");
     // The other way round, through the library.
@@ -88,7 +81,7 @@ async fn the_same_payload_through_sql_then_the_cli_is_a_duplicate(pool: PgPool) 
 
 #[sqlx::test(migrations = false)]
 async fn a_number_no_float_holds_is_listed_and_shown(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id: uuid::Uuid = sqlx::query_scalar(
         "select id from herald.enqueue('u', 't', 'b', email => 'ann@example.com', payload => '{\"a\": 1e400}')",
     )
@@ -96,14 +89,14 @@ async fn a_number_no_float_holds_is_listed_and_shown(pool: PgPool) {
     .await
     .unwrap();
     let huge = format!("1{}", "0".repeat(400));
-    let list = herald(&pool, &["list", "--json"]).await;
+    let list = herald(&pool).args(&["list", "--json"]).run().await;
     assert_eq!(list.code, 0, "{list:?}");
     assert!(
         list.stdout.contains(&format!(r#""a": {huge}"#))
             || list.stdout.contains(&format!(r#""a":{huge}"#)),
         "{list:?}"
     );
-    let show = herald(&pool, &["show", &id.to_string()]).await;
+    let show = herald(&pool).args(&["show", &id.to_string()]).run().await;
     assert_eq!(show.code, 0, "{show:?}");
     assert!(show.stdout.contains(&huge), "{show:?}");
 }
@@ -112,7 +105,7 @@ async fn a_number_no_float_holds_is_listed_and_shown(pool: PgPool) {
 /// and spacing make that differ from the text given.
 #[sqlx::test(migrations = false)]
 async fn both_entry_points_agree_at_the_payload_limit(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let payload = r#"{"n":1.50e1,"s":"\u00e9\u00e9","z":[1,2]}"#;
     let stored: i32 = sqlx::query_scalar("select octet_length($1::jsonb::text)")
         .bind(payload)
@@ -166,7 +159,7 @@ async fn both_entry_points_agree_at_the_payload_limit(pool: PgPool) {
 /// naming the payload), not a runtime failure that a client would retry.
 #[sqlx::test(migrations = false)]
 async fn json_that_jsonb_refuses_is_invalid_input(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     for (payload, why) in [
         (
             r#"{"a": "\ud800"}"#,
@@ -174,23 +167,11 @@ async fn json_that_jsonb_refuses_is_invalid_input(pool: PgPool) {
         ),
         (r#"{"a": 1e1000000000}"#, "value overflows numeric format"),
     ] {
-        let run = herald(
-            &pool,
-            &[
-                "enqueue",
-                "--user",
-                "u",
-                "--type",
-                "t",
-                "--business-id",
-                "b",
-                "--email",
-                "ann@example.com",
-                "--payload",
-                payload,
-            ],
-        )
-        .await;
+        let run = herald(&pool)
+            .enqueue(&Key::new("u", "t", "b"))
+            .args(&["--email", "ann@example.com", "--payload", payload])
+            .run()
+            .await;
         run.assert_error(
             2,
             "invalid payload (--payload): PostgreSQL cannot store it: ",

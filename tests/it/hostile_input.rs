@@ -14,7 +14,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, env_with, run_until_idle};
 use crate::support::receiver::Receiver;
-use crate::support::{self, Run, count_notifications, endpoint_at, herald, migrated, url_of};
+use crate::support::{Cli, Key, count_notifications, endpoint_at, herald, migrated};
 
 /// `{"a": {"a": … {}}}` with `depth` objects, built without recursion.
 fn nested(depth: usize) -> Value {
@@ -35,32 +35,15 @@ fn nested_text(depth: usize) -> String {
     )
 }
 
-/// Runs `herald` with arguments that need not be UTF-8.
-async fn herald_os(args: &[&OsStr], env: &[(&str, &OsStr)]) -> Run {
-    let mut command = support::command(args, env);
-    let out = command.output().await.unwrap();
-    Run {
-        code: out.status.code().expect("exited, not killed by a signal"),
-        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
-    }
+/// `enqueue` of an email to ann, for `herald` invocations `cli` starts; more arguments follow.
+fn enqueue_to_ann(cli: Cli) -> Cli {
+    cli.enqueue(&Key::new("u", "t", "b"))
+        .args(&["--email", "ann@example.com"])
 }
-
-const ENQUEUE: [&str; 9] = [
-    "enqueue",
-    "--user",
-    "u",
-    "--type",
-    "t",
-    "--business-id",
-    "b",
-    "--email",
-    "ann@example.com",
-];
 
 #[sqlx::test(migrations = false)]
 async fn deep_payloads_are_refused_by_the_library(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let edge =
         Notification::email("u", "t", "edge", "ann@example.com").payload(nested(MAX_PAYLOAD_DEPTH));
     assert!(herald::enqueue(&pool, &edge).await.unwrap().is_created());
@@ -85,14 +68,15 @@ async fn deep_payloads_are_refused_by_the_library(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn deep_payloads_are_refused_by_the_binary(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // Past the limit but readable by serde_json, and far past what its reader accepts (as far
     // as one argument may go: Linux caps each at 128 KiB).
     for depth in [MAX_PAYLOAD_DEPTH + 1, 50_000] {
-        let mut args = ENQUEUE.to_vec();
         let payload = nested_text(depth);
-        args.extend(["--payload", &payload]);
-        let out = herald(&pool, &args).await;
+        let out = enqueue_to_ann(herald(&pool))
+            .args(&["--payload", &payload])
+            .run()
+            .await;
         out.assert_error(
             2,
             "invalid payload (--payload): must be nested at most 64 levels deep",
@@ -103,10 +87,9 @@ async fn deep_payloads_are_refused_by_the_binary(pool: PgPool) {
             out.stderr.len()
         );
     }
-    let mut args = ENQUEUE.to_vec();
     let edge = nested_text(MAX_PAYLOAD_DEPTH);
-    args.extend(["--payload", &edge]);
-    assert_eq!(herald(&pool, &args).await.code, 0);
+    let edge_case = enqueue_to_ann(herald(&pool)).args(&["--payload", &edge]);
+    assert_eq!(edge_case.run().await.code, 0);
     assert_eq!(count_notifications(&pool).await, 1, "only the edge case");
 }
 
@@ -125,25 +108,17 @@ const HEADER_BREAKING: [&str; 9] = [
 
 #[sqlx::test(migrations = false)]
 async fn header_breaking_recipients_are_refused_naming_email(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     for address in HEADER_BREAKING {
         let n = Notification::email("u", "t", "b", address);
         match herald::enqueue(&pool, &n).await {
             Err(EnqueueError::Invalid { field, .. }) => assert_eq!(field, "email", "{address:?}"),
             other => panic!("{address:?}: expected Invalid(email), got {other:?}"),
         }
-        let args = [
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            address,
-        ];
-        herald(&pool, &args)
+        herald(&pool)
+            .enqueue(&Key::new("u", "t", "b"))
+            .args(&["--email", address])
+            .run()
             .await
             .assert_error(2, "invalid email (--email)");
     }
@@ -152,71 +127,60 @@ async fn header_breaking_recipients_are_refused_naming_email(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn arguments_that_are_not_utf8_are_named(pool: PgPool) {
-    migrated(&pool).await;
-    let url = url_of(&pool);
+    let pool = migrated(pool).await;
     let bad = OsStr::from_bytes(b"user-\xff\xfe");
-    let base = [
-        OsStr::new("--database-url"),
-        OsStr::new(&url),
-        OsStr::new("enqueue"),
-    ];
-    let cases: Vec<(Vec<&OsStr>, &str)> = vec![
+    let cases = [
         (
-            [&base[..], &[OsStr::new("--user"), bad]].concat(),
+            herald(&pool).args(&["enqueue", "--user"]).arg(bad),
             "error: argument 5 (after --user) is not valid UTF-8",
         ),
         (
-            [&base[..], &[OsStr::from_bytes(b"--type=t\xff")]].concat(),
+            herald(&pool)
+                .arg("enqueue")
+                .arg(OsStr::from_bytes(b"--type=t\xff")),
             "error: the value of --type is not valid UTF-8",
         ),
         (
-            vec![
-                OsStr::new("--database-url"),
-                OsStr::new(&url),
-                OsStr::new("show"),
-                bad,
-            ],
+            herald(&pool).arg("show").arg(bad),
             "error: argument 4 is not valid UTF-8",
         ),
     ];
-    for (args, expected) in cases {
-        let out = herald_os(&args, &[]).await;
-        out.assert_error(2, expected);
+    for (cli, expected) in cases {
+        cli.run().await.assert_error(2, expected);
     }
     // The environment: DATABASE_URL (read by the argument parser) and herald's own variables.
-    let list = [OsStr::new("list")];
-    herald_os(&list, &[("DATABASE_URL", bad)])
+    Cli::new()
+        .arg("list")
+        .env("DATABASE_URL", bad)
+        .run()
         .await
         .assert_error(
             2,
             "error: environment variable DATABASE_URL is not valid UTF-8",
         );
-    let with_url = [
-        OsStr::new("--database-url"),
-        OsStr::new(&url),
-        OsStr::new("list"),
-    ];
-    herald_os(&with_url, &[("HERALD_SMTP__PASSWORD", bad)])
+    let list = herald(&pool).arg("list");
+    list.clone()
+        .env("HERALD_SMTP__PASSWORD", bad)
+        .run()
         .await
         .assert_error(
             2,
             "error: environment variable HERALD_SMTP__PASSWORD is not valid UTF-8",
         );
     // Anyone else's variable is none of herald's business (it used to panic).
-    let out = herald_os(&with_url, &[("SOME_OTHER_TOOL", bad)]).await;
+    let out = list.env("SOME_OTHER_TOOL", bad).run().await;
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
     assert_eq!(count_notifications(&pool).await, 0);
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_config_file_that_is_not_utf8_is_named(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, b"[smtp]\nhost = \"mail\xff.example\"\n").unwrap();
-    let mut args = vec!["--config", file.to_str().unwrap()];
-    args.extend(ENQUEUE);
-    let out = herald(&pool, &args).await;
+    let with_config = herald(&pool).args(&["--config", file.to_str().unwrap()]);
+    let out = enqueue_to_ann(with_config).run().await;
     out.assert_error(
         2,
         &format!(
@@ -230,13 +194,16 @@ async fn a_config_file_that_is_not_utf8_is_named(pool: PgPool) {
 /// `/dev/zero` never ends: herald used to read it until the kernel killed it.
 #[tokio::test]
 async fn a_config_file_that_never_ends_is_refused_after_1_mib() {
-    let out = support::herald_env(&["--config", "/dev/zero", "migrate"], &[]).await;
+    let out = Cli::new()
+        .args(&["--config", "/dev/zero", "migrate"])
+        .run()
+        .await;
     out.assert_error(2, "config file /dev/zero: larger than 1 MiB");
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_template_that_is_not_utf8_stops_the_daemon_naming_it(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let dir = tempfile::tempdir().unwrap();
     let type_dir = dir.path().join("welcome");
     std::fs::create_dir_all(&type_dir).unwrap();
@@ -264,7 +231,7 @@ async fn a_template_that_is_not_utf8_stops_the_daemon_naming_it(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     // Only a plain-SQL writer can store this: jsonb takes it, serde_json will not read it.
@@ -314,7 +281,7 @@ async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool
 /// panics the daemon nor stops the delivery.
 #[sqlx::test(migrations = false)]
 async fn a_created_at_chrono_cannot_hold_is_still_delivered(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let id: uuid::Uuid = sqlx::query_scalar(

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{count_notifications, herald, insert_raw, migrated};
+use crate::support::{Key, count_notifications, herald, insert_raw, migrated};
 
 const RANGE: &str = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z";
 
@@ -30,21 +30,19 @@ async fn refusal(pool: &PgPool, sql: &str, bind: &str) -> (String, String, Optio
     )
 }
 
-const ENQUEUE: [&str; 9] = [
-    "enqueue",
-    "--user",
-    "u",
-    "--type",
-    "t",
-    "--business-id",
-    "b",
-    "--email",
-    "ann@example.com",
-];
+/// Asserts that `sql` refuses each of `values` (its `$1`) with HR001, `message` and the COLUMN
+/// `run_at`.
+async fn assert_run_at_refused(pool: &PgPool, sql: &str, values: &[&str], message: &str) {
+    for value in values {
+        let got = refusal(pool, sql, value).await;
+        let expected = ("HR001".into(), message.to_owned(), Some("run_at".into()));
+        assert_eq!(got, expected, "{value}");
+    }
+}
 
 #[sqlx::test(migrations = false)]
 async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // The library.
     for text in ["0000-12-31T23:59:59Z", "9999-12-31T23:30:00-01:00"] {
         let at = chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc();
@@ -57,48 +55,34 @@ async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
         }
     }
     // herald.enqueue(...).
-    for value in [
-        "-infinity",
-        "infinity",
-        "294000-01-01",
-        "0001-01-01 00:00:00+01",
-        "4713-01-01 BC",
-    ] {
-        let got = refusal(
-            &pool,
-            "select * from herald.enqueue('u', 't', 'b', email => 'ann@example.com', run_at => $1::timestamptz)",
-            value,
-        )
-        .await;
-        let expected = (
-            "HR001".into(),
-            format!("invalid run_at: {RANGE}"),
-            Some("run_at".into()),
-        );
-        assert_eq!(got, expected, "{value}");
-    }
+    assert_run_at_refused(
+        &pool,
+        "select * from herald.enqueue('u', 't', 'b', email => 'ann@example.com', run_at => $1::timestamptz)",
+        &[
+            "-infinity",
+            "infinity",
+            "294000-01-01",
+            "0001-01-01 00:00:00+01",
+            "4713-01-01 BC",
+        ],
+        &format!("invalid run_at: {RANGE}"),
+    )
+    .await;
     // herald.enqueue_many(jsonb): RFC 3339 allows years 0000 and offsets that carry 9999 past
     // the end.
-    for value in [
-        "0000-06-01T00:00:00Z",
-        "0001-01-01T00:30:00+01:00",
-        "9999-12-31T23:30:00-01:00",
-    ] {
-        let got = refusal(
-            &pool,
-            "select * from herald.enqueue_many(jsonb_build_array(jsonb_build_object(
-                 'user_id', 'u', 'type', 't', 'business_id', 'b', 'email', 'ann@example.com',
-                 'run_at', $1::text)))",
-            value,
-        )
-        .await;
-        let expected = (
-            "HR001".into(),
-            format!("invalid run_at: {RANGE} (item 0)"),
-            Some("run_at".into()),
-        );
-        assert_eq!(got, expected, "{value}");
-    }
+    assert_run_at_refused(
+        &pool,
+        "select * from herald.enqueue_many(jsonb_build_array(jsonb_build_object(
+             'user_id', 'u', 'type', 't', 'business_id', 'b', 'email', 'ann@example.com',
+             'run_at', $1::text)))",
+        &[
+            "0000-06-01T00:00:00Z",
+            "0001-01-01T00:30:00+01:00",
+            "9999-12-31T23:30:00-01:00",
+        ],
+        &format!("invalid run_at: {RANGE} (item 0)"),
+    )
+    .await;
     // Plain SQL.
     for value in ["-infinity", "infinity", "294000-01-01"] {
         let (code, message, _) = refusal(
@@ -133,9 +117,12 @@ async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
         ("2026-12-01T24:00:00Z", "--run-at"),
         ("infinity", "--run-at"),
     ] {
-        let mut args = ENQUEUE.to_vec();
-        args.extend(["--run-at", value]);
-        herald(&pool, &args).await.assert_error(2, needle);
+        herald(&pool)
+            .enqueue(&Key::new("u", "t", "b"))
+            .args(&["--email", "ann@example.com", "--run-at", value])
+            .run()
+            .await
+            .assert_error(2, needle);
     }
     // Both bounds are accepted.
     for (business_id, value) in [
@@ -167,8 +154,8 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
 /// timestamptz: the admin commands read, print, cancel and retry them, no panic.
 #[sqlx::test(migrations = false)]
 async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
-    migrated(&pool).await;
-    let empty = herald(&pool, &["stats", "--json"]).await.json();
+    let pool = migrated(pool).await;
+    let empty = herald(&pool).args(&["stats", "--json"]).run().await.json();
     assert_eq!(
         empty["oldest_due_age_seconds"],
         Value::Null,
@@ -208,19 +195,12 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
+    // Its attempt; and one whose times chrono cannot hold, as only plain SQL writes one.
     sqlx::query(
         "insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome)
-         values ($1, 1, now(), now(), 'delivered')",
+         values ($1, 1, now(), now(), 'delivered'), ($2, 1, '-infinity', 'infinity', 'failed')",
     )
     .bind(delivered)
-    .execute(&pool)
-    .await
-    .unwrap();
-    // An attempt whose times chrono cannot hold, as only plain SQL writes one.
-    sqlx::query(
-        "insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome)
-         values ($1, 1, '-infinity', 'infinity', 'failed')",
-    )
     .bind(stored[0].0)
     .execute(&pool)
     .await
@@ -230,9 +210,9 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
         assert_eq!(run.code, 0, "{run:?}");
         assert_eq!(run.stderr, "", "{run:?}");
     };
-    let list = herald(&pool, &["list"]).await;
+    let list = herald(&pool).arg("list").run().await;
     ok(&list);
-    let listed = herald(&pool, &["list", "--json"]).await;
+    let listed = herald(&pool).args(&["list", "--json"]).run().await;
     ok(&listed);
     let run_ats: Vec<Value> = listed
         .json()
@@ -245,10 +225,13 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
         assert!(list.stdout.contains(&format!("{id}")), "{list:?}");
         assert!(list.stdout.contains(text), "{text}: {list:?}");
         assert!(run_ats.contains(&Value::from(*text)), "{text}: {run_ats:?}");
-        let show = herald(&pool, &["show", &id.to_string()]).await;
+        let show = herald(&pool).args(&["show", &id.to_string()]).run().await;
         ok(&show);
         assert_eq!(field(&show.stdout, "run_at:"), *text, "{show:?}");
-        let show = herald(&pool, &["show", &id.to_string(), "--json"]).await;
+        let show = herald(&pool)
+            .args(&["show", &id.to_string(), "--json"])
+            .run()
+            .await;
         ok(&show);
         assert_eq!(show.json()["run_at"], *text);
         let business_id: String =
@@ -257,62 +240,43 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        let explain = herald(
-            &pool,
-            &[
-                "explain",
-                "--user",
-                "u",
-                "--type",
-                "t",
-                "--business-id",
-                &business_id,
-                "--payload",
-                "{}",
-            ],
-        )
-        .await;
+        let key = Key::new("u", "t", &business_id);
+        let explain = herald(&pool)
+            .explain(&key)
+            .args(&["--payload", "{}"])
+            .run()
+            .await;
         ok(&explain);
         assert!(explain.stdout.contains("duplicate of"), "{explain:?}");
-        let explain = herald(
-            &pool,
-            &[
-                "explain",
-                "--user",
-                "u",
-                "--type",
-                "t",
-                "--business-id",
-                &business_id,
-                "--json",
-            ],
-        )
-        .await;
+        let explain = herald(&pool).explain(&key).arg("--json").run().await;
         ok(&explain);
         assert_eq!(explain.json()["notification"]["run_at"], *text);
     }
     for args in [&["stats"][..], &["stats", "--json"]] {
-        let stats = herald(&pool, args).await;
+        let stats = herald(&pool).args(args).run().await;
         ok(&stats);
     }
-    let stats = herald(&pool, &["stats", "--json"]).await.json();
+    let stats = herald(&pool).args(&["stats", "--json"]).run().await.json();
     assert_eq!(stats["counts"]["pending"]["total"], 4);
     assert_eq!(stats["last_hour"]["delivered"], 1);
     assert!(
         stats["oldest_due_age_seconds"].as_f64().unwrap() > 6.0e10,
         "{stats}"
     );
-    let shown = herald(&pool, &["show", &delivered.to_string()]).await;
+    let shown = herald(&pool)
+        .args(&["show", &delivered.to_string()])
+        .run()
+        .await;
     ok(&shown);
     assert_eq!(field(&shown.stdout, "run_at:"), "-infinity", "{shown:?}");
 
     for (id, text) in &stored {
         let id = id.to_string();
-        let cancel = herald(&pool, &["cancel", &id, "--json"]).await;
+        let cancel = herald(&pool).args(&["cancel", &id, "--json"]).run().await;
         ok(&cancel);
         assert_eq!(cancel.json()["state"], "cancelled");
         assert_eq!(cancel.json()["run_at"], *text);
-        let retry = herald(&pool, &["retry", &id]).await;
+        let retry = herald(&pool).args(&["retry", &id]).run().await;
         ok(&retry);
     }
     // Retried: due now, within range again.
@@ -330,7 +294,7 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
 /// as chrono reads it for the library and the binary).
 #[sqlx::test(migrations = false)]
 async fn enqueue_many_reads_run_at_as_rfc3339_to_the_letter(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let batch = "select * from herald.enqueue_many(jsonb_build_array(jsonb_build_object(
                      'user_id', 'u', 'type', 't', 'business_id', 'b', 'email', 'ann@example.com',
                      'run_at', $1::text)))";
@@ -401,10 +365,10 @@ async fn enqueue_many_reads_run_at_as_rfc3339_to_the_letter(pool: PgPool) {
 /// words, exit 2.
 #[sqlx::test(migrations = false)]
 async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // 122,889 bytes in jsonb's text form, which the limit counts.
     let big = format!(r#"{{"s": "{}"}}"#, "x".repeat(120 * 1024));
-    let key = ["--user", "u", "--type", "t", "--business-id", "b"];
+    let key = Key::new("u", "t", "b");
     for (extra, needle) in [
         (
             vec!["--payload", "[1]", "--email", "bad addr"],
@@ -427,41 +391,23 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
             "invalid payload (--payload): not valid JSON",
         ),
     ] {
-        let mut explain = vec!["explain"];
-        explain.extend(key);
-        explain.extend(extra.iter().copied());
-        let refused = herald(&pool, &explain).await;
+        let refused = herald(&pool).explain(&key).args(&extra).run().await;
         refused.assert_error(2, needle);
-        let mut enqueue = vec!["enqueue"];
-        enqueue.extend(key);
-        enqueue.extend(extra.iter().copied());
+        let mut enqueue = herald(&pool).enqueue(&key).args(&extra);
         if !extra.contains(&"--email") {
-            enqueue.extend(["--email", "ann@example.com"]);
+            enqueue = enqueue.args(&["--email", "ann@example.com"]);
         }
-        let by_enqueue = herald(&pool, &enqueue).await;
+        let by_enqueue = enqueue.run().await;
         by_enqueue.assert_error(2, needle);
         assert_eq!(refused.stderr, by_enqueue.stderr);
     }
     assert_eq!(count_notifications(&pool).await, 0);
     // A valid candidate is still judged.
-    let new = herald(
-        &pool,
-        &[
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--payload",
-            "{}",
-            "--email",
-            "ann@example.com",
-            "--json",
-        ],
-    )
-    .await;
+    let new = herald(&pool)
+        .explain(&key)
+        .args(&["--payload", "{}", "--email", "ann@example.com", "--json"])
+        .run()
+        .await;
     assert_eq!(new.code, 0, "{new:?}");
     assert_eq!(new.json()["verdict"], "new");
 }
@@ -469,68 +415,32 @@ async fn explain_refuses_what_enqueue_refuses(pool: PgPool) {
 /// Error lines quote at most 64 characters of what the user typed.
 #[sqlx::test(migrations = false)]
 async fn error_lines_quote_a_short_prefix_of_the_input(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let junk = format!("[{}", "7,".repeat(10_000));
     let id = Uuid::new_v4().to_string();
     let long_address = format!("{}@example.com", "a".repeat(200));
-    let cases: Vec<Vec<&str>> = vec![
-        vec![
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--payload",
-            &junk,
-        ],
-        vec![
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "ann@example.com",
-            "--payload",
-            &junk,
-        ],
-        vec![
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "ann@example.com",
-            "--run-at",
-            &junk,
-        ],
-        vec![
-            "enqueue",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            &long_address,
-        ],
-        vec!["list", "--limit", &junk],
-        vec!["show", &junk],
-        vec!["cancel", &id, &junk],
+    let key = Key::new("u", "t", "b");
+    let to_ann = || {
+        herald(&pool)
+            .enqueue(&key)
+            .args(&["--email", "ann@example.com"])
+    };
+    let cases = [
+        herald(&pool).explain(&key).args(&["--payload", &junk]),
+        to_ann().args(&["--payload", &junk]),
+        to_ann().args(&["--run-at", &junk]),
+        herald(&pool)
+            .enqueue(&key)
+            .args(&["--email", &long_address]),
+        herald(&pool).args(&["list", "--limit", &junk]),
+        herald(&pool).args(&["show", &junk]),
+        herald(&pool).args(&["cancel", &id, &junk]),
     ];
-    for args in cases {
-        let run = herald(&pool, &args).await;
+    for cli in cases {
+        let run = cli.run().await;
         assert_eq!(run.code, 2, "{run:?}");
         assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
-        assert!(run.stderr.chars().count() < 400, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.chars().count() < 400, "{cli:?}: {}", run.stderr);
         assert!(!run.stderr.contains(&"7,".repeat(40)), "{}", run.stderr);
     }
     assert_eq!(count_notifications(&pool).await, 0);

@@ -1,5 +1,8 @@
 //! herald's behaviour against a real PostgreSQL: one test binary, a fresh database per test
-//! (`#[sqlx::test]`, which reads `DATABASE_URL` for the server to create them on).
+//! (`#[sqlx::test]`, which reads `DATABASE_URL` for the server to create them on). The helpers
+//! it shares with the chaos suite are the crate in `tests/support`.
+
+use herald_test_support as support;
 
 mod cli_admin;
 mod cli_bench;
@@ -34,5 +37,4 @@ mod search_path;
 mod secrets_in_logs;
 mod secrets_in_output;
 mod sql_injection;
-mod support;
 mod sweeper;

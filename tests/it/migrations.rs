@@ -4,7 +4,7 @@
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use crate::support::migrated;
+use crate::support::{Cli, insert_raw, migrated};
 
 /// A host application's migrations directory with the given files.
 fn host_migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -90,63 +90,56 @@ fn herald_migration_count() -> i64 {
 
 #[sqlx::test(migrations = false)]
 async fn finished_at_is_set_exactly_when_finished(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let n = herald::Notification::email("u", "t", "b", "ann@example.com");
     herald::enqueue(&pool, &n).await.unwrap();
     let set = |sql: &'static str| {
         let pool = pool.clone();
         async move { sqlx::query(sql).execute(&pool).await }
     };
-    let err = set("update herald.notifications set state = 'delivered'")
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("notifications_finished_at_iff_finished"),
-        "{err}"
-    );
-    let err = set("update herald.notifications set finished_at = now()")
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("notifications_finished_at_iff_finished"),
-        "{err}"
-    );
+    let finished = "notifications_finished_at_iff_finished";
+    let delivered = set("update herald.notifications set state = 'delivered'").await;
+    assert_violates(delivered, finished, "finished without a finished_at");
+    let stamped = set("update herald.notifications set finished_at = now()").await;
+    assert_violates(stamped, finished, "a finished_at while pending");
     set("update herald.notifications set state = 'cancelled', finished_at = now()")
         .await
         .unwrap();
-    let err = set("update herald.notifications set state = 'running', finished_at = null")
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("notifications_lease_iff_running"),
-        "a running row needs a lease: {err}"
+    let running = "update herald.notifications set state = 'running', finished_at = null";
+    let leaseless = set(running).await;
+    assert_violates(
+        leaseless,
+        "notifications_lease_iff_running",
+        "a running row needs a lease",
     );
+}
+
+/// Asserts that `result` is the error of a statement that broke `constraint`.
+fn assert_violates<T: std::fmt::Debug>(
+    result: Result<T, sqlx::Error>,
+    constraint: &str,
+    why: &str,
+) {
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains(constraint), "{why}: {err}");
 }
 
 #[sqlx::test(migrations = false)]
 async fn plain_sql_writers_meet_the_same_key_rules(pool: PgPool) {
-    migrated(&pool).await;
-    let err = crate::support::insert_raw(&pool, "", "email", "a@b.co")
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("notifications_user_id_valid"),
-        "{err}"
-    );
+    let pool = migrated(pool).await;
+    let no_user = insert_raw(&pool, "", "email", "a@b.co").await;
+    assert_violates(no_user, "notifications_user_id_valid", "an empty user_id");
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_webhook_destination_must_be_an_endpoint_id(pool: PgPool) {
-    migrated(&pool).await;
-    let err = crate::support::insert_raw(&pool, "u", "webhook", "not-a-uuid")
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("notifications_webhook_destination_is_an_endpoint_id"),
-        "{err}"
+    let pool = migrated(pool).await;
+    let not_an_id = insert_raw(&pool, "u", "webhook", "not-a-uuid").await;
+    let constraint = "notifications_webhook_destination_is_an_endpoint_id";
+    assert_violates(
+        not_an_id,
+        constraint,
+        "a destination that is no endpoint id",
     );
 }
 
@@ -180,7 +173,7 @@ async fn upgrading_recomputes_stored_fingerprints(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let stale: i64 = sqlx::query_scalar(
         "select count(*) from herald.notifications
           where fingerprint <> herald.fingerprint(channel, destination, payload)",
@@ -213,9 +206,7 @@ async fn concurrent_migrates_create_a_missing_database_once() {
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move {
-                crate::support::herald_env(&["--database-url", &url, "migrate"], &[]).await
-            })
+            tokio::spawn(async move { Cli::at(&url).arg("migrate").run().await })
         })
         .collect();
     let mut codes = Vec::new();

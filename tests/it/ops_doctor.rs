@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::support::smtp::SmtpSink;
-use crate::support::{Run, herald_env, herald_with, migrated};
+use crate::support::{Cli, Run, herald, migrated};
 
 /// The `(status, detail)` of `check` in a `doctor --json` report.
 fn check<'a>(report: &'a Value, name: &str) -> (&'a str, &'a str) {
@@ -35,12 +35,16 @@ async fn doctor(pool: &PgPool, sink: &SmtpSink, templates: &str, extra: &[(&str,
         ("HERALD_TEMPLATES__DIR", templates),
     ];
     env.extend_from_slice(extra);
-    herald_with(pool, &["doctor", "--json"], &env).await
+    herald(pool)
+        .args(&["doctor", "--json"])
+        .envs(&env)
+        .run()
+        .await
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_healthy_setup_passes_every_check(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
     let run = doctor(&pool, &sink, templates, &[]).await;
@@ -78,16 +82,15 @@ async fn a_healthy_setup_passes_every_check(pool: PgPool) {
 
     // The same as a table for people.
     let port = sink.port.to_string();
-    let table = herald_with(
-        &pool,
-        &["doctor"],
-        &[
+    let table = herald(&pool)
+        .arg("doctor")
+        .envs(&[
             ("HERALD_SMTP__TLS", "none"),
             ("HERALD_SMTP__PORT", &port),
             ("HERALD_TEMPLATES__DIR", templates),
-        ],
-    )
-    .await;
+        ])
+        .run()
+        .await;
     assert_eq!(table.code, 0, "{table:?}");
     let first = table.stdout.lines().next().unwrap();
     assert!(first.starts_with("CHECK") && first.contains("STATUS") && first.contains("DETAIL"));
@@ -96,7 +99,7 @@ async fn a_healthy_setup_passes_every_check(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_broken_template_and_a_bad_cron_are_reported(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = tempfile::tempdir().unwrap();
     // Renders with any payload, but the filter does not exist: no payload can fix that.
@@ -149,7 +152,7 @@ async fn a_broken_template_and_a_bad_cron_are_reported(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_template_that_does_not_compile_is_reported(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sink = SmtpSink::start("").await;
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "broken/subject.txt", "{{ unclosed");
@@ -169,12 +172,11 @@ async fn an_unmigrated_database_and_an_absent_smtp_server_are_problems(pool: PgP
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port().to_string();
     drop(closed);
-    let run = herald_with(
-        &pool,
-        &["doctor", "--json"],
-        &[("HERALD_SMTP__TLS", "none"), ("HERALD_SMTP__PORT", &port)],
-    )
-    .await;
+    let run = herald(&pool)
+        .args(&["doctor", "--json"])
+        .envs(&[("HERALD_SMTP__TLS", "none"), ("HERALD_SMTP__PORT", &port)])
+        .run()
+        .await;
     assert_eq!(run.code, 1, "{run:?}");
     let report = run.json();
     let (status, detail) = check(&report, "migrations");
@@ -200,16 +202,10 @@ async fn an_unmigrated_database_and_an_absent_smtp_server_are_problems(pool: PgP
 
 #[tokio::test]
 async fn an_unreachable_database_skips_the_migrations_check() {
-    let run = herald_env(
-        &[
-            "--database-url",
-            "postgres://postgres@127.0.0.1:1/herald",
-            "doctor",
-            "--json",
-        ],
-        &[],
-    )
-    .await;
+    let run = Cli::at("postgres://postgres@127.0.0.1:1/herald")
+        .args(&["doctor", "--json"])
+        .run()
+        .await;
     assert_eq!(run.code, 1, "{run:?}");
     let report = run.json();
     let (status, detail) = check(&report, "database");
@@ -229,11 +225,10 @@ async fn a_config_that_does_not_load_is_reported_and_the_rest_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, "[smtp]\nprot = 25\n").unwrap();
-    let run = herald_env(
-        &["--config", file.to_str().unwrap(), "doctor", "--json"],
-        &[],
-    )
-    .await;
+    let run = Cli::new()
+        .args(&["--config", file.to_str().unwrap(), "doctor", "--json"])
+        .run()
+        .await;
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(run.stderr, "error: doctor found 1 problem: config\n");
     let report = run.json();

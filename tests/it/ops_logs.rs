@@ -7,13 +7,20 @@ use herald::Notification;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::support::daemon::{Daemon, env_with};
+use crate::support::daemon::{Daemon, env_with, run_until_idle};
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::{endpoint_at, migrated};
 
+/// The lines of a JSON log, each read as a value; fails the test on a line that is not JSON.
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
 #[sqlx::test(migrations = false)]
 async fn every_delivery_line_carries_the_delivery_fields(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     // Delivered; failed then delivered; gone (410: dead, and the endpoint disabled).
     let ok = Receiver::start(vec![]).await;
     let flaky = Receiver::start(vec![Reply::status(503)]).await;
@@ -35,11 +42,7 @@ async fn every_delivery_line_carries_the_delivery_fields(pool: PgPool) {
     let run = daemon.wait(Duration::from_secs(120)).await;
     assert_eq!(run.code, 0, "{run:?}");
 
-    let lines: Vec<Value> = run
-        .stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let lines = json_lines(&run.stderr);
     let delivery_lines: Vec<&Value> = lines
         .iter()
         .filter(|l| l["target"] == "herald::dispatch::worker")
@@ -85,7 +88,7 @@ async fn every_delivery_line_carries_the_delivery_fields(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn text_is_the_default_and_carries_the_same_fields(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ok = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &ok.url()).await;
     let n = Notification::webhook("u", "order_shipped", "b", hook);
@@ -112,26 +115,21 @@ async fn text_is_the_default_and_carries_the_same_fields(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_bad_log_format_is_refused_naming_the_key(pool: PgPool) {
-    migrated(&pool).await;
-    let run = crate::support::herald_with(&pool, &["run"], &[("HERALD_LOG__FORMAT", "yaml")]).await;
+    let pool = migrated(pool).await;
+    let run = crate::support::herald(&pool)
+        .arg("run")
+        .env("HERALD_LOG__FORMAT", "yaml")
+        .run()
+        .await;
     run.assert_error(2, "log.format");
 }
 
 #[sqlx::test(migrations = false)]
 async fn the_old_variable_still_works_and_says_it_is_deprecated(pool: PgPool) {
-    migrated(&pool).await;
-    let daemon = Daemon::spawn(
-        &pool,
-        &["--until-idle"],
-        &env_with(&[("HERALD_LOG_FORMAT", "json")]),
-    );
-    let run = daemon.wait(Duration::from_secs(120)).await;
+    let pool = migrated(pool).await;
+    let run = run_until_idle(&pool, &env_with(&[("HERALD_LOG_FORMAT", "json")])).await;
     assert_eq!(run.code, 0, "{run:?}");
-    let lines: Vec<Value> = run
-        .stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let lines = json_lines(&run.stderr);
     assert!(
         lines.iter().any(|l| l["level"] == "WARN"
             && l["message"]

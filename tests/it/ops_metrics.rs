@@ -6,15 +6,15 @@ use std::time::Duration;
 use herald::Notification;
 use sqlx::PgPool;
 
-use crate::support::daemon::{Daemon, env_with};
+use crate::support::daemon::Daemon;
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::scrape::{free_addr, get, sample, wait_for_status};
+use crate::support::scrape::{get, sample, wait_for_status};
 use crate::support::smtp::SmtpSink;
-use crate::support::{endpoint_at, herald_env, migrated, url_for, wait_for_sql};
+use crate::support::{Cli, endpoint_at, migrated, url_for, wait_for_sql};
 
 #[sqlx::test(migrations = false)]
 async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let ok = Receiver::start(vec![]).await;
     let failing = Receiver::start(vec![Reply::status(500); 3]).await;
     let ok_hook = endpoint_at(&pool, "default", &ok.url()).await;
@@ -42,18 +42,15 @@ async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
     .await
     .unwrap();
 
-    let addr = free_addr();
-    let listen = addr.to_string();
     let port = sink.port.to_string();
     let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
-    let daemon = Daemon::spawn(
+    let (daemon, addr) = Daemon::listening(
         &pool,
         &[],
-        &env_with(&[
-            ("HERALD_METRICS__LISTEN", &listen),
+        &[
             ("HERALD_SMTP__PORT", &port),
             ("HERALD_TEMPLATES__DIR", templates),
-        ]),
+        ],
     );
     wait_for_sql(
         &pool,
@@ -134,7 +131,7 @@ async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_sweeper_and_the_state_gauges_are_counted(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint_at(&pool, "default", "https://hooks.example.com/h").await;
     let batch: Vec<Notification> = (0..5)
         .map(|i| Notification::webhook("u", "t", format!("b{i}"), hook))
@@ -156,17 +153,14 @@ async fn the_sweeper_and_the_state_gauges_are_counted(pool: PgPool) {
     .await
     .unwrap();
 
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let daemon = Daemon::spawn(
+    let (daemon, addr) = Daemon::listening(
         &pool,
         &[],
-        &env_with(&[
-            ("HERALD_METRICS__LISTEN", &listen),
+        &[
             ("HERALD_SWEEPER__SCHEDULE", "* * * * * *"),
             ("HERALD_SWEEPER__RETENTION", "1d"),
             ("HERALD_METRICS__STATE_REFRESH", "100ms"),
-        ]),
+        ],
     );
     wait_for_sql(
         &pool,
@@ -203,7 +197,7 @@ async fn the_sweeper_and_the_state_gauges_are_counted(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_oldest_due_age_is_exposed(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint_at(&pool, "default", "https://hooks.example.com/h").await;
     herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook))
         .await
@@ -218,13 +212,7 @@ async fn the_oldest_due_age_is_exposed(pool: PgPool) {
         .execute(&mut *blocker)
         .await
         .unwrap();
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let daemon = Daemon::spawn(
-        &pool,
-        &[],
-        &env_with(&[("HERALD_METRICS__LISTEN", &listen)]),
-    );
+    let (daemon, addr) = Daemon::listening(&pool, &[], &[]);
     let text = wait_for_status(addr, "/metrics", 200).await;
     let age = sample(&text, "herald_oldest_due_age_seconds").expect("the age is exposed");
     assert!((600.0..700.0).contains(&age), "{age}: {text}");
@@ -243,7 +231,11 @@ async fn the_oldest_due_age_is_exposed(pool: PgPool) {
 
 #[tokio::test]
 async fn a_bad_listen_address_is_refused_naming_the_key() {
-    let run = herald_env(&["run"], &[("HERALD_METRICS__LISTEN", "localhost:9464")]).await;
+    let run = Cli::new()
+        .arg("run")
+        .env("HERALD_METRICS__LISTEN", "localhost:9464")
+        .run()
+        .await;
     run.assert_error(2, "metrics.listen");
     assert!(run.stderr.contains("\"localhost:9464\""), "{run:?}");
 }
@@ -254,11 +246,11 @@ async fn a_listen_address_in_use_stops_the_start_before_the_database_is_touched(
     let listen = taken.local_addr().unwrap().to_string();
     let database = format!("herald_metrics_in_use_{}", std::process::id());
     let url = url_for(&database);
-    let run = herald_env(
-        &["--database-url", &url, "run"],
-        &[("HERALD_METRICS__LISTEN", &listen)],
-    )
-    .await;
+    let run = Cli::at(&url)
+        .arg("run")
+        .env("HERALD_METRICS__LISTEN", &listen)
+        .run()
+        .await;
     run.assert_error(1, &format!("metrics.listen: cannot listen on {listen}"));
     // `herald run` creates a missing database; it never got that far.
     let server = PgPool::connect(&url_for("postgres")).await.unwrap();

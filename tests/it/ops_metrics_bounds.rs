@@ -11,9 +11,9 @@ use tokio::time::Instant;
 
 use herald::Notification;
 
-use crate::support::daemon::{Daemon, env_with};
+use crate::support::daemon::Daemon;
 use crate::support::receiver::Receiver;
-use crate::support::scrape::{free_addr, get, wait_for_status};
+use crate::support::scrape::{get, wait_for_status};
 use crate::support::{endpoint_at, migrated, wait_for_sql, wait_until};
 
 const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: herald\r\n\r\n";
@@ -22,18 +22,15 @@ const HALF_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: herald\r\n";
 
 /// A daemon serving the endpoints on a fresh address with these bounds.
 async fn daemon(pool: &PgPool, header: &str, idle: &str, max: &str) -> (Daemon, SocketAddr) {
-    migrated(pool).await;
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let daemon = Daemon::spawn(
+    migrated(pool.clone()).await;
+    let (daemon, addr) = Daemon::listening(
         pool,
         &[],
-        &env_with(&[
-            ("HERALD_METRICS__LISTEN", &listen),
+        &[
             ("HERALD_METRICS__HEADER_TIMEOUT", header),
             ("HERALD_METRICS__IDLE_TIMEOUT", idle),
             ("HERALD_METRICS__MAX_CONNECTIONS", max),
-        ]),
+        ],
     );
     wait_for_status(addr, "/healthz", 200).await;
     (daemon, addr)

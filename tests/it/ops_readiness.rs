@@ -6,18 +6,16 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::support::cluster::Cluster;
-use crate::support::daemon::{Daemon, env_with};
+use crate::support::daemon::Daemon;
 use crate::support::migrated;
-use crate::support::scrape::{free_addr, get, wait_for_status};
+use crate::support::scrape::{get, wait_for_status};
 
 #[tokio::test]
 async fn readiness_goes_false_while_the_database_is_down() {
     let cluster = Cluster::start();
     let url = cluster.url("herald");
-    let addr = free_addr();
-    let listen = addr.to_string();
     // `herald run` creates and migrates the database on the fresh cluster.
-    let daemon = Daemon::spawn_url(&url, &[], &env_with(&[("HERALD_METRICS__LISTEN", &listen)]));
+    let (daemon, addr) = Daemon::listening_url(&url, &[], &[]);
     assert_eq!(wait_for_status(addr, "/readyz", 200).await, "ready\n");
 
     cluster.crash();
@@ -42,14 +40,8 @@ async fn readiness_goes_false_while_the_database_is_down() {
 
 #[sqlx::test(migrations = false)]
 async fn readiness_needs_every_migration(pool: PgPool) {
-    migrated(&pool).await;
-    let addr = free_addr();
-    let listen = addr.to_string();
-    let daemon = Daemon::spawn(
-        &pool,
-        &["--no-migrate"],
-        &env_with(&[("HERALD_METRICS__LISTEN", &listen)]),
-    );
+    let pool = migrated(pool).await;
+    let (daemon, addr) = Daemon::listening(&pool, &["--no-migrate"], &[]);
     assert_eq!(wait_for_status(addr, "/readyz", 200).await, "ready\n");
     // As if the database had been restored from before the migration.
     sqlx::query("delete from herald._sqlx_migrations")

@@ -9,9 +9,18 @@ use crate::support::cluster::Cluster;
 use crate::support::daemon::FAST;
 use crate::support::logins::{Login, sqlstate};
 use crate::support::receiver::Receiver;
-use crate::support::{SECRET, endpoint_at, herald_env, migrated};
+use crate::support::{Cli, Key, SECRET, endpoint_at, herald, migrated};
 
 const DENIED: &str = "42501";
+
+/// herald's group roles, as `herald roles --sql` creates them.
+const GROUP_ROLES: [&str; 5] = [
+    "herald_owner",
+    "herald_enqueue",
+    "herald_reader",
+    "herald_admin",
+    "herald_daemon",
+];
 
 async fn try_sql(pool: &PgPool, sql: &'static str) -> String {
     sqlstate(sqlx::query(sql).execute(pool).await)
@@ -19,7 +28,7 @@ async fn try_sql(pool: &PgPool, sql: &'static str) -> String {
 
 #[sqlx::test(migrations = false)]
 async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint_at(&pool, "default", "https://hooks.example.com/a").await;
     let login = Login::create(&pool, Some("herald_enqueue")).await;
     let app = login.pool().await;
@@ -100,7 +109,7 @@ async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     endpoint_at(&pool, "default", "https://hooks.example.com/a").await;
     herald::enqueue(
         &pool,
@@ -132,81 +141,55 @@ async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool
     login.drop(&pool).await;
 }
 
-/// Runs `herald --database-url <login> args…` and asserts it succeeded.
-async fn ok(login: &Login, args: &[&str]) -> String {
-    let mut all = vec!["--database-url", login.url.as_str()];
-    all.extend_from_slice(args);
-    let run = herald_env(&all, &[]).await;
-    assert_eq!(run.code, 0, "herald {args:?} as {}: {run:?}", login.name);
+/// Runs `cli` and asserts it succeeded.
+async fn ok(cli: Cli) -> String {
+    let run = cli.run().await;
+    assert_eq!(run.code, 0, "{cli:?}: {run:?}");
     run.stdout
 }
 
 #[sqlx::test(migrations = false)]
 async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let login = Login::create(&pool, Some("herald_admin")).await;
-    let enqueue = [
-        "enqueue",
-        "--user",
-        "u",
-        "--type",
-        "t",
-        "--business-id",
-        "b",
-        "--email",
-        "ann@example.com",
-        "--json",
-    ];
-    let id = serde_json::from_str::<serde_json::Value>(&ok(&login, &enqueue).await).unwrap()["id"]
+    let admin = || Cli::at(&login.url);
+    let key = Key::new("u", "t", "b");
+    let enqueue = admin()
+        .enqueue(&key)
+        .args(&["--email", "ann@example.com", "--json"]);
+    let id = serde_json::from_str::<serde_json::Value>(&ok(enqueue).await).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    ok(&login, &["list", "--json"]).await;
-    ok(&login, &["show", &id, "--json"]).await;
-    ok(
-        &login,
-        &[
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "b",
-            "--email",
-            "ann@example.com",
-            "--payload",
-            "{}",
-            "--json",
-        ],
-    )
+    ok(admin().args(&["list", "--json"])).await;
+    ok(admin().args(&["show", &id, "--json"])).await;
+    ok(admin()
+        .explain(&key)
+        .args(&["--email", "ann@example.com", "--payload", "{}", "--json"]))
     .await;
-    ok(&login, &["stats", "--json"]).await;
-    ok(&login, &["cancel", &id]).await;
-    ok(&login, &["retry", &id]).await;
-    let added = ok(
-        &login,
-        &[
-            "endpoints",
-            "add",
-            "--url",
-            "https://hooks.example.com/x",
-            "--json",
-        ],
-    )
+    ok(admin().args(&["stats", "--json"])).await;
+    ok(admin().args(&["cancel", &id])).await;
+    ok(admin().args(&["retry", &id])).await;
+    let added = ok(admin().args(&[
+        "endpoints",
+        "add",
+        "--url",
+        "https://hooks.example.com/x",
+        "--json",
+    ]))
     .await;
     let endpoint: serde_json::Value = serde_json::from_str(&added).unwrap();
     let endpoint = endpoint["id"].as_str().unwrap().to_owned();
-    ok(&login, &["endpoints", "list", "--json"]).await;
-    ok(&login, &["endpoints", "disable", &endpoint]).await;
-    ok(&login, &["endpoints", "enable", &endpoint]).await;
-    let rotated = ok(&login, &["endpoints", "rotate-secret", &endpoint, "--json"]).await;
+    ok(admin().args(&["endpoints", "list", "--json"])).await;
+    ok(admin().args(&["endpoints", "disable", &endpoint])).await;
+    ok(admin().args(&["endpoints", "enable", &endpoint])).await;
+    let rotated = ok(admin().args(&["endpoints", "rotate-secret", &endpoint, "--json"])).await;
     assert!(
         rotated.contains("whsec_"),
         "the new secret is printed once: {rotated}"
     );
-    ok(&login, &["sweep", "--dry-run"]).await;
-    ok(&login, &["sweep"]).await;
+    ok(admin().args(&["sweep", "--dry-run"])).await;
+    ok(admin().arg("sweep")).await;
 
     let admin = login.pool().await;
     assert_eq!(
@@ -219,7 +202,7 @@ async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPo
 
 #[sqlx::test(migrations = false)]
 async fn the_daemon_delivers_with_its_role_alone(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     herald::enqueue(
@@ -229,7 +212,11 @@ async fn the_daemon_delivers_with_its_role_alone(pool: PgPool) {
     .await
     .unwrap();
     let login = Login::create(&pool, Some("herald_daemon")).await;
-    let run = herald_env(&["--database-url", &login.url, "run", "--until-idle"], FAST).await;
+    let run = Cli::at(&login.url)
+        .args(&["run", "--until-idle"])
+        .envs(FAST)
+        .run()
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     let requests = receiver.wait_for_requests(1).await;
     // Signed with the endpoint's secret, which only the daemon's role may read.
@@ -247,7 +234,7 @@ async fn the_daemon_delivers_with_its_role_alone(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn roles_sql_is_idempotent_and_nests_the_roles(pool: PgPool) {
-    let run = herald_env(&["roles", "--sql"], &[]).await;
+    let run = Cli::new().args(&["roles", "--sql"]).run().await;
     assert_eq!(run.code, 0, "{run:?}");
     for _ in 0..2 {
         sqlx::raw_sql(sqlx::AssertSqlSafe(run.stdout.clone()))
@@ -274,13 +261,13 @@ async fn roles_sql_is_idempotent_and_nests_the_roles(pool: PgPool) {
             ("herald_reader".to_owned(), false, false, false),
         ]
     );
-    let run = herald_env(&["roles"], &[]).await;
+    let run = Cli::new().arg("roles").run().await;
     run.assert_error(2, "give --sql");
 }
 
 #[sqlx::test(migrations = false)]
 async fn herald_owner_owns_every_object(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let foreign: Vec<String> = sqlx::query_scalar(
         "select c.oid::regclass::text from pg_class c
          where c.relnamespace = 'herald'::regnamespace and c.relkind in ('r', 'v', 'S')
@@ -333,15 +320,9 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
         sqlx::query(sql).execute(&superuser).await.unwrap();
     }
     let url = format!("postgres://migrator@127.0.0.1:{}/app", cluster.port);
-    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    let run = Cli::at(&url).arg("migrate").run().await;
     assert_eq!(run.code, 0, "{run:?}");
-    for role in [
-        "herald_owner",
-        "herald_enqueue",
-        "herald_reader",
-        "herald_admin",
-        "herald_daemon",
-    ] {
+    for role in GROUP_ROLES {
         let line = run
             .stdout
             .lines()
@@ -349,26 +330,12 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
             .unwrap_or_else(|| panic!("a line for {role}: {run:?}"));
         assert!(line.contains("herald roles --sql"), "{line}");
     }
-    let enqueue = [
-        "--database-url",
-        &url,
-        "enqueue",
-        "--user",
-        "u",
-        "--type",
-        "t",
-        "--business-id",
-        "b",
-        "--email",
-        "ann@example.com",
-    ];
-    assert_eq!(
-        herald_env(&enqueue, &[]).await.code,
-        0,
-        "herald works for its owner"
-    );
+    let enqueue = Cli::at(&url)
+        .enqueue(&Key::new("u", "t", "b"))
+        .args(&["--email", "ann@example.com"]);
+    assert_eq!(enqueue.run().await.code, 0, "herald works for its owner");
 
-    let roles = herald_env(&["roles", "--sql"], &[]).await;
+    let roles = Cli::new().args(&["roles", "--sql"]).run().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(roles.stdout))
         .execute(&superuser)
         .await
@@ -377,7 +344,7 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
         .execute(&superuser)
         .await
         .unwrap();
-    let again = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    let again = Cli::at(&url).arg("migrate").run().await;
     assert_eq!(again.code, 0, "{again:?}");
     assert!(!again.stdout.contains("does not exist"), "{again:?}");
     let app = PgPool::connect(&cluster.url("app")).await.unwrap();
@@ -398,7 +365,7 @@ async fn a_login_that_may_not_create_roles_is_told_which_are_missing() {
 /// no caller can store a payload larger than the operators allow.
 #[sqlx::test(migrations = false)]
 async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let login = Login::create(&pool, Some("herald_enqueue")).await;
     let app = login.pool().await;
     let big = format!("{{\"x\": \"{}\"}}", "A".repeat(100_000));
@@ -428,35 +395,23 @@ async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
     );
     let n = Notification::email("u", "t", "b3", "ann@example.com")
         .payload_raw(serde_json::from_str(&big).unwrap());
-    let lib = herald::enqueue_with_limits(
-        &app,
-        &n,
-        &herald::Limits {
-            max_payload_bytes: usize::MAX,
-        },
-    )
-    .await;
+    let no_limit = herald::Limits {
+        max_payload_bytes: usize::MAX,
+    };
+    let lib = herald::enqueue_with_limits(&app, &n, &no_limit).await;
     assert!(
         matches!(&lib, Err(herald::EnqueueError::Invalid { field: "payload", message }) if message.ends_with("over the limit of 65536 bytes")),
         "{lib:?}"
     );
 
     // Operators raise it in the configuration; `herald migrate` records it.
-    let url = crate::support::url_of(&pool);
-    let migrate = herald_env(
-        &["--database-url", &url, "migrate"],
-        &[("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "200000")],
-    )
-    .await;
+    let migrate = herald(&pool)
+        .arg("migrate")
+        .env("HERALD_LIMITS__MAX_PAYLOAD_BYTES", "200000")
+        .run()
+        .await;
     assert_eq!(migrate.code, 0, "{migrate:?}");
-    let lib = herald::enqueue_with_limits(
-        &app,
-        &n,
-        &herald::Limits {
-            max_payload_bytes: usize::MAX,
-        },
-    )
-    .await;
+    let lib = herald::enqueue_with_limits(&app, &n, &no_limit).await;
     assert!(lib.unwrap().is_created());
     app.close().await;
     login.drop(&pool).await;
@@ -468,20 +423,7 @@ async fn a_caller_cannot_raise_the_payload_limit(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_herald_schema_prepared_by_someone_else_is_not_adopted(pool: PgPool) {
     let evil = Login::create(&pool, None).await;
-    let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("select set_config('herald.test_login', $1, false)")
-        .bind(&evil.name)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query(
-        "do $$ begin execute format('grant create on database %I to %I', current_database(),
-             current_setting('herald.test_login')); end $$",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    drop(conn);
+    evil.grant(&pool, "create on database %2$I").await;
     let attacker = evil.pool().await;
     sqlx::raw_sql(
         "create schema herald;
@@ -493,8 +435,7 @@ async fn a_herald_schema_prepared_by_someone_else_is_not_adopted(pool: PgPool) {
     .unwrap();
     attacker.close().await;
 
-    let url = crate::support::url_of(&pool);
-    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    let run = herald(&pool).arg("migrate").run().await;
     run.assert_error(
         1,
         "schema herald holds schema herald (owned by herald_test_",
@@ -526,22 +467,8 @@ async fn herald_migrate_takes_back_rights_on_the_schema_from_other_roles(pool: P
         .execute(&pool)
         .await
         .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("select set_config('herald.test_login', $1, false)")
-        .bind(&other.name)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query(
-        "do $$ begin execute format('grant usage, create on schema herald to %I',
-             current_setting('herald.test_login')); end $$",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    drop(conn);
-    let url = crate::support::url_of(&pool);
-    let run = herald_env(&["--database-url", &url, "migrate"], &[]).await;
+    other.grant(&pool, "usage, create on schema herald").await;
+    let run = herald(&pool).arg("migrate").run().await;
     assert_eq!(run.code, 0, "{run:?}");
     let may_create: bool =
         sqlx::query_scalar("select has_schema_privilege($1, 'herald', 'CREATE')")

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::support::daemon::FAST;
 use crate::support::logins::Login;
 use crate::support::receiver::Receiver;
-use crate::support::{endpoint, endpoint_at, herald, herald_with, migrated};
+use crate::support::{Key, endpoint, endpoint_at, herald, migrated};
 
 /// What the attacker installs in `public`, as the attacker.
 const TRAPS: &str = r#"
@@ -52,24 +52,7 @@ create function public.gen_random_uuid() returns uuid language plpgsql as
 
 async fn set_traps(pool: &PgPool) -> Login {
     let evil = Login::create(pool, None).await;
-    sqlx::query("select set_config('herald.test_login', $1, false)")
-        .bind(&evil.name)
-        .execute(pool)
-        .await
-        .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("select set_config('herald.test_login', $1, false)")
-        .bind(&evil.name)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query(
-        "do $$ begin execute format('grant create on schema public to %I',
-             current_setting('herald.test_login')); end $$",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
+    evil.grant(pool, "create on schema public").await;
     let attacker = evil.pool().await;
     sqlx::raw_sql(TRAPS).execute(&attacker).await.unwrap();
     attacker.close().await;
@@ -97,7 +80,7 @@ async fn fired(pool: &PgPool) -> Vec<(String, String)> {
 
 #[sqlx::test(migrations = false)]
 async fn overloads_on_the_callers_search_path_never_run(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint(&pool, "default").await;
     let evil = set_traps(&pool).await;
     // The default path, and one that puts the attacker's schema before the built-ins.
@@ -179,9 +162,9 @@ async fn overloads_on_the_callers_search_path_never_run(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn herald_own_connections_never_run_them(pool: PgPool) {
     let evil = set_traps(&pool).await;
-    let migrate = herald(&pool, &["migrate"]).await;
+    let migrate = herald(&pool).arg("migrate").run().await;
     assert_eq!(migrate.code, 0, "{migrate:?}");
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     // A delivery whose lease expired (a crashed daemon): the rescue writes its attempt.
@@ -201,28 +184,24 @@ async fn herald_own_connections_never_run_them(pool: PgPool) {
     herald::enqueue(&pool, &Notification::webhook("u", "t", "fresh", hook))
         .await
         .unwrap();
-    let run = herald_with(&pool, &["run", "--until-idle"], FAST).await;
+    let run = herald(&pool)
+        .args(&["run", "--until-idle"])
+        .envs(FAST)
+        .run()
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     receiver.wait_for_requests(2).await;
-    for args in [
-        vec!["stats", "--json"],
-        vec!["list", "--json"],
-        vec!["show", &rescued.to_string()],
-        vec![
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "t",
-            "--business-id",
-            "fresh",
-            "--payload",
-            "{}",
-        ],
-        vec!["sweep"],
+    for cli in [
+        herald(&pool).args(&["stats", "--json"]),
+        herald(&pool).args(&["list", "--json"]),
+        herald(&pool).args(&["show", &rescued.to_string()]),
+        herald(&pool)
+            .explain(&Key::new("u", "t", "fresh"))
+            .args(&["--payload", "{}"]),
+        herald(&pool).arg("sweep"),
     ] {
-        let run = herald(&pool, &args).await;
-        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+        let run = cli.run().await;
+        assert_eq!(run.code, 0, "{cli:?}: {run:?}");
     }
     assert_eq!(fired(&pool).await, Vec::<(String, String)>::new());
     evil.drop(&pool).await;

@@ -11,7 +11,7 @@ use crate::support::{SECRET, endpoint_at, migrated, url_of};
 
 #[sqlx::test(migrations = false)]
 async fn canaries_stay_out_of_the_logs(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let receiver = Receiver::start(vec![
         Reply::status(500).body("CANARY-RESPONSE-IS-FINE-TO-LOG"),
     ])

@@ -6,7 +6,7 @@
 use herald::Notification;
 use sqlx::PgPool;
 
-use crate::support::{Run, SECRET, endpoint, herald, herald_env, migrated, url_of};
+use crate::support::{Cli, Key, Run, SECRET, endpoint, herald, migrated, url_of};
 
 /// Arguments and environment of one run.
 type Invocation<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
@@ -27,39 +27,34 @@ fn assert_clean(run: &Run, canaries: &[&str], what: &str) {
 
 #[sqlx::test(migrations = false)]
 async fn reading_commands_never_show_a_webhook_secret(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let hook = endpoint(&pool, "default").await;
     let n = Notification::webhook("u", "order_shipped", "b", hook);
     let id = herald::enqueue(&pool, &n).await.unwrap().id().to_string();
     let hook = hook.to_string();
     let key = SECRET.trim_start_matches("whsec_");
-    for args in [
-        vec!["list"],
-        vec!["list", "--json"],
-        vec!["show", &id],
-        vec!["show", &id, "--json"],
-        vec!["endpoints", "list"],
-        vec!["endpoints", "list", "--json"],
-        vec!["endpoints", "disable", &hook, "--json"],
-        vec!["endpoints", "enable", &hook],
-        vec!["stats", "--json"],
-        vec![
-            "explain",
-            "--user",
-            "u",
-            "--type",
-            "order_shipped",
-            "--business-id",
-            "b",
-            "--json",
-        ],
+    let explained = Key::new("u", "order_shipped", "b");
+    for cli in [
+        herald(&pool).arg("list"),
+        herald(&pool).args(&["list", "--json"]),
+        herald(&pool).args(&["show", &id]),
+        herald(&pool).args(&["show", &id, "--json"]),
+        herald(&pool).args(&["endpoints", "list"]),
+        herald(&pool).args(&["endpoints", "list", "--json"]),
+        herald(&pool).args(&["endpoints", "disable", &hook, "--json"]),
+        herald(&pool).args(&["endpoints", "enable", &hook]),
+        herald(&pool).args(&["stats", "--json"]),
+        herald(&pool).explain(&explained).arg("--json"),
     ] {
-        let run = herald(&pool, &args).await;
-        assert_eq!(run.code, 0, "{args:?}: {run:?}");
-        assert_clean(&run, &[SECRET, key], &args.join(" "));
+        let run = cli.run().await;
+        assert_eq!(run.code, 0, "{cli:?}: {run:?}");
+        assert_clean(&run, &[SECRET, key], &format!("{cli:?}"));
     }
     // A rotation prints the new secret once; afterwards neither secret shows.
-    let rotated = herald(&pool, &["endpoints", "rotate-secret", &hook, "--json"]).await;
+    let rotated = herald(&pool)
+        .args(&["endpoints", "rotate-secret", &hook, "--json"])
+        .run()
+        .await;
     assert_eq!(rotated.code, 0, "{rotated:?}");
     let new_secret = rotated.json()["secret"].as_str().unwrap().to_owned();
     let new_key = new_secret.trim_start_matches("whsec_").to_owned();
@@ -67,14 +62,14 @@ async fn reading_commands_never_show_a_webhook_secret(pool: PgPool) {
         vec!["endpoints", "list", "--json"],
         vec!["endpoints", "list"],
     ] {
-        let run = herald(&pool, &args).await;
+        let run = herald(&pool).args(&args).run().await;
         assert_clean(&run, &[SECRET, key, &new_secret, &new_key], &args.join(" "));
     }
 }
 
 #[sqlx::test(migrations = false)]
 async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let id = herald::enqueue(
         &pool,
         &Notification::email("u", "t", "b", "ann@example.com"),
@@ -124,7 +119,7 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
             vec!["migrate"],
         ] {
             let args = [&prefix[..], &command[..]].concat();
-            let run = herald_env(&args, env).await;
+            let run = Cli::new().args(&args).envs(env).run().await;
             assert_eq!(run.code, 0, "{args:?}: {run:?}");
             assert_clean(&run, &[DB_CANARY], &format!("{args:?} {env:?}"));
         }
@@ -152,7 +147,7 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
         (vec!["--database-url", &unreachable, "migrate"], none, 1),
     ];
     for (args, env, code) in failing {
-        let run = herald_env(&args, env).await;
+        let run = Cli::new().args(&args).envs(env).run().await;
         assert_eq!(run.code, code, "{args:?}: {run:?}");
         assert_clean(&run, &[DB_CANARY], &format!("{args:?}"));
     }
@@ -163,7 +158,7 @@ async fn the_database_password_never_appears_in_any_output(pool: PgPool) {
         (vec!["doctor", "--json"], url_env),
         (vec!["--database-url", &unreachable, "doctor"], none),
     ] {
-        let run = herald_env(&args, env).await;
+        let run = Cli::new().args(&args).envs(env).run().await;
         assert!(matches!(run.code, 0 | 1), "{args:?}: {run:?}");
         assert!(run.stdout.contains("database"), "{args:?}: {run:?}");
         assert_clean(&run, &[DB_CANARY], &format!("{args:?}"));

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use herald::Notification;
 use sqlx::PgPool;
 
-use crate::support::{herald, migrated};
+use crate::support::{Key, herald, migrated};
 
 const ESCAPE_HATCHES: [&str; 6] = [
     "AssertSqlSafe",
@@ -110,7 +110,7 @@ fn the_scan_would_catch_each_escape_hatch() {
 
 #[sqlx::test(migrations = false)]
 async fn admin_filters_are_bound_parameters(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let sneaky = "x' or '1'='1";
     for user in ["ann", "bob", sneaky] {
         let n = Notification::email(user, "welcome", "b", "ann@example.com");
@@ -121,7 +121,7 @@ async fn admin_filters_are_bound_parameters(pool: PgPool) {
         async move {
             let mut all = vec!["list", "--json"];
             all.extend(args);
-            let out = herald(&pool, &all).await;
+            let out = herald(&pool).args(&all).run().await;
             assert_eq!(out.code, 0, "{out:?}");
             let users: Vec<String> = out
                 .json()
@@ -150,20 +150,11 @@ async fn admin_filters_are_bound_parameters(pool: PgPool) {
         "and the table is still there"
     );
     // `explain` looks a key up the same way.
-    let out = herald(
-        &pool,
-        &[
-            "explain",
-            "--user",
-            "' or 1=1 --",
-            "--type",
-            "welcome",
-            "--business-id",
-            "b",
-            "--json",
-        ],
-    )
-    .await;
+    let out = herald(&pool)
+        .explain(&Key::new("' or 1=1 --", "welcome", "b"))
+        .arg("--json")
+        .run()
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.json()["held"], false, "{}", out.stdout);
 }

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::daemon::{Daemon, env_with};
-use crate::support::{finished_rows, herald, herald_with, migrated, wait_for_sql};
+use crate::support::{finished_rows, herald, migrated, wait_for_sql};
 
 fn config(batch_size: u32) -> SweeperConfig {
     SweeperConfig {
@@ -24,7 +24,7 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
 
 #[sqlx::test(migrations = false)]
 async fn only_finished_rows_past_their_window_are_deleted(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 5, "welcome", "delivered", "31 days").await; // expired
     finished_rows(&pool, 4, "welcome", "dead", "40 days").await; // expired
     finished_rows(&pool, 3, "welcome", "cancelled", "30 days 1 minute").await; // expired
@@ -86,7 +86,7 @@ async fn only_finished_rows_past_their_window_are_deleted(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn after_a_sweep_the_key_is_free(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     let n = Notification::email("u", "welcome", "b", "a@b.co");
     let first = herald::enqueue(&pool, &n).await.unwrap().id();
     sqlx::query("update herald.notifications set state = 'delivered', finished_at = now() - interval '31 days'")
@@ -112,14 +112,14 @@ async fn after_a_sweep_the_key_is_free(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_hundred_thousand_rows_two_sweepers_at_once(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 100_000, "welcome", "delivered", "60 days").await;
     finished_rows(&pool, 10, "welcome", "delivered", "1 day").await;
     // Two sweeps at once, through the binary, with batches of 1,000.
     let env = [("HERALD_SWEEPER__BATCH_SIZE", "1000")];
     let (a, b) = tokio::join!(
-        herald_with(&pool, &["sweep", "--json"], &env),
-        herald_with(&pool, &["sweep", "--json"], &env)
+        herald(&pool).args(&["sweep", "--json"]).envs(&env).run(),
+        herald(&pool).args(&["sweep", "--json"]).envs(&env).run()
     );
     assert_eq!((a.code, b.code), (0, 0), "neither fails: {a:?} {b:?}");
     let deleted = a.json()["deleted"].as_u64().unwrap() + b.json()["deleted"].as_u64().unwrap();
@@ -136,35 +136,37 @@ async fn a_hundred_thousand_rows_two_sweepers_at_once(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn sweep_through_the_binary_reports_counts(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 3, "welcome", "dead", "31 days").await;
-    let dry = herald(&pool, &["sweep", "--dry-run", "--json"]).await;
+    let dry = herald(&pool)
+        .args(&["sweep", "--dry-run", "--json"])
+        .run()
+        .await;
     assert_eq!(
         dry.json(),
         serde_json::json!({"dry_run": true, "would_delete": 3})
     );
-    let human = herald(&pool, &["sweep", "--dry-run"]).await;
+    let human = herald(&pool).args(&["sweep", "--dry-run"]).run().await;
     assert_eq!(
         human.stdout,
         "would delete 3 finished notifications past their retention window\n"
     );
-    let done = herald(&pool, &["sweep"]).await;
+    let done = herald(&pool).arg("sweep").run().await;
     assert_eq!(
         done.stdout,
         "deleted 3 finished notifications past their retention window\n"
     );
-    let shorter = herald_with(
-        &pool,
-        &["sweep", "--json"],
-        &[("HERALD_SWEEPER__RETENTION", "1h")],
-    )
-    .await;
+    let shorter = herald(&pool)
+        .args(&["sweep", "--json"])
+        .env("HERALD_SWEEPER__RETENTION", "1h")
+        .run()
+        .await;
     assert_eq!(shorter.json()["deleted"], 0);
 }
 
 #[sqlx::test(migrations = false)]
 async fn the_daemon_sweeps_on_its_schedule(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 5, "welcome", "delivered", "31 days").await;
     let daemon = Daemon::spawn(
         &pool,
@@ -204,26 +206,24 @@ async fn the_daemon_sweeps_on_its_schedule(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn crontab_habits_are_refused_with_the_fix(pool: PgPool) {
-    migrated(&pool).await;
-    let five = herald_with(
-        &pool,
-        &["run", "--until-idle"],
-        &[("HERALD_SWEEPER__SCHEDULE", "*/10 * * * *")],
-    )
-    .await;
+    let pool = migrated(pool).await;
+    let five = herald(&pool)
+        .args(&["run", "--until-idle"])
+        .env("HERALD_SWEEPER__SCHEDULE", "*/10 * * * *")
+        .run()
+        .await;
     five.assert_error(2, "use \"0 */10 * * * *\"");
-    let numeric = herald_with(
-        &pool,
-        &["sweep"],
-        &[("HERALD_SWEEPER__SCHEDULE", "0 0 3 * * 1-5")],
-    )
-    .await;
+    let numeric = herald(&pool)
+        .arg("sweep")
+        .env("HERALD_SWEEPER__SCHEDULE", "0 0 3 * * 1-5")
+        .run()
+        .await;
     numeric.assert_error(2, "write names instead: \"0 0 3 * * MON-FRI\"");
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_stopped_sweep_stops_between_batches(pool: PgPool) {
-    migrated(&pool).await;
+    let pool = migrated(pool).await;
     finished_rows(&pool, 10, "welcome", "delivered", "31 days").await;
     let stop = CancellationToken::new();
     stop.cancel();

@@ -1,6 +1,7 @@
 //! Running `herald run` against a test database: to idleness, or in the background to be
 //! watched and signalled.
 
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +9,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{Run, command, url_of};
+use crate::cli::{Cli, Run};
+use crate::db::url_of;
+use crate::scrape::free_addr;
 
 /// Settings that make the daemon quick to test against loopback receivers: loopback allowed
 /// as a webhook target, short retries and polling, plain SMTP.
@@ -65,10 +68,26 @@ impl Daemon {
         Self::spawn_url(&url_of(pool), args, env)
     }
 
+    /// Like [`Daemon::spawn`], serving the operator endpoints (`metrics.listen`) on a fresh
+    /// loopback address, which it returns; `env` comes after `FAST` (see [`env_with`]).
+    pub fn listening(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> (Self, SocketAddr) {
+        Self::listening_url(&url_of(pool), args, env)
+    }
+
+    pub fn listening_url(url: &str, args: &[&str], env: &[(&str, &str)]) -> (Self, SocketAddr) {
+        let addr = free_addr();
+        let listen = addr.to_string();
+        let mut all = env_with(&[("HERALD_METRICS__LISTEN", &listen)]);
+        all.extend_from_slice(env);
+        (Self::spawn_url(url, args, &all), addr)
+    }
+
     pub fn spawn_url(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut all = vec!["--database-url", url, "run"];
-        all.extend_from_slice(args);
-        let mut child = command(&all, env)
+        let mut child = Cli::at(url)
+            .arg("run")
+            .args(args)
+            .envs(env)
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -99,7 +118,6 @@ impl Daemon {
     }
 
     /// The process id, while it runs.
-    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
@@ -123,7 +141,6 @@ impl Daemon {
 
     /// `kill -9`: the process dies at once, mid-delivery, without releasing its leases or
     /// recording outcomes. Returns once it is gone.
-    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
     pub async fn kill9(&mut self) {
         self.child.kill().await.expect("SIGKILL is delivered");
     }

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::raw_http::{Read, read_request};
-use super::wait_until;
+use crate::raw_http::{Read, read_request};
+use crate::wait_until;
 
 /// One scripted answer.
 #[derive(Debug, Clone)]

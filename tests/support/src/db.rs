@@ -1,28 +1,30 @@
-//! Shared helpers: migrated test databases, running the `herald` binary, small queries, and
-//! waiting on conditions (never on fixed sleeps).
+//! Test databases: the migrated pool most tests start from, URLs of the server under test,
+//! and the small queries many tests make.
 
-pub mod cluster;
-pub mod daemon;
-pub mod email_cases;
-pub mod logins;
-pub mod raw_http;
-pub mod receiver;
-pub mod scrape;
-pub mod smtp;
-
-use std::ffi::OsStr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Applies herald's schema to a fresh test database.
-pub async fn migrated(pool: &PgPool) {
-    herald::migrate(pool)
+/// The fixture most tests start from: the fresh database that
+/// `#[sqlx::test(migrations = false)]` hands a test, with herald's schema applied by
+/// `herald::migrate`, handed back:
+///
+/// ```ignore
+/// #[sqlx::test(migrations = false)]
+/// async fn a_test(pool: PgPool) {
+///     let pool = migrated(pool).await;
+/// ```
+///
+/// Not `#[sqlx::test(migrator = …)]`: sqlx would run a bare `Migrator`, which skips what
+/// `herald::migrate` does besides (the grants to herald's roles, the hand-over to
+/// `herald_owner`, the refusal of a schema someone else prepared), so the tests would not meet
+/// the schema users get.
+pub async fn migrated(pool: PgPool) -> PgPool {
+    herald::migrate(&pool)
         .await
         .expect("herald migrations apply");
+    pool
 }
 
 /// A URL for the same server as `DATABASE_URL`, pointing at `database`.
@@ -43,88 +45,7 @@ pub fn url_of(pool: &PgPool) -> String {
     url_for(&database)
 }
 
-/// What a run of the binary did.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"))
-    }
-
-    /// Asserts a failure: the exit code, exactly one line on stderr containing `needle`, and
-    /// nothing on stdout.
-    pub fn assert_error(&self, code: i32, needle: &str) {
-        assert_eq!(self.code, code, "{self:?}");
-        assert_eq!(
-            self.stderr.lines().count(),
-            1,
-            "one line on stderr: {self:?}"
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "stderr should mention {needle:?}: {self:?}"
-        );
-        assert!(!self.stderr.contains("panicked"), "{self:?}");
-        assert_eq!(self.stdout, "", "{self:?}");
-    }
-}
-
-/// Runs `herald` with `args` and extra environment, outside any config file.
-pub async fn herald_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = command(args, env)
-        .output()
-        .await
-        .expect("the herald binary runs");
-    Run {
-        code: out
-            .status
-            .code()
-            .expect("herald exits rather than dying of a signal"),
-        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
-    }
-}
-
-/// The `herald` command with `args` and extra environment, run away from any config file.
-/// Arguments and values need not be UTF-8 (the hostile-input tests send some that are not).
-pub fn command<A: AsRef<OsStr>, V: AsRef<OsStr>>(
-    args: &[A],
-    env: &[(&str, V)],
-) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
-    command
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("HERALD_CONFIG")
-        .env_remove("RUST_LOG")
-        // Away from config/herald.toml, so the built-in defaults apply.
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command
-}
-
-/// Waits until `condition` holds, checking every 20 ms; fails the test after 60 s.
-pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until `sql` (a scalar boolean query) is true.
+/// Waits until `sql` (a scalar boolean query) is true; fails the test after 60 s.
 pub async fn wait_for_sql(pool: &PgPool, what: &str, sql: &'static str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -160,36 +81,12 @@ pub async fn insert_raw(
     .await
 }
 
-/// The member names of a JSON object, sorted.
-pub fn sorted_keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> = value
-        .as_object()
-        .expect("a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    keys
-}
-
 /// Counts of notifications by state, sorted by state.
 pub async fn states(pool: &PgPool) -> Vec<(String, i64)> {
     sqlx::query_as("select state, count(*) from herald.notifications group by state order by state")
         .fetch_all(pool)
         .await
         .unwrap()
-}
-
-/// Runs `herald --database-url <pool's database> args…`.
-pub async fn herald(pool: &PgPool, args: &[&str]) -> Run {
-    herald_with(pool, args, &[]).await
-}
-
-pub async fn herald_with(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let url = url_of(pool);
-    let mut all = vec!["--database-url", url.as_str()];
-    all.extend_from_slice(args);
-    herald_env(&all, env).await
 }
 
 pub async fn count_notifications(pool: &PgPool) -> i64 {

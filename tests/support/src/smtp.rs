@@ -1,12 +1,37 @@
 //! A real SMTP server for the email tests: aiosmtpd (installed by `.ci/run`) running
-//! `tests/support/smtp_sink.py`, plus a hostile server that never sends its greeting.
+//! `tests/support/smtp_sink.py`, plus a hostile server that never sends its greeting; and what
+//! a daemon needs to send email to them: settings and a directory of templates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+
+use crate::daemon::env_with;
+
+/// `FAST` (see [`env_with`]) plus what sends email to the SMTP server on 127.0.0.1:`port`,
+/// rendered from the templates in `templates`.
+pub fn email_env<'a>(port: &'a str, templates: &'a Path) -> Vec<(&'a str, &'a str)> {
+    env_with(&[
+        ("HERALD_SMTP__HOST", "127.0.0.1"),
+        ("HERALD_SMTP__PORT", port),
+        ("HERALD_TEMPLATES__DIR", templates.to_str().unwrap()),
+    ])
+}
+
+/// A directory of email templates holding `files`, each `(path below it, text)`:
+/// `("welcome/subject.txt", "Hi {{ name }}")`.
+pub fn templates(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+    dir
+}
 
 pub struct SmtpSink {
     pub port: u16,
@@ -22,7 +47,6 @@ impl SmtpSink {
 
     /// A sink that reads a `drop_ratio` share of messages whole and then hangs up without an
     /// answer (the sender cannot tell whether it was accepted); `seed` makes the choice repeatable.
-    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
     pub async fn dropping(drop_ratio: f64, seed: u64) -> Self {
         let ratio = drop_ratio.to_string();
         let seed = seed.to_string();
@@ -31,7 +55,7 @@ impl SmtpSink {
 
     async fn start_with(replies: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp_sink.py");
         let mut server = tokio::process::Command::new("python3")
             .arg(script)
             .arg("--out")
@@ -90,7 +114,6 @@ impl SmtpSink {
 impl SmtpSink {
     /// Every message read, in order: the answer given ("250", "451", "550" or "drop") and the
     /// message's `Message-ID` header.
-    #[allow(dead_code)] // used by the chaos suite (tests/chaos)
     pub fn received(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(self.dir.path().join("received.log"))
             .unwrap_or_default()
@@ -117,10 +140,9 @@ pub async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
 /// A received message as a mail reader sees it, decoded by Python's `email` package
 /// (`tests/support/decode_email.py`): `subject`, `subject_legacy`, `to`, `from`,
 /// `longest_header_line`.
-#[allow(dead_code)] // not every test binary that includes support reads messages
 pub async fn decode(raw: &str) -> serde_json::Value {
     use tokio::io::AsyncWriteExt;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/decode_email.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("decode_email.py");
     let mut child = tokio::process::Command::new("python3")
         .arg(script)
         .stdin(Stdio::piped())

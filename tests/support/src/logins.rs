@@ -5,7 +5,7 @@
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use super::url_of;
+use crate::db::url_of;
 
 /// A login role of one test, member of `group`.
 pub struct Login {
@@ -52,6 +52,30 @@ impl Login {
             name,
             url: url.to_string(),
         }
+    }
+
+    /// Grants this login `privilege` as the test's superuser: the GRANT up to its `TO`, where
+    /// `%2$I` stands for the test's database (`create on schema public`,
+    /// `create on database %2$I`).
+    pub async fn grant(&self, pool: &PgPool, privilege: &str) {
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query(
+            "select pg_catalog.set_config('herald.test_login', $1, false),
+                    pg_catalog.set_config('herald.test_grant', $2, false)",
+        )
+        .bind(&self.name)
+        .bind(format!("grant {privilege} to %1$I"))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "do $$ begin execute pg_catalog.format(pg_catalog.current_setting('herald.test_grant'),
+                 pg_catalog.current_setting('herald.test_login'), pg_catalog.current_database());
+             end $$",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     }
 
     /// A pool connecting as this login.

@@ -8,7 +8,6 @@ use tokio::net::TcpStream;
 
 /// One request: header names lowercased, the body as sent.
 #[derive(Debug)]
-#[allow(dead_code)] // the chaos suite (tests/chaos) reads them; the hanging-up receiver does not
 pub struct RawRequest {
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
@@ -16,7 +15,6 @@ pub struct RawRequest {
 
 /// What reading a request gave.
 #[derive(Debug)]
-#[allow(dead_code)] // the chaos suite (tests/chaos) reads the request
 pub enum Read {
     Request(RawRequest),
     /// The connection ended, before or inside a request: the sender hung up (or died).
