@@ -43,8 +43,9 @@ pub enum Target {
     },
 }
 
-/// A webhook endpoint as it was when the delivery was claimed.
-#[derive(Debug, Clone)]
+/// A webhook endpoint as it was when the delivery was claimed. Its `Debug` shows neither
+/// secret.
+#[derive(Clone)]
 pub struct Endpoint {
     pub url: String,
     /// The signing secret (`whsec_…`).
@@ -53,6 +54,21 @@ pub struct Endpoint {
     pub previous_secret: Option<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &"…")
+            .field("secret", &"…")
+            .field(
+                "previous_secret",
+                &self.previous_secret.as_ref().map(|_| "…"),
+            )
+            .field("enabled", &self.enabled)
+            .field("disabled_reason", &self.disabled_reason)
+            .finish()
+    }
 }
 
 impl Delivery {
@@ -69,5 +85,26 @@ impl Delivery {
             Target::Email { address } => address,
             Target::Webhook { endpoint_id, .. } => endpoint_id,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint;
+
+    #[test]
+    fn debug_shows_no_secret_and_no_url() {
+        let endpoint = Endpoint {
+            url: "https://hooks.example.com/in?token=t0p".into(),
+            secret: "whsec_c2VjcmV0LXNpZ25pbmcta2V5".into(),
+            previous_secret: Some("whsec_b2xkLXNpZ25pbmcta2V5".into()),
+            enabled: true,
+            disabled_reason: None,
+        };
+        let shown = format!("{endpoint:?}");
+        for hidden in ["t0p", "c2VjcmV0", "b2xkLXNp", "hooks.example.com"] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+        assert!(shown.contains("enabled: true"), "{shown}");
     }
 }

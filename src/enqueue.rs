@@ -59,7 +59,17 @@ pub enum Enqueued {
 }
 
 impl Enqueued {
-    /// The notification's id, which is also its delivery id.
+    /// The notification's id, which is also its delivery id (`webhook-id`, the email's
+    /// `Message-ID`).
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: sqlx::PgPool) -> Result<(), herald::EnqueueError> {
+    /// let n = herald::Notification::email("user-42", "welcome", "signup-42", "ann@example.com");
+    /// let first = herald::enqueue(&pool, &n).await?;
+    /// let again = herald::enqueue(&pool, &n).await?;
+    /// assert_eq!(first.id(), again.id());
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> Uuid {
         match self {
             Enqueued::Created { id, .. } | Enqueued::Duplicate { id, .. } => *id,
@@ -67,6 +77,14 @@ impl Enqueued {
     }
 
     /// The notification's state: `pending` when created, the existing one's for a duplicate.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: sqlx::PgPool) -> Result<(), herald::EnqueueError> {
+    /// let n = herald::Notification::email("user-42", "welcome", "signup-42", "ann@example.com");
+    /// let done = herald::enqueue(&pool, &n).await?;
+    /// println!("{} is {}", done.id(), done.state());
+    /// # Ok(()) }
+    /// ```
     pub fn state(&self) -> State {
         match self {
             Enqueued::Created { state, .. } | Enqueued::Duplicate { state, .. } => *state,
@@ -74,6 +92,15 @@ impl Enqueued {
     }
 
     /// Whether this call wrote the notification (`false` for a replay).
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: sqlx::PgPool) -> Result<(), herald::EnqueueError> {
+    /// let n = herald::Notification::email("user-42", "welcome", "signup-42", "ann@example.com");
+    /// if !herald::enqueue(&pool, &n).await?.is_created() {
+    ///     println!("already enqueued: a replay");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_created(&self) -> bool {
         matches!(self, Enqueued::Created { .. })
     }

@@ -70,5 +70,7 @@ pub use key::Key;
 #[doc(hidden)]
 pub use migrate::MIGRATIONS_TABLE;
 pub use migrate::migrate;
-pub use notification::{Destination, Limits, MAX_PAYLOAD_DEPTH, Notification};
-pub use state::{Channel, State};
+pub use notification::{
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_TENANT, Destination, Limits, MAX_PAYLOAD_DEPTH, Notification,
+};
+pub use state::{Channel, State, UnknownName};

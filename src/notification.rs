@@ -7,10 +7,10 @@
 //! - an email destination is a dot-atom local part, `@` and a host name (see `check_email`),
 //!   with no control characters or whitespace (Unicode line separators included);
 //! - the payload is a JSON object nested at most [`MAX_PAYLOAD_DEPTH`] levels deep, with no NUL
-//!   (`\u0000`) in any key or string (PostgreSQL's jsonb rejects it) and, as canonical JSON,
-//!   fits the payload limit. Depth is checked first and without recursion: every later step
-//!   (the NUL search, canonical JSON, serde_json's reader in the daemon)
-//!   recurses, and a payload nested 100,000 deep would overflow the stack;
+//!   (`\u0000`) in any key or string (PostgreSQL's jsonb rejects it). Its size is counted by
+//!   the database, in bytes of jsonb's text form, for every client alike. Depth is checked
+//!   first and without recursion: every later step (the NUL search, serde_json's reader in the
+//!   daemon) recurses, and a payload nested 100,000 deep would overflow the stack;
 //! - `max_attempts` is within [`MAX_ATTEMPTS_RANGE`];
 //! - `run_at`, when given, lies within years 1 to 9999 UTC ([`run_at_min`], [`run_at_max`]) and
 //!   is no leap second.
@@ -28,14 +28,24 @@ use crate::raw_payload::{ShapeProblem, check_shape};
 use crate::state::Channel;
 
 /// `tenant` when none is given.
+///
+/// ```
+/// let n = herald::Notification::email("u", "t", "b", "ann@example.com");
+/// assert_eq!(n.key().tenant, herald::DEFAULT_TENANT);
+/// ```
 pub const DEFAULT_TENANT: &str = "default";
 /// The longest key part, in characters.
 pub const MAX_KEY_PART_CHARS: usize = 255;
-/// Attempts when none is given: the default retry schedule has 7 steps, so 8 attempts.
+/// Attempts when none is given: one, then one per step of the default `retry.schedule` (a
+/// test in `config::keys` holds the two together).
+///
+/// ```
+/// assert_eq!(herald::DEFAULT_MAX_ATTEMPTS, 8);
+/// ```
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 /// Accepted values of `max_attempts` (the database enforces the same range).
 pub const MAX_ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=100;
-/// The default payload limit: 64 KiB of canonical JSON.
+/// The default payload limit: 64 KiB of jsonb's text form.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// The deepest accepted payload: the payload object itself is level 1, `{"a": {"b": []}}` is 3.
 ///
@@ -281,6 +291,11 @@ impl Notification {
     }
 
     /// Where it goes (see [`Destination`]).
+    ///
+    /// ```
+    /// let n = herald::Notification::email("u", "t", "b", "ann@example.com");
+    /// assert!(matches!(n.destination(), herald::Destination::Email(to) if to == "ann@example.com"));
+    /// ```
     pub fn destination(&self) -> &Destination {
         &self.destination
     }

@@ -67,12 +67,20 @@ impl fmt::Display for State {
     }
 }
 
-/// The text was not one of the known names; carries the text for the error message.
+/// A text that is not one of the known names, from parsing a [`State`] or a [`Channel`].
+///
+/// ```
+/// let e = "done".parse::<herald::State>().unwrap_err();
+/// assert_eq!((e.kind, e.value.as_str()), ("state", "done"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {kind} {value:?} (expected one of: {expected})")]
 pub struct UnknownName {
+    /// What was parsed: `state` or `channel`.
     pub kind: &'static str,
+    /// The text given.
     pub value: String,
+    /// The names accepted, comma-separated.
     pub expected: &'static str,
 }
 

@@ -10,7 +10,7 @@
 //!   ([`scratch`]); the caller drops it afterwards, on error and on Ctrl-C too.
 //! - The loopback receiver is reachable because this bench's own copy of the configuration
 //!   allows `127.0.0.1/32`; the SSRF guard itself and users' configurations are untouched.
-//! - The null channel ([`crate::dispatch::Dispatcher::without_delivery`]) is reachable only
+//! - The null channel (`Dispatcher::without_delivery`) is reachable only
 //!   from here.
 //! - Each phase enqueues its own keys, so no phase meets another's rows as duplicates.
 

@@ -497,6 +497,11 @@ mod tests {
             config.limits.max_payload_bytes,
             crate::notification::DEFAULT_MAX_PAYLOAD_BYTES
         );
+        // The library's default attempts: one first attempt and one per retry step.
+        assert_eq!(
+            config.retry.schedule.len() + 1,
+            crate::notification::DEFAULT_MAX_ATTEMPTS as usize
+        );
     }
 
     #[test]
