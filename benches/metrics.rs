@@ -11,34 +11,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use herald::Key;
 use herald::channel::AttemptKind;
-use herald::delivery::{Delivery, Target};
-use uuid::Uuid;
-
-fn delivery(type_: &str) -> Delivery {
-    Delivery {
-        id: Uuid::now_v7(),
-        key: Key {
-            tenant: "default".into(),
-            user_id: "u".into(),
-            type_: type_.into(),
-            business_id: "b".into(),
-        },
-        payload: serde_json::value::RawValue::from_string("{}".into())
-            .expect("valid JSON")
-            .into(),
-        attempt: 1,
-        max_attempts: 8,
-        created_at: chrono::Utc::now(),
-        lease_token: Uuid::now_v7(),
-        claimed_at_unix: 0,
-        target: Target::Webhook {
-            endpoint_id: Uuid::now_v7().to_string(),
-            endpoint: None,
-        },
-    }
-}
+use herald::delivery::Delivery;
 
 fn per_call(total: Duration, n: usize) -> f64 {
     total.as_nanos() as f64 / n as f64
@@ -49,7 +23,9 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let notifications: Vec<Delivery> = (0..20).map(|i| delivery(&format!("type_{i}"))).collect();
+    let notifications: Vec<Delivery> = (0..20)
+        .map(|i| Delivery::sample(&format!("type_{i}"), 1, 8))
+        .collect();
     let took = Duration::from_millis(12);
 
     let subscriber = tracing_subscriber::fmt()

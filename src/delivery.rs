@@ -79,6 +79,33 @@ impl Delivery {
         }
     }
 
+    /// A delivery of type `type_` to a webhook endpoint that no longer exists, at `attempt` of
+    /// `max_attempts`: for unit tests and benches, which need a delivery but no database.
+    #[doc(hidden)]
+    pub fn sample(type_: &str, attempt: i32, max_attempts: i32) -> Delivery {
+        Delivery {
+            id: Uuid::now_v7(),
+            key: Key {
+                tenant: "default".into(),
+                user_id: "u".into(),
+                type_: type_.into(),
+                business_id: "b".into(),
+            },
+            payload: serde_json::value::RawValue::from_string("{}".into())
+                .expect("{} is JSON")
+                .into(),
+            attempt,
+            max_attempts,
+            created_at: Utc::now(),
+            lease_token: Uuid::now_v7(),
+            claimed_at_unix: 0,
+            target: Target::Webhook {
+                endpoint_id: Uuid::now_v7().to_string(),
+                endpoint: None,
+            },
+        }
+    }
+
     /// The notification's `destination`: the email address or the endpoint's id.
     pub fn destination(&self) -> &str {
         match &self.target {

@@ -110,31 +110,9 @@ pub(super) fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::Target;
-    use crate::key::Key;
 
     fn delivery(attempt: i32, max_attempts: i32) -> Delivery {
-        Delivery {
-            id: Uuid::now_v7(),
-            key: Key {
-                tenant: "default".into(),
-                user_id: "u".into(),
-                type_: "t".into(),
-                business_id: "b".into(),
-            },
-            payload: serde_json::value::RawValue::from_string("{}".into())
-                .expect("valid JSON")
-                .into(),
-            attempt,
-            max_attempts,
-            created_at: chrono::Utc::now(),
-            lease_token: Uuid::now_v7(),
-            claimed_at_unix: 0,
-            target: Target::Webhook {
-                endpoint_id: Uuid::now_v7().to_string(),
-                endpoint: None,
-            },
-        }
+        Delivery::sample("t", attempt, max_attempts)
     }
 
     fn retry(kind: AttemptKind) -> Outcome {
