@@ -11,15 +11,20 @@
 //!   releases the leases of whatever is unfinished so another daemon takes it at once.
 //! - A database outage never ends the daemon: each loop logs, backs off and resumes.
 //!
-//! Layout: `claim_loop` (claims for free workers; two at once while a backlog drains) ·
+//! Layout: `claim_loop` (claims for free workers; two at once while a backlog drains), with
+//! `claim_state` (when to claim, wait or stop: pure) and `capacity` (workers, lease slots) ·
+//! `rescuer` (expired leases back to pending) ·
 //! `worker` (one delivery, one decided attempt) · `recorder` (group commit of outcomes) ·
 //! `heartbeat` (lease extension) · `wakeup` (LISTEN) · `decision` and `retry` (what an
 //! outcome means, pure). The sweeper is not part of it: `herald run` starts it beside.
 
+mod capacity;
 mod claim_loop;
+mod claim_state;
 mod decision;
 mod heartbeat;
 mod recorder;
+mod rescuer;
 pub mod retry;
 mod wakeup;
 mod worker;
@@ -185,10 +190,18 @@ impl Dispatcher {
         let helpers = TaskTracker::new();
         helpers.spawn(wakeup::listen(shared.clone(), background.clone()));
         helpers.spawn(heartbeat::extend_leases(shared.clone(), background.clone()));
+        // The rescuer runs while the claim loop does: it stops taking leases back at shutdown,
+        // as the loop stops claiming, and when an `--until-idle` run ends.
+        let claiming = shutdown.child_token();
+        helpers.spawn(rescuer::rescue_expired_leases(
+            shared.clone(),
+            claiming.clone(),
+        ));
 
         let deliveries = TaskTracker::new();
         let abort = CancellationToken::new();
         claim_loop::claim_loop(&shared, options, &shutdown, &deliveries, &abort).await;
+        claiming.cancel();
 
         deliveries.close();
         let grace = shared.config.dispatcher.shutdown_grace;
