@@ -8,7 +8,8 @@
 //! - Claims run as tasks of their own, so each is on its way the moment it is started, whatever
 //!   the loop awaits meanwhile; `SKIP LOCKED` keeps concurrent claims apart.
 //! - Idle (`--until-idle`) only on evidence: the claim state found nothing, no wake-up is
-//!   pending, and nothing is claimed, running or waiting for a retry of this daemon's.
+//!   pending, nothing is claimed here or running anywhere, nothing is due, and no retry of this
+//!   daemon's is waiting.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,7 +88,7 @@ pub(super) async fn claim_loop(
             if capacity.all_free()
                 && lock(&shared.in_flight).is_empty()
                 && !retries_pending(shared).await
-                && !running_anywhere(shared).await
+                && !work_left_anywhere(shared).await
             {
                 tracing::info!("idle: nothing running, nothing due, no retry waiting");
                 break;
@@ -159,12 +160,14 @@ async fn retries_pending(shared: &Shared) -> bool {
     }
 }
 
-/// Whether any daemon is delivering something (rows another daemon left `running` when it
-/// stopped come back once their leases expire, and are drained too).
-async fn running_anywhere(shared: &Shared) -> bool {
+/// Whether any daemon is delivering something, or something is due: rows another daemon left
+/// `running` when it stopped come back once their leases expire and are drained too, and rows
+/// the rescuer (or an enqueue) made due after the last claim looked are looked for again, even
+/// when their wake-up arrived after this loop last listened.
+async fn work_left_anywhere(shared: &Shared) -> bool {
     let result = async {
         let mut conn = shared.pool.acquire().await?;
-        store::any_running(&mut conn).await
+        store::any_work_left(&mut conn).await
     }
     .await;
     // Cannot tell: keep waiting rather than exit early.

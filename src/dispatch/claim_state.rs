@@ -104,10 +104,12 @@ impl ClaimState {
         self.uncovered = true;
     }
 
-    /// Woken while waiting with no claim in flight.
+    /// Woken while waiting with no claim in flight: a reason to look that no claim has covered
+    /// yet, so no longer evidence of idle.
     pub fn woken_while_waiting(&mut self, now: Instant) {
         self.recheck_soon = !self.paused(now);
         self.look = true;
+        self.found_nothing = false;
     }
 
     /// The wait ended (the poll interval, the recheck or the pause is over).
@@ -227,6 +229,23 @@ mod tests {
         assert_eq!(s.claims_allowed(now), 1, "look again for what woke us");
         s.claim_sent();
         s.claim_returned(0, 32, 0);
+        assert!(s.found_nothing(now));
+    }
+
+    #[test]
+    fn a_wake_up_not_yet_covered_by_a_claim_is_no_evidence_of_idle() {
+        let mut s = ClaimState::default();
+        let now = Instant::now();
+        s.claim_sent();
+        s.claim_returned(0, 1, 0);
+        assert!(s.found_nothing(now));
+        s.woken_while_waiting(now);
+        assert!(
+            !s.found_nothing(now),
+            "the wake-up came after the last claim"
+        );
+        s.claim_sent();
+        s.claim_returned(0, 1, 0);
         assert!(s.found_nothing(now));
     }
 

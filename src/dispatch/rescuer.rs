@@ -19,11 +19,17 @@ const BATCH: i64 = 1000;
 
 pub(super) async fn rescue_expired_leases(shared: Arc<Shared>, stop: CancellationToken) {
     let every = shared.config.dispatcher.poll_interval;
-    loop {
-        if rescue_once(&shared).await > 0 {
+    while !stop.is_cancelled() {
+        let rescued = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            rescued = rescue_once(&shared) => rescued,
+        };
+        if rescued > 0 {
             shared.wake.notify_one();
         }
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }

@@ -382,12 +382,14 @@ pub async fn disable_endpoint(
         == 1)
 }
 
-/// Whether any notification is being delivered, by any daemon (or was, by one that stopped
-/// without finishing: its lease has yet to expire).
-pub async fn any_running(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists (select 1 from herald.notifications where state = 'running')")
-        .fetch_one(conn)
-        .await
+/// Whether any daemon has work left: a notification being delivered (or one whose daemon
+/// stopped without finishing: its lease has yet to expire), or one due now.
+pub async fn any_work_left(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "
+        select exists (select 1 from herald.notifications where state = 'running')
+            or exists (select 1 from herald.notifications
+                       where state = 'pending' and run_at <= now())";
+    sqlx::query_scalar(SQL).fetch_one(conn).await
 }
 
 /// How many of `ids` are still waiting for a retry or being delivered.
