@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::templates::Templates;
 use super::{AttemptKind, Outcome, error_chain, truncate};
 use crate::config::{SmtpConfig, SmtpTls};
-use crate::delivery::{Delivery, Target};
+use crate::delivery::Delivery;
 
 pub struct EmailSender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -70,11 +70,8 @@ impl EmailSender {
         format!("<{}@{}>", n.id, self.message_id_domain)
     }
 
-    /// One attempt for a claimed email notification.
-    pub async fn deliver(&self, n: &Delivery) -> Outcome {
-        let Target::Email { address } = &n.target else {
-            return Outcome::give_up("not an email notification");
-        };
+    /// One attempt for a claimed email notification to `address`.
+    pub async fn deliver(&self, n: &Delivery, address: &str) -> Outcome {
         let context = match context(n) {
             Ok(context) => context,
             Err(problem) => return Outcome::give_up(problem),

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::signature::{WebhookSecret, signature_header};
 use super::{AttemptKind, Outcome, error_chain, find_source, truncate};
 use crate::config::WebhookConfig;
-use crate::delivery::{Delivery, Target};
+use crate::delivery::{Delivery, Endpoint};
 use crate::net::ssrf::{
     AddressPolicy, ForbiddenResolution, GuardedResolver, check_ip_literal_target,
 };
@@ -69,15 +69,14 @@ impl WebhookSender {
         })
     }
 
-    /// One attempt for a claimed webhook notification.
-    pub async fn deliver(&self, n: &Delivery) -> Outcome {
-        let Target::Webhook {
-            endpoint_id,
-            endpoint,
-        } = &n.target
-        else {
-            return Outcome::give_up("not a webhook notification");
-        };
+    /// One attempt for a claimed webhook notification to `endpoint_id`, which is `endpoint`
+    /// (`None` when its row no longer exists).
+    pub async fn deliver(
+        &self,
+        n: &Delivery,
+        endpoint_id: &str,
+        endpoint: Option<&Endpoint>,
+    ) -> Outcome {
         let Some(endpoint) = endpoint else {
             return Outcome::give_up(format!("webhook endpoint {endpoint_id} no longer exists"));
         };

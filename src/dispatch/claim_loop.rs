@@ -7,15 +7,15 @@
 //!   leased in the database whether or not anyone listens for the answer.
 //! - Claims run as tasks of their own, so each is on its way the moment it is started, whatever
 //!   the loop awaits meanwhile; `SKIP LOCKED` keeps concurrent claims apart.
-//! - Idle (`--until-idle`) only on evidence: the claim state found nothing, no wake-up is
-//!   pending, nothing is claimed here or running anywhere, nothing is due, and no retry of this
-//!   daemon's is waiting.
+//! - Idle (`--until-idle`) only on evidence: the claim state found nothing, nothing is claimed
+//!   here or running anywhere, nothing is due (a wake-up that arrived unheard, from the rescuer
+//!   or a NOTIFY, is for a row this finds), and no retry of this daemon's is waiting.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -79,20 +79,15 @@ pub(super) async fn claim_loop(
         if shutdown.is_cancelled() {
             break;
         }
-        if options.until_idle && state.found_nothing(Instant::now()) {
-            // A wake-up that arrived unheard (rescued leases, a NOTIFY) is a reason to look.
-            if shared.wake.notified().now_or_never().is_some() {
-                state.woken_while_waiting(Instant::now());
-                continue;
-            }
-            if capacity.all_free()
-                && lock(&shared.in_flight).is_empty()
-                && !retries_pending(shared).await
-                && !work_left_anywhere(shared).await
-            {
-                tracing::info!("idle: nothing running, nothing due, no retry waiting");
-                break;
-            }
+        if options.until_idle
+            && state.found_nothing(Instant::now())
+            && capacity.all_free()
+            && lock(&shared.in_flight).is_empty()
+            && !retries_pending(shared).await
+            && !work_left_anywhere(shared).await
+        {
+            tracing::info!("idle: nothing running, nothing due, no retry waiting");
+            break;
         }
         let wait = state.wait(Instant::now(), config.poll_interval, crate::wake::DEBOUNCE);
         tokio::select! {

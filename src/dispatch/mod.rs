@@ -42,10 +42,9 @@ use crate::channel::Outcome;
 use crate::channel::email::EmailSender;
 use crate::channel::webhook::WebhookSender;
 use crate::config::Config;
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Target};
 use crate::notification::MAX_PAYLOAD_DEPTH;
 use crate::raw_payload::check_shape;
-use crate::state::Channel;
 use crate::store::dispatch as store;
 
 /// How a daemon runs.
@@ -64,9 +63,16 @@ pub struct Senders {
 
 impl Senders {
     async fn deliver(&self, n: &Delivery) -> Outcome {
-        match n.channel() {
-            Channel::Webhook => self.webhook.deliver(n).await,
-            Channel::Email => self.email.deliver(n).await,
+        match &n.target {
+            Target::Webhook {
+                endpoint_id,
+                endpoint,
+            } => {
+                self.webhook
+                    .deliver(n, endpoint_id, endpoint.as_ref())
+                    .await
+            }
+            Target::Email { address } => self.email.deliver(n, address).await,
         }
     }
 }

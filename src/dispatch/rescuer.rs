@@ -19,7 +19,8 @@ const BATCH: i64 = 1000;
 
 pub(super) async fn rescue_expired_leases(shared: Arc<Shared>, stop: CancellationToken) {
     let every = shared.config.dispatcher.poll_interval;
-    while !stop.is_cancelled() {
+    loop {
+        // Biased: once stopped, not one more rescue.
         let rescued = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
