@@ -40,7 +40,7 @@ async fn measure(scratch: &Scratch, n: u64, clients: u32) -> Result<(f64, f64), 
     let first = single(&pool, "replay", clients, n).await?;
     // As autovacuum would have by then; and no checkpoint of the first phase's writes lands
     // inside the second.
-    sqlx::query("vacuum analyze herald.notifications")
+    sqlx::query("vacuum analyze herald.intents, herald.queue")
         .execute(&pool)
         .await?;
     sqlx::query("checkpoint").execute(&pool).await?;

@@ -66,8 +66,8 @@ pub const ROLES: [GroupRole; 5] = [
         includes: &[],
         grants: &[
             "grant usage on schema herald to herald_reader",
-            "grant select on herald.notifications, herald.attempts, herald.settings \
-             to herald_reader",
+            "grant select on herald.notifications, herald.intents, herald.queue, \
+             herald.destinations, herald.attempts, herald.settings to herald_reader",
             // Every column but the secrets.
             "grant select (id, tenant, url, enabled, disabled_reason, created_at, \
              previous_secret_expires_at) on herald.webhook_endpoints to herald_reader",
@@ -84,12 +84,15 @@ pub const ROLES: [GroupRole; 5] = [
         ],
         grants: &[
             // retry, cancel, sweep
-            "grant update, delete on herald.notifications to herald_admin",
+            "grant update, delete on herald.intents to herald_admin",
+            "grant insert, update, delete on herald.queue to herald_admin",
+            // endpoints set and reset: limits and the breaker
+            "grant update on herald.destinations to herald_admin",
             // endpoints add, enable, disable; rotate-secret through its function, which reads
             // the old secret so that this role never does.
             "grant insert, update (enabled, disabled_reason) on herald.webhook_endpoints \
              to herald_admin",
-            "grant execute on function herald.wake(), \
+            "grant execute on function herald.wake(), herald.destination_key(text, text), \
              herald.rotate_endpoint_secret(uuid, text, double precision) to herald_admin",
         ],
     },
@@ -99,13 +102,15 @@ pub const ROLES: [GroupRole; 5] = [
         includes: &[(ENQUEUE, "grant herald_enqueue to herald_daemon")],
         grants: &[
             "grant usage on schema herald to herald_daemon",
-            "grant select, update, delete on herald.notifications to herald_daemon",
+            "grant select on herald.notifications to herald_daemon",
+            "grant select, update, delete on herald.intents, herald.queue to herald_daemon",
+            "grant select, update on herald.destinations to herald_daemon",
             "grant select, insert on herald.attempts to herald_daemon",
             "grant select on herald.settings to herald_daemon",
             "grant select, update on herald.webhook_endpoints to herald_daemon",
             "grant execute on function herald.applied_migrations(), herald.wake(), \
-             herald.next_attempt_number(uuid), herald.fingerprint(text, text, jsonb) \
-             to herald_daemon",
+             herald.next_attempt_number(uuid), herald.fingerprint(text, text, jsonb), \
+             herald.destination_key(text, text) to herald_daemon",
         ],
     },
 ];

@@ -74,11 +74,15 @@ pub async fn batch(pool: &PgPool, phase: &str, total: u64) -> Result<f64, BenchE
 /// Removes the enqueue phases' rows (never delivered) so that the dispatch phases drain only
 /// their own, and vacuums so that the claim does not walk their dead index entries.
 pub async fn clear_pending(pool: &PgPool) -> Result<(), BenchError> {
-    sqlx::query("delete from herald.notifications where state = 'pending'")
+    // Deleting the intents takes their queue rows with them (the foreign key cascades).
+    sqlx::query("delete from herald.intents where state = 'pending'")
         .execute(pool)
         .await?;
-    sqlx::query("vacuum analyze herald.notifications")
-        .execute(pool)
-        .await?;
+    for table in [
+        "vacuum analyze herald.intents",
+        "vacuum analyze herald.queue",
+    ] {
+        sqlx::query(table).execute(pool).await?;
+    }
     Ok(())
 }

@@ -72,7 +72,7 @@ pub async fn run(
 async fn load(pool: &PgPool, rows: u64) -> Result<(), BenchError> {
     const SQL: &str = "
         with made as (
-            insert into herald.notifications
+            insert into herald.intents
                 (id, tenant, user_id, type, business_id, fingerprint, channel, destination,
                  payload, max_attempts, attempts, state, run_at, created_at, finished_at)
             select gen_random_uuid(), 'default', 'user-' || (g % 100000), 'order_shipped',
@@ -93,7 +93,7 @@ async fn load(pool: &PgPool, rows: u64) -> Result<(), BenchError> {
             .await?;
         from = to;
     }
-    sqlx::query("vacuum analyze herald.notifications")
+    sqlx::query("vacuum analyze herald.intents")
         .execute(pool)
         .await?;
     sqlx::query("vacuum analyze herald.attempts")

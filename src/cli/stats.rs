@@ -1,4 +1,5 @@
-//! `herald stats`: counts by state and channel, the oldest due notification, the last hour.
+//! `herald stats`: counts by state and channel, the oldest due notification, the last hour,
+//! open breakers and the endpoints with the most waiting.
 
 use std::collections::BTreeMap;
 
@@ -39,13 +40,20 @@ struct Stats {
     counts: BTreeMap<&'static str, Counts>,
     oldest_due_age_seconds: Option<f64>,
     last_hour: LastHour,
+    open_breakers: Vec<store::OpenBreaker>,
+    busiest_endpoints: Vec<store::Busiest>,
 }
+
+/// How many endpoints `busiest_endpoints` names.
+const BUSIEST: i64 = 5;
 
 pub async fn run(ctx: &Context, args: StatsArgs) -> Result<(), CliError> {
     let pool = ctx.pool(false).await?;
     let mut conn = pool.acquire().await?;
     let rows = store::counts(&mut conn).await?;
     let recent = store::recent(&mut conn).await?;
+    let open_breakers = store::open_breakers(&mut conn).await?;
+    let busiest_endpoints = store::busiest_endpoints(&mut conn, BUSIEST).await?;
     let mut counts: BTreeMap<&'static str, Counts> = State::ALL
         .iter()
         .map(|s| {
@@ -78,6 +86,8 @@ pub async fn run(ctx: &Context, args: StatsArgs) -> Result<(), CliError> {
             latency_p50_ms: recent.latency_p50_ms,
             latency_p99_ms: recent.latency_p99_ms,
         },
+        open_breakers,
+        busiest_endpoints,
     };
     if args.json {
         return print_json(&stats);
@@ -125,6 +135,33 @@ pub async fn run(ctx: &Context, args: StatsArgs) -> Result<(), CliError> {
             ("latency", latency),
         ])
     );
+    if !stats.open_breakers.is_empty() {
+        outln!();
+        let rows: Vec<Vec<String>> = stats
+            .open_breakers
+            .iter()
+            .map(|b| {
+                vec![
+                    b.destination.clone(),
+                    b.opened_at.map(super::output::time).unwrap_or_default(),
+                    b.next_probe_at.map(super::output::time).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out!(
+            "{}",
+            table(&["OPEN BREAKER", "OPENED", "NEXT PROBE"], &rows)
+        );
+    }
+    if !stats.busiest_endpoints.is_empty() {
+        outln!();
+        let rows: Vec<Vec<String>> = stats
+            .busiest_endpoints
+            .iter()
+            .map(|b| vec![b.id.clone(), b.waiting.to_string()])
+            .collect();
+        out!("{}", table(&["BUSIEST ENDPOINT", "WAITING"], &rows));
+    }
     Ok(())
 }
 

@@ -247,6 +247,43 @@ pub const KEYS: &[Key] = &[
               backlog, unaccepted, holding no descriptor of herald's. With the two timeouts, this \
               keeps any client from taking the file descriptors deliveries need.",
     },
+    Key {
+        key: "breaker.failures",
+        value: Toml("5"),
+        doc: "Consecutive `failed` or `unknown` attempts at one destination (a webhook endpoint, \
+              or the SMTP relay) that open its circuit breaker, 1 to 1000. Not counted: a `429`, \
+              a notification's own problem (a missing template, a refused recipient), and for \
+              the relay anything but connection, TLS, timeout and whole-session (`421`) \
+              failures. While open, the destination's due notifications wait and spend no \
+              attempts.",
+    },
+    Key {
+        key: "breaker.probe_interval",
+        value: Toml(r#""30s""#),
+        doc: "How long an open breaker waits before one notification is tried as a probe \
+              (`half_open`); each failed probe doubles the wait, up to `max_probe_interval`. A \
+              successful probe closes the breaker. More than 0s.",
+    },
+    Key {
+        key: "breaker.max_probe_interval",
+        value: Toml(r#""10m""#),
+        doc: "The longest wait between probes; at least `probe_interval`.",
+    },
+    Key {
+        key: "breaker.disable_after",
+        value: Toml(r#""5d""#),
+        doc: "A webhook endpoint whose breaker stays open this long is disabled, and its waiting \
+              notifications go `dead` with `last_error` `endpoint <id> disabled: <reason>`. The \
+              SMTP relay's breaker never disables anything. More than 0s.",
+    },
+    Key {
+        key: "alerts.endpoint",
+        value: Toml(r#""""#),
+        doc: "The id of one of herald's webhook endpoints that receives operational events \
+              (`herald.endpoint.breaker_opened`, `herald.endpoint.recovered`, \
+              `herald.endpoint.disabled`, `herald.notification.dead`), signed and retried like \
+              any notification. Empty: off.",
+    },
 ];
 
 /// The opening comment of `config/herald.toml`.

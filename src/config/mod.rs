@@ -48,6 +48,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub breaker: BreakerConfig,
+    pub alerts: AlertsConfig,
 }
 
 /// The built-in defaults, every key's value in [`keys::KEYS`]: the loader's bottom layer alone.
@@ -82,6 +84,8 @@ section_defaults! {
     limits: LimitsConfig,
     log: LogConfig,
     metrics: MetricsConfig,
+    breaker: BreakerConfig,
+    alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,6 +282,36 @@ pub struct MetricsConfig {
     pub max_connections: usize,
 }
 
+/// Per-destination circuit breakers (`docs/operating.md`, "Delivery isolation").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive counted failures that open a breaker.
+    pub failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_probe_interval: Duration,
+    /// An endpoint whose breaker stays open this long is disabled.
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
+}
+
+/// Operational events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The endpoint id that receives them; empty: off.
+    pub endpoint: String,
+}
+
+impl AlertsConfig {
+    /// The alerts endpoint, `None` when off. Validated at load.
+    pub fn endpoint_id(&self) -> Option<uuid::Uuid> {
+        uuid::Uuid::parse_str(self.endpoint.trim()).ok()
+    }
+}
+
 impl MetricsConfig {
     pub fn bounds(&self) -> Bounds {
         Bounds {
@@ -299,6 +333,15 @@ impl MetricsConfig {
 }
 
 impl Config {
+    /// When breakers open and probe.
+    pub fn breaker_policy(&self) -> crate::store::dispatch::BreakerPolicy {
+        crate::store::dispatch::BreakerPolicy {
+            failures: self.breaker.failures,
+            probe_interval: self.breaker.probe_interval,
+            max_probe_interval: self.breaker.max_probe_interval,
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_payload_bytes: self.limits.max_payload_bytes,
@@ -340,6 +383,12 @@ impl Config {
             ("metrics.state_refresh".into(), self.metrics.state_refresh),
             ("metrics.header_timeout".into(), self.metrics.header_timeout),
             ("metrics.idle_timeout".into(), self.metrics.idle_timeout),
+            ("breaker.probe_interval".into(), self.breaker.probe_interval),
+            (
+                "breaker.max_probe_interval".into(),
+                self.breaker.max_probe_interval,
+            ),
+            ("breaker.disable_after".into(), self.breaker.disable_after),
         ];
         durations.extend(
             self.retry
@@ -446,6 +495,35 @@ impl Config {
         })?;
         if self.sweeper.batch_size == 0 {
             return bad("sweeper.batch_size", "must be at least 1".into());
+        }
+        if !(1..=1000).contains(&self.breaker.failures) {
+            return bad(
+                "breaker.failures",
+                format!("must be between 1 and 1000, got {}", self.breaker.failures),
+            );
+        }
+        if self.breaker.probe_interval.is_zero() {
+            return bad("breaker.probe_interval", "must be more than 0s".into());
+        }
+        if self.breaker.max_probe_interval < self.breaker.probe_interval {
+            return bad(
+                "breaker.max_probe_interval",
+                format!(
+                    "must be at least breaker.probe_interval ({}), got {}",
+                    humantime::format_duration(self.breaker.probe_interval),
+                    humantime::format_duration(self.breaker.max_probe_interval)
+                ),
+            );
+        }
+        if self.breaker.disable_after.is_zero() {
+            return bad("breaker.disable_after", "must be more than 0s".into());
+        }
+        let alerts = self.alerts.endpoint.trim();
+        if !alerts.is_empty() && uuid::Uuid::parse_str(alerts).is_err() {
+            return bad(
+                "alerts.endpoint",
+                format!("{alerts:?} is not an endpoint id (a UUID), or empty for off"),
+            );
         }
         if self.limits.max_payload_bytes == 0 {
             return bad("limits.max_payload_bytes", "must be at least 1".into());

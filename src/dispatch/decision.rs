@@ -10,6 +10,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::retry::{NextStep, next_step};
+use super::signal::{Signal, signal};
 use crate::channel::{AttemptKind, Outcome};
 use crate::config::RetryConfig;
 use crate::delivery::Delivery;
@@ -35,6 +36,8 @@ pub(super) struct Decision {
     pub error: Option<String>,
     /// The notification's `last_error`.
     pub last_error: Option<String>,
+    /// What the attempt says about its destination (breaker, throttle).
+    pub signal: Signal,
 }
 
 impl Decision {
@@ -54,6 +57,8 @@ impl Decision {
             status: self.status,
             error: self.error.clone(),
             last_error: self.last_error.clone(),
+            signal: self.signal.as_str(),
+            throttle_secs: self.signal.throttle_secs(),
         }
     }
 }
@@ -66,12 +71,14 @@ pub(super) fn decide(
     outcome: &Outcome,
     random: f64,
 ) -> Decision {
+    let signal = signal(d.channel(), outcome);
     let failed = |next, kind: AttemptKind, status: Option<i32>, error: &str, last_error| Decision {
         next,
         kind,
         status,
         error: Some(error.to_owned()),
         last_error: Some(last_error),
+        signal,
     };
     match outcome {
         Outcome::Delivered { status, detail } => Decision {
@@ -80,6 +87,7 @@ pub(super) fn decide(
             status: *status,
             error: detail.clone(),
             last_error: None,
+            signal,
         },
         Outcome::Retry {
             kind,

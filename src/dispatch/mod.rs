@@ -18,6 +18,7 @@
 //! `heartbeat` (lease extension) · `wakeup` (LISTEN) · `decision` and `retry` (what an
 //! outcome means, pure). The sweeper is not part of it: `herald run` starts it beside.
 
+mod alerts;
 mod capacity;
 mod claim_loop;
 mod claim_state;
@@ -26,6 +27,7 @@ mod heartbeat;
 mod recorder;
 mod rescuer;
 pub mod retry;
+mod signal;
 mod wakeup;
 mod worker;
 
@@ -165,8 +167,12 @@ impl Dispatcher {
 
     fn with_deliverer(pool: PgPool, config: Config, deliverer: Deliverer) -> Self {
         let recorder_stop = CancellationToken::new();
+        let settings = recorder::Settings {
+            breaker: config.breaker_policy(),
+            alerts: config.alerts.endpoint_id(),
+        };
         let (recorder, recorder_task) =
-            recorder::Recorder::start(pool.clone(), recorder_stop.clone());
+            recorder::Recorder::start(pool.clone(), settings, recorder_stop.clone());
         Dispatcher {
             recorder_stop,
             recorder_task,

@@ -4,12 +4,19 @@
 //! Why: recording each attempt in its own transaction costs a commit per notification, which
 //! capped delivery near the raw per-job ceiling of two commits (claim, complete). Batching
 //! needs no timer: while one statement runs, the next outcomes queue up.
+//!
+//! The same statement moves the destinations' breakers; each change is logged once here, and
+//! with `alerts.endpoint` set, its event (and each dead notification's) is enqueued in the
+//! outcome's own transaction.
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::store::dispatch::{self as store, OutcomeRow};
+use super::alerts;
+use crate::state::State;
+use crate::store::dispatch::{self as store, BreakerChange, BreakerPolicy, OutcomeRow, Recorded};
 
 /// The most outcomes written by one statement. Past about a hundred, a statement costs more
 /// per outcome, not less (its row locks and index updates pile up in one transaction), and a
@@ -37,14 +44,23 @@ pub(super) struct Recorder {
     jobs: mpsc::Sender<Job>,
 }
 
+/// What the recorder needs besides the outcomes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Settings {
+    pub breaker: BreakerPolicy,
+    /// `alerts.endpoint`.
+    pub alerts: Option<Uuid>,
+}
+
 impl Recorder {
     /// Starts the recorder task; it runs until `stop` is cancelled.
     pub(super) fn start(
         pool: PgPool,
+        settings: Settings,
         stop: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        let task = tokio::spawn(write_batches(pool, queue, stop));
+        let task = tokio::spawn(write_batches(pool, settings, queue, stop));
         (Recorder { jobs }, task)
     }
 
@@ -61,7 +77,12 @@ impl Recorder {
     }
 }
 
-async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Job>, stop: CancellationToken) {
+async fn write_batches(
+    pool: PgPool,
+    settings: Settings,
+    mut queue: mpsc::Receiver<Job>,
+    stop: CancellationToken,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = tokio::select! {
@@ -79,16 +100,12 @@ async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Job>, stop: Cance
             }
         }
         let attempts: Vec<OutcomeRow> = batch.iter().map(|job| job.attempt.clone()).collect();
-        let result = async {
-            let mut conn = pool.acquire().await?;
-            store::record_outcomes(&mut conn, &attempts).await
-        }
-        .await;
-        match result {
+        match record(&pool, &attempts, settings).await {
             Ok(recorded) => {
+                recorded.breakers.iter().for_each(report);
                 for job in batch.drain(..) {
                     let held = (job.attempt.id, job.attempt.lease_token);
-                    let _ = job.reply.send(Ok(recorded.contains(&held)));
+                    let _ = job.reply.send(Ok(recorded.leases.contains(&held)));
                 }
             }
             Err(e) => {
@@ -99,5 +116,66 @@ async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Job>, stop: Cance
                 }
             }
         }
+    }
+}
+
+/// One outcome statement, and with alerts on, its events in the same transaction.
+async fn record(
+    pool: &PgPool,
+    attempts: &[OutcomeRow],
+    settings: Settings,
+) -> Result<Recorded, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let Some(alerts_endpoint) = settings.alerts else {
+        return store::record_outcomes(&mut conn, attempts, settings.breaker).await;
+    };
+    let mut tx = conn.begin().await?;
+    let recorded = store::record_outcomes(&mut tx, attempts, settings.breaker).await?;
+    let dead: Vec<Uuid> = attempts
+        .iter()
+        .filter(|a| a.next_state == State::Dead && recorded.leases.contains(&(a.id, a.lease_token)))
+        .map(|a| a.id)
+        .collect();
+    if !(recorded.breakers.is_empty() && dead.is_empty())
+        && let Some(target) = alerts::target(&mut tx, alerts_endpoint).await?
+    {
+        let mut events: Vec<_> = recorded
+            .breakers
+            .iter()
+            .filter_map(|change| alerts::breaker_event(&target, change))
+            .collect();
+        if !dead.is_empty() {
+            events.extend(
+                alerts::dead_notifications(&mut tx, &dead)
+                    .await?
+                    .iter()
+                    .filter_map(|n| alerts::dead_event(&target, n)),
+            );
+        }
+        alerts::enqueue(&mut tx, &events).await?;
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+/// One log line and one count per breaker transition.
+fn report(change: &BreakerChange) {
+    crate::metrics::breaker_transition(&change.to);
+    let next_probe_at = change.next_probe_at.map(|at| at.to_rfc3339());
+    match change.to.as_str() {
+        "open" => tracing::warn!(
+            destination = %change.destination,
+            from = %change.from,
+            consecutive_failures = change.consecutive_failures,
+            next_probe_at = next_probe_at.as_deref().unwrap_or(""),
+            "circuit breaker open: its notifications wait without spending attempts"
+        ),
+        _ => tracing::info!(
+            destination = %change.destination,
+            from = %change.from,
+            to = %change.to,
+            "circuit breaker {}",
+            change.to
+        ),
     }
 }

@@ -6,12 +6,17 @@
 //! and any daemon's rescuer may take any daemon's expired leases (the statement is fenced by
 //! the expiry, so two rescuers cannot both rescue one lease). Rescued rows wake this daemon's
 //! claim loop.
+//!
+//! On the same tick it disables the endpoints whose breaker stayed open for
+//! `breaker.disable_after` (their waiting notifications go dead), in one transaction with the
+//! operational events that announce it.
 
 use std::sync::Arc;
 
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::{Shared, alerts};
 use crate::store::dispatch as store;
 
 /// The most leases one statement rescues; the rest wait for the next tick.
@@ -29,6 +34,11 @@ pub(super) async fn rescue_expired_leases(shared: Arc<Shared>, stop: Cancellatio
         if rescued > 0 {
             shared.wake.notify_one();
         }
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = disable_broken_endpoints(&shared) => {}
+        };
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
@@ -58,6 +68,51 @@ async fn rescue_once(shared: &Shared) -> u64 {
             crate::metrics::database_error(crate::metrics::DbOperation::Rescue);
             tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped");
             0
+        }
+    }
+}
+
+/// Disables endpoints whose breaker stayed open too long; logs each.
+async fn disable_broken_endpoints(shared: &Shared) {
+    let result = async {
+        let mut conn = shared.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let (disabled, dead) =
+            store::disable_broken_endpoints(&mut tx, shared.config.breaker.disable_after).await?;
+        if let Some(alerts_endpoint) = shared.config.alerts.endpoint_id()
+            && !disabled.is_empty()
+            && let Some(target) = alerts::target(&mut tx, alerts_endpoint).await?
+        {
+            let mut events: Vec<_> = disabled
+                .iter()
+                .filter_map(|d| alerts::disabled_event(&target, d.id, &d.tenant, &d.reason, d.at))
+                .collect();
+            events.extend(
+                alerts::dead_notifications(&mut tx, &dead)
+                    .await?
+                    .iter()
+                    .filter_map(|n| alerts::dead_event(&target, n)),
+            );
+            alerts::enqueue(&mut tx, &events).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>((disabled, dead.len()))
+    }
+    .await;
+    match result {
+        Ok((disabled, dead)) => {
+            for endpoint in &disabled {
+                tracing::warn!(
+                    endpoint = %endpoint.id,
+                    reason = %endpoint.reason,
+                    dead,
+                    "endpoint disabled: its circuit breaker stayed open for breaker.disable_after"
+                );
+            }
+        }
+        Err(e) => {
+            crate::metrics::database_error(crate::metrics::DbOperation::Rescue);
+            tracing::debug!(error = %crate::database::reason_of(&e), "disabling broken endpoints skipped");
         }
     }
 }

@@ -45,7 +45,7 @@ impl StateGauges {
         .await
         .unwrap_or(Err(sqlx::Error::PoolTimedOut));
         match counted {
-            Ok((counts, oldest)) => super::set_state_counts(&counts, oldest),
+            Ok(values) => super::set_state_counts(&values),
             Err(e) => {
                 super::database_error(DbOperation::StateGauges);
                 tracing::warn!(error = %crate::database::reason_of(&e), "cannot count notifications for the metrics; keeping the last counts");

@@ -38,7 +38,19 @@ use prometheus_client::registry::Registry;
 
 use crate::delivery::Delivery;
 use crate::state::{AttemptKind, Channel, State};
-use crate::store::admin::StateCount;
+use crate::store::health::StateGauges;
+
+/// `reason` of `herald_held_back`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeldLabels {
+    reason: &'static str,
+}
+
+/// `to` of `herald_breaker_transitions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    to: &'static str,
+}
 
 /// Where a database error happened, for `herald_database_errors_total{operation}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +124,10 @@ struct Metrics {
     delivery_lag: Histograms<ChannelLabels>,
     notifications: Family<StateLabels, Gauge>,
     oldest_due_age: Gauge<f64, AtomicU64>,
+    open_breakers: Gauge,
+    held_back: Family<HeldLabels, Gauge>,
     leases_rescued: Counter,
+    breaker_transitions: Family<BreakerLabels, Counter>,
     swept: Counter,
     database_errors: Family<OperationLabels, Counter>,
     types: types::TypeLabels,
@@ -167,6 +182,24 @@ impl Metrics {
             "How long the oldest due pending notification has waited since its run_at (0 when none is due)",
             oldest_due_age.clone(),
         );
+        let open_breakers = Gauge::default();
+        registry.register(
+            "herald_open_breakers",
+            "Destinations (webhook endpoints, the SMTP relay) whose circuit breaker is open or half-open (counted with the state gauges)",
+            open_breakers.clone(),
+        );
+        let held_back = Family::<HeldLabels, Gauge>::default();
+        registry.register(
+            "herald_held_back",
+            "Due notifications not sent because their destination holds them: an open breaker, a 429's throttle, or a limit (max_in_flight, rate); counted with the state gauges",
+            held_back.clone(),
+        );
+        let breaker_transitions = Family::<BreakerLabels, Counter>::default();
+        registry.register(
+            "herald_breaker_transitions",
+            "Circuit breaker transitions seen by this daemon, by the state entered",
+            breaker_transitions.clone(),
+        );
         let leases_rescued = Counter::default();
         registry.register(
             "herald_leases_rescued",
@@ -199,7 +232,10 @@ impl Metrics {
             delivery_lag,
             notifications,
             oldest_due_age,
+            open_breakers,
+            held_back,
             leases_rescued,
+            breaker_transitions,
             swept,
             database_errors,
             types: types::TypeLabels::default(),
@@ -239,6 +275,19 @@ pub fn attempt_ended(n: &Delivery, outcome: AttemptKind, took: Duration) {
 }
 
 /// Expired leases this daemon returned to pending (or dead).
+/// A breaker moved to `to` (`closed`, `open` or `half_open`).
+pub fn breaker_transition(to: &str) {
+    let to = match to {
+        "open" => "open",
+        "half_open" => "half_open",
+        _ => "closed",
+    };
+    METRICS
+        .breaker_transitions
+        .get_or_create(&BreakerLabels { to })
+        .inc();
+}
+
 pub fn leases_rescued(count: u64) {
     METRICS.leases_rescued.inc_by(count);
 }
@@ -266,9 +315,10 @@ pub fn encode() -> String {
     text
 }
 
-/// Sets the state gauges; a (state, channel) pair absent from `counts` becomes 0.
-fn set_state_counts(counts: &[StateCount], oldest_due_age: Option<f64>) {
+/// Sets the state gauges; a (state, channel) pair absent from the counts becomes 0.
+fn set_state_counts(values: &StateGauges) {
     let m = &*METRICS;
+    let counts = &values.counts;
     for state in State::ALL {
         for channel in Channel::ALL {
             let count: i64 = counts
@@ -284,7 +334,16 @@ fn set_state_counts(counts: &[StateCount], oldest_due_age: Option<f64>) {
                 .set(count);
         }
     }
-    m.oldest_due_age.set(oldest_due_age.unwrap_or(0.0).max(0.0));
+    m.oldest_due_age
+        .set(values.oldest_due_age.unwrap_or(0.0).max(0.0));
+    m.open_breakers.set(values.open_breakers);
+    for (reason, count) in [
+        ("breaker", values.held_by_breaker),
+        ("throttle", values.held_by_throttle),
+        ("limit", values.held_by_limit),
+    ] {
+        m.held_back.get_or_create(&HeldLabels { reason }).set(count);
+    }
 }
 
 #[cfg(test)]
@@ -295,12 +354,18 @@ mod tests {
     fn the_exposition_shows_what_was_recorded() {
         database_error(DbOperation::Claim);
         swept(3);
-        let pending_email = StateCount {
+        let pending_email = crate::store::admin::StateCount {
             state: State::Pending,
             channel: Channel::Email,
             count: 4,
         };
-        set_state_counts(&[pending_email], Some(2.5));
+        set_state_counts(&StateGauges {
+            counts: vec![pending_email],
+            oldest_due_age: Some(2.5),
+            open_breakers: 1,
+            held_by_limit: 3,
+            ..Default::default()
+        });
         let text = encode();
         for line in [
             "# TYPE herald_sweeper_deleted counter",
@@ -308,6 +373,9 @@ mod tests {
             "herald_notifications{state=\"pending\",channel=\"email\"} 4",
             "herald_notifications{state=\"dead\",channel=\"webhook\"} 0",
             "herald_oldest_due_age_seconds 2.5",
+            "herald_open_breakers 1",
+            "herald_held_back{reason=\"limit\"} 3",
+            "herald_held_back{reason=\"breaker\"} 0",
             "herald_database_errors_total{operation=\"claim\"}",
             "herald_build_info{version=\"",
             "# EOF",

@@ -26,33 +26,55 @@ pub enum Transition {
 pub async fn retry(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sqlx::Error> {
     const SQL: &str = "
         with target as (
-            select id, state from herald.notifications where id = $1 for update
+            select id, state from herald.intents where id = $1 for update
         ),
         retried as (
-            update herald.notifications n
+            update herald.intents n
             set state = 'pending', attempts = 0, run_at = now(), finished_at = null, last_error = null
             from target
             where n.id = target.id and target.state in ('dead', 'cancelled')
-            returning n.id, herald.wake() as woke
+            returning n.id, n.channel, n.destination, n.tenant
+        ),
+        queued as (
+            insert into herald.queue (id, destination, tenant, run_at)
+            select r.id, herald.destination_key(r.channel, r.destination), r.tenant, now()
+            from retried r
+            returning herald.wake() as woke
         )
-        select target.state, exists (select 1 from retried) as done from target";
+        select target.state, exists (select 1 from queued) as done from target";
     transition(conn, SQL, id).await
 }
 
 /// `pending` → `cancelled`.
 pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sqlx::Error> {
+    // The queue row is locked too: a claim that took it first has committed its lease by
+    // the time this statement reads it, and the notification is then running.
     const SQL: &str = "
         with target as (
-            select id, state from herald.notifications where id = $1 for update
+            select id, state from herald.intents where id = $1 for update
         ),
+        queued as (
+            select id, lease_token from herald.queue where id = $1 for update
+        ),
+        current as (
+            select t.id, case when q.lease_token is not null then 'running' else t.state end as state
+            from target t left join queued q on q.id = t.id
+        ),
+        dequeued as (
+            delete from herald.queue q using current c
+            where q.id = c.id and c.state = 'pending'
+            returning q.id, q.attempts, q.attempted_at
+        ),
+        -- The attempts spent so far stay on the record, as they would on any finished row.
         cancelled as (
-            update herald.notifications n
-            set state = 'cancelled', finished_at = now(), last_error = 'cancelled by an operator'
-            from target
-            where n.id = target.id and target.state = 'pending'
+            update herald.intents n
+            set state = 'cancelled', finished_at = now(), last_error = 'cancelled by an operator',
+                attempts = d.attempts, attempted_at = d.attempted_at
+            from dequeued d
+            where n.id = d.id
             returning n.id
         )
-        select target.state, exists (select 1 from cancelled) as done from target";
+        select current.state, exists (select 1 from cancelled) as done from current";
     transition(conn, SQL, id).await
 }
 
@@ -111,7 +133,7 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
             -- counts as due since the earliest time herald accepts.
             (select extract(epoch from now() - case when min(run_at) < timestamptz '0001-01-01 00:00:00+00'
                  then timestamptz '0001-01-01 00:00:00+00' else min(run_at) end)::float8
-               from herald.notifications where state = 'pending' and run_at <= now())
+               from herald.queue where lease_token is null and run_at <= now())
                 as oldest_due_age_seconds,
             count(*) filter (where a.outcome = 'delivered') as delivered,
             count(*) filter (where a.outcome = 'failed') as failed,
@@ -127,6 +149,45 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
         from herald.attempts a
         where a.finished_at > now() - interval '1 hour'";
     sqlx::query_as(SQL).fetch_one(conn).await
+}
+
+/// A destination whose breaker is open or half-open.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct OpenBreaker {
+    /// `smtp`, or the endpoint id.
+    pub destination: String,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub next_probe_at: Option<DateTime<Utc>>,
+}
+
+/// Open (and half-open) breakers, longest open first.
+pub async fn open_breakers(conn: &mut PgConnection) -> Result<Vec<OpenBreaker>, sqlx::Error> {
+    const SQL: &str = "
+        select key as destination, breaker_opened_at as opened_at, next_probe_at
+        from herald.destinations where breaker <> 'closed'
+        order by breaker_opened_at, key";
+    sqlx::query_as(SQL).fetch_all(conn).await
+}
+
+/// An endpoint with notifications waiting (due or not, not being delivered).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct Busiest {
+    pub id: String,
+    pub waiting: i64,
+}
+
+/// The `limit` endpoints with the most notifications waiting.
+pub async fn busiest_endpoints(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<Busiest>, sqlx::Error> {
+    const SQL: &str = "
+        select destination as id, count(*) as waiting from herald.queue
+        where lease_token is null and destination <> 'smtp'
+        group by destination
+        order by waiting desc, destination
+        limit $1";
+    sqlx::query_as(SQL).bind(limit).fetch_all(conn).await
 }
 
 /// The notification holding `key`, with the fingerprint the decision needs.

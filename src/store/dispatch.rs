@@ -4,9 +4,15 @@
 //! Invariants:
 //! - Every time written comes from the database clock (`now()`); durations are bound as
 //!   seconds and added in SQL.
-//! - A claim issues a new `lease_token`; every later change to a running row is conditional on
-//!   `id` AND `lease_token` AND `state = 'running'`, so a worker whose lease expired and was
-//!   taken over changes nothing.
+//! - Claims, outcomes, rescues and releases touch the narrow `herald.queue` row; the wide
+//!   `herald.intents` row is read at the claim and written once, when the notification finishes.
+//! - A claim issues a new `lease_token`; every later change to a leased queue row is conditional
+//!   on `id` AND `lease_token`, so a worker whose lease expired and was taken over changes
+//!   nothing.
+//! - `destinations.in_flight` counts leased queue rows: the statement that leases a row adds
+//!   one, every statement that ends a lease (outcome, rescue, release) takes it back.
+//! - Claims lock destination rows with SKIP LOCKED and never wait; statements that end leases
+//!   lock queue rows in id order, then destination rows in key order. No cycle can form.
 //! - An attempt is counted when it is claimed, so a notification that crashes its daemon still
 //!   runs out of attempts instead of looping forever.
 
@@ -86,28 +92,104 @@ impl From<ClaimedRow> for Delivery {
     }
 }
 
-/// The rows of held leases (`$1` ids, `$2` tokens) still running, locked in id order. A
-/// matching token means running (the `notifications_lease_iff_running` CHECK); the statement
-/// says no more on purpose: a `state = 'running'` condition lets the planner scan the whole
-/// `notifications_lease_expiry` partial index, dead entries of every finished lease included,
-/// instead of looking each id up by primary key. Every
-/// statement that updates several of a daemon's leases locks them this way (`record_outcomes`
-/// too), so they cannot deadlock one another.
+/// The queue rows of held leases (`$1` ids, `$2` tokens), locked in id order. Every statement
+/// that updates several of a daemon's leases locks them this way (`record_outcomes` too), so
+/// they cannot deadlock one another.
 macro_rules! locked_leases {
     () => {
         "
         with locked as (
-            select n.id from herald.notifications n
+            select q.id, q.destination from herald.queue q
             join unnest($1::uuid[], $2::uuid[]) as held(id, token)
-              on n.id = held.id and n.lease_token = held.token
-            order by n.id
-            for update of n
+              on q.id = held.id and q.lease_token = held.token
+            order by q.id
+            for update of q
         )"
     };
 }
 
-/// Claims up to `limit` due pending notifications, oldest `run_at` first, skipping rows other
-/// daemons hold locked.
+/// Gives back `in_flight` for the leases a statement ended without an attempt's verdict on
+/// the destination (a rescue, a release): `ended` has one row per lease, with its
+/// `destination`. A half-open breaker whose probe ended this way is open again and probes at
+/// once. Destination rows are locked in key order, so statements that end leases of several
+/// destinations cannot deadlock one another.
+macro_rules! free_destinations {
+    ($ended:literal) => {
+        concat!(
+            "
+        ended_counts as (
+            select e.destination, count(*)::int4 as n from ",
+            $ended,
+            " e group by e.destination
+        ),
+        freeing as (
+            select d.key from herald.destinations d
+            join ended_counts c on c.destination = d.key
+            order by d.key
+            for update of d
+        ),
+        freed as (
+            update herald.destinations d
+            set in_flight = greatest(d.in_flight - c.n, 0),
+                breaker = case when d.breaker = 'half_open' then 'open' else d.breaker end,
+                next_probe_at = case when d.breaker = 'half_open' then now() else d.next_probe_at end
+            from freeing f join ended_counts c on c.destination = f.key
+            where d.key = f.key
+        )"
+        )
+    };
+}
+
+/// A breaker that changed state in an outcome statement.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct BreakerChange {
+    /// `smtp`, or the endpoint id.
+    pub destination: String,
+    pub endpoint_id: Option<Uuid>,
+    /// The endpoint's tenant (None for the relay).
+    pub tenant: Option<String>,
+    /// `closed`, `open` or `half_open`.
+    pub from: String,
+    pub to: String,
+    pub at: DateTime<Utc>,
+    pub consecutive_failures: i32,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub next_probe_at: Option<DateTime<Utc>>,
+}
+
+/// When breakers open and probe (the `[breaker]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerPolicy {
+    pub failures: u32,
+    pub probe_interval: Duration,
+    pub max_probe_interval: Duration,
+}
+
+/// What an outcome statement wrote.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The `(id, lease token)` pairs recorded; any other lost its lease.
+    pub leases: Vec<(Uuid, Uuid)>,
+    pub breakers: Vec<BreakerChange>,
+}
+
+/// Claims up to `limit` due notifications under fresh leases, sharing them fairly among the
+/// destinations and tenants with due work, within each destination's limits.
+///
+/// How the share is decided, in one statement:
+/// - Lanes are the `(destination, tenant)` pairs with a due, unleased queue row, found by
+///   skipping through `queue_lanes` (one index probe a lane).
+/// - A destination takes part when its row can be locked (another daemon's claim holding it is
+///   skipped: it is serving that destination right now), its breaker admits work, it is not
+///   throttled, and it has room under `max_in_flight` and a token in its bucket. Its allowance
+///   is the least of those; locking the row makes `in_flight` and the tokens exact across
+///   daemons.
+/// - Each candidate row gets a load: its destination's deliveries in flight plus its place in
+///   that destination's line (lanes of one destination take turns), and likewise for its
+///   tenant across all the tenant's destinations. The rows with the least load win, oldest
+///   first among equals: a destination or tenant that has little in flight is served before
+///   one that has much, so a slow endpoint or a bursting tenant never holds every worker while
+///   anyone else has due work, and a destination alone still gets every worker.
 pub async fn claim_due(
     conn: &mut PgConnection,
     owner: &str,
@@ -115,41 +197,138 @@ pub async fn claim_due(
     lease: Duration,
 ) -> Result<Vec<Delivery>, sqlx::Error> {
     const SQL: &str = "
-        with due as (
-            select id from herald.notifications
-            where state = 'pending' and run_at <= now()
-            order by run_at
-            limit $1
-            for update skip locked
+        with recursive lanes(destination, tenant) as (
+            (select q.destination, q.tenant from herald.queue q
+             order by q.destination, q.tenant limit 1)
+            union all
+            select nxt.destination, nxt.tenant
+            from lanes l
+            cross join lateral (
+                select q.destination, q.tenant from herald.queue q
+                where (q.destination, q.tenant) > (l.destination, l.tenant)
+                order by q.destination, q.tenant limit 1
+            ) nxt
+        ),
+        due_lanes as (
+            select l.destination, l.tenant from lanes l
+            where exists (select 1 from herald.queue q
+                          where q.destination = l.destination and q.tenant = l.tenant
+                            and q.run_at <= now() and q.lease_token is null)
+        ),
+        admitted as (
+            select d.key, d.in_flight, d.tenant,
+                   least($1,
+                         case when d.breaker = 'open' then 1 else $1 end,
+                         coalesce(d.max_in_flight - d.in_flight, $1),
+                         coalesce(floor(herald_tokens.now)::int8, $1)) as allowance
+            from herald.destinations d
+            cross join lateral (
+                select case when d.rate_count is null then null
+                            else least(greatest(d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end), 1.0),
+                                       coalesce(d.tokens, 1.0e9)
+                                       + extract(epoch from now() - coalesce(d.tokens_at, now()))::float8
+                                         * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end))
+                       end as now
+            ) herald_tokens
+            where d.key in (select destination from due_lanes)
+              and (d.throttled_until is null or d.throttled_until <= now())
+              and (d.breaker = 'closed' or (d.breaker = 'open' and d.next_probe_at <= now()))
+              and (d.max_in_flight is null or d.in_flight < d.max_in_flight)
+            for update of d skip locked
+        ),
+        -- A webhook whose endpoint is gone has no destination row and no limits: its claim
+        -- finds the endpoint missing and ends it.
+        serving as (
+            select a.key, a.in_flight, a.tenant, a.allowance from admitted a where a.allowance > 0
+            union all
+            select distinct dl.destination, 0, null::text, $1 from due_lanes dl
+            where not exists (select 1 from herald.destinations d where d.key = dl.destination)
+        ),
+        tenant_load as (
+            select d.tenant, sum(d.in_flight)::int8 as in_flight from herald.destinations d
+            where d.tenant in (select dl.tenant from due_lanes dl)
+            group by d.tenant
+        ),
+        candidates as (
+            select c.id, c.run_at, s.key as destination, dl.tenant, s.in_flight, s.allowance,
+                   row_number() over (partition by s.key, dl.tenant order by c.run_at) as lane_place
+            from due_lanes dl
+            join serving s on s.key = dl.destination
+            cross join lateral (
+                select q.id, q.run_at from herald.queue q
+                where q.destination = dl.destination and q.tenant = dl.tenant
+                  and q.run_at <= now() and q.lease_token is null
+                order by q.run_at
+                limit s.allowance
+            ) c
+        ),
+        in_destination as (
+            select c.*, c.in_flight + row_number() over (
+                       partition by c.destination order by c.lane_place, c.run_at) as destination_load,
+                   row_number() over (
+                       partition by c.destination order by c.lane_place, c.run_at) as place
+            from candidates c
+        ),
+        in_tenant as (
+            select i.id, i.run_at,
+                   greatest(i.destination_load,
+                            coalesce(t.in_flight, 0) + row_number() over (
+                                partition by i.tenant order by i.destination_load, i.run_at)) as load
+            from in_destination i
+            left join tenant_load t on t.tenant = i.tenant
+            where i.place <= i.allowance
+        ),
+        chosen as (
+            select c.id from in_tenant c order by c.load, c.run_at limit $1
+        ),
+        locked as (
+            select q.id from herald.queue q join chosen c on c.id = q.id
+            where q.lease_token is null
+            for update of q skip locked
         ),
         claimed as (
-            update herald.notifications n
-            set state = 'running',
-                attempts = n.attempts + 1,
+            update herald.queue q
+            set attempts = q.attempts + 1,
                 lease_token = gen_random_uuid(),
                 lease_owner = $2,
-                lease_expires_at = now() + make_interval(secs => $3),
+                run_at = now() + make_interval(secs => $3),
                 attempted_at = now()
-            from due
-            where n.id = due.id
-            -- created_at within what chrono reads: only a plain-SQL writer stores `infinity`
-            -- or a year past 262,000, and decoding it would panic the claim.
-            returning n.id, n.tenant, n.user_id, n.type, n.business_id, n.channel, n.destination,
-                      n.payload, n.attempts, n.max_attempts,
-                      greatest(least(n.created_at, '9999-12-31 23:59:59.999999+00'::timestamptz),
-                               '0001-01-01 00:00:00+00'::timestamptz) as created_at,
-                      n.lease_token
+            from locked
+            where q.id = locked.id
+            returning q.id, q.destination, q.attempts, q.lease_token
+        ),
+        served as (
+            update herald.destinations d
+            set in_flight = d.in_flight + s.n,
+                tokens = case when d.rate_count is null then null
+                              else least(greatest(d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end), 1.0),
+                                         coalesce(d.tokens, 1.0e9)
+                                         + extract(epoch from now() - coalesce(d.tokens_at, now()))::float8
+                                           * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end))
+                                   - s.n end,
+                tokens_at = case when d.rate_count is null then null else now() end,
+                breaker = case when d.breaker = 'open' then 'half_open' else d.breaker end,
+                last_served_at = now()
+            from (select c.destination, count(*)::int4 as n from claimed c group by c.destination) s
+            where d.key = s.destination
         )
-        select c.*, extract(epoch from now())::int8 as claimed_at_unix,
+        select c.id, n.tenant, n.user_id, n.type, n.business_id, n.channel, n.destination,
+               n.payload, c.attempts, n.max_attempts,
+               -- created_at within what chrono reads: only a plain-SQL writer stores `infinity`
+               -- or a year past 262,000, and decoding it would panic the claim.
+               greatest(least(n.created_at, '9999-12-31 23:59:59.999999+00'::timestamptz),
+                        '0001-01-01 00:00:00+00'::timestamptz) as created_at,
+               c.lease_token, extract(epoch from now())::int8 as claimed_at_unix,
                e.url as endpoint_url, e.secret as endpoint_secret,
                case when e.previous_secret_expires_at > now() then e.previous_secret end
                    as endpoint_previous_secret,
                e.enabled as endpoint_enabled, e.disabled_reason as endpoint_disabled_reason
         from claimed c
+        join herald.intents n on n.id = c.id
         left join herald.webhook_endpoints e
-               on e.tenant = c.tenant
-              and e.id = case when c.channel = 'webhook' and c.destination ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                              then c.destination::uuid end";
+               on e.tenant = n.tenant
+              and e.id = case when n.channel = 'webhook' and n.destination ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                              then n.destination::uuid end";
     let rows: Vec<ClaimedRow> = sqlx::query_as(SQL)
         .bind(limit)
         .bind(owner)
@@ -169,11 +348,11 @@ pub async fn extend_leases(
     const SQL: &str = concat!(
         locked_leases!(),
         "
-        update herald.notifications n
-        set lease_expires_at = now() + make_interval(secs => $3)
+        update herald.queue q
+        set run_at = now() + make_interval(secs => $3)
         from locked
-        where n.id = locked.id
-        returning n.lease_token"
+        where q.id = locked.id
+        returning q.lease_token"
     );
     let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
     sqlx::query_scalar(SQL)
@@ -200,6 +379,11 @@ pub struct OutcomeRow {
     pub error: Option<String>,
     /// The notification's `last_error` (None once delivered).
     pub last_error: Option<String>,
+    /// What the attempt says about its destination: `healthy`, `failing`, `throttled` or
+    /// `neutral` (the dispatcher's `Signal`).
+    pub signal: &'static str,
+    /// For `throttled`: seconds to hold the destination back.
+    pub throttle_secs: Option<f64>,
 }
 
 /// Records one attempt's outcome, fenced by the lease token: `false` when the lease was lost
@@ -207,53 +391,146 @@ pub struct OutcomeRow {
 pub async fn record_outcome(
     conn: &mut PgConnection,
     attempt: OutcomeRow,
+    policy: BreakerPolicy,
 ) -> Result<bool, sqlx::Error> {
     let held = (attempt.id, attempt.lease_token);
-    Ok(record_outcomes(conn, &[attempt]).await?.contains(&held))
+    Ok(record_outcomes(conn, &[attempt], policy)
+        .await?
+        .leases
+        .contains(&held))
 }
 
-/// Records many attempts in one statement (one commit), each fenced by its own lease token.
-/// Returns the ids that were recorded; any other lost its lease and nothing was written for it.
+/// Records many attempts in one statement (one commit), each fenced by its own lease token,
+/// and what they say about their destinations: in-flight counts, breakers, throttles.
 /// Rows are locked in id order, as `extend_leases` does, so the two cannot deadlock.
+///
+/// A destination's breaker, over the batch: any delivery closes it and zeroes its failures;
+/// otherwise each `failing` attempt adds one, and `breaker.failures` in a row open it (probe
+/// after `probe_interval`). A half-open breaker's probe that did not succeed opens it again:
+/// a failure doubles the interval (up to the maximum), anything else probes again at once.
 pub async fn record_outcomes(
     conn: &mut PgConnection,
     attempts: &[OutcomeRow],
-) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    policy: BreakerPolicy,
+) -> Result<Recorded, sqlx::Error> {
     const SQL: &str = "
         with input as (
             select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::text[],
-                                 $6::text[], $7::int4[], $8::text[])
-              as t(id, token, next_state, retry_secs, last_error, outcome, status, error)
+                                 $6::text[], $7::int4[], $8::text[], $9::text[], $10::float8[])
+              as t(id, token, next_state, retry_secs, last_error, outcome, status, error,
+                   signal, throttle_secs)
         ),
         locked as (
-            select i.* from herald.notifications n
-            join input i on n.id = i.id and n.lease_token = i.token
-            order by n.id
-            for update of n
+            select i.*, q.destination, q.attempts, q.attempted_at from herald.queue q
+            join input i on q.id = i.id and q.lease_token = i.token
+            order by q.id
+            for update of q
         ),
-        -- Joins only `locked`, which carries the input: the planner guesses 10 rows for an
-        -- unnest, and a second join with `input` becomes a nested loop over all of it for
-        -- every row (quadratic in the batch).
-        done as (
-            update herald.notifications n
-            set state = l.next_state,
-                run_at = case when l.next_state = 'pending'
-                              then now() + make_interval(secs => l.retry_secs) else n.run_at end,
-                finished_at = case when l.next_state = 'pending' then null else now() end,
+        -- Each statement below joins only `locked`, which carries the input: the planner
+        -- guesses 10 rows for an unnest, and a second join with `input` becomes a nested loop
+        -- over all of it for every row (quadratic in the batch).
+        retried as (
+            update herald.queue q
+            set run_at = now() + make_interval(secs => l.retry_secs),
                 last_error = l.last_error,
-                lease_token = null, lease_owner = null, lease_expires_at = null
+                lease_token = null, lease_owner = null
             from locked l
-            where n.id = l.id and n.lease_token = l.token
-            returning n.id, l.token, n.attempts, n.attempted_at, l.outcome, l.status, l.error
+            where q.id = l.id and l.next_state = 'pending'
+        ),
+        dequeued as (
+            delete from herald.queue q using locked l
+            where q.id = l.id and l.next_state <> 'pending'
+        ),
+        finished as (
+            update herald.intents n
+            set state = l.next_state, finished_at = now(), last_error = l.last_error,
+                attempts = l.attempts, attempted_at = l.attempted_at
+            from locked l
+            where n.id = l.id and l.next_state <> 'pending'
         ),
         logged as (
             insert into herald.attempts
                 (notification_id, attempt, started_at, finished_at, outcome, status, error, lease_token)
             select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(),
                    outcome, status, error, token
-            from done
+            from locked
+        ),
+        verdicts as (
+            select l.destination, count(*)::int4 as n,
+                   bool_or(l.signal = 'healthy') as healthy,
+                   (count(*) filter (where l.signal = 'failing'))::int4 as failing,
+                   max(l.throttle_secs) as throttle_secs
+            from locked l group by l.destination
+        ),
+        -- In key order, so that outcome statements of several daemons cannot deadlock; the
+        -- newest row versions, so that `before` is what this statement changes.
+        before as (
+            select d.key, d.breaker, d.consecutive_failures from herald.destinations d
+            join verdicts v on v.destination = d.key
+            order by d.key
+            for update of d
+        ),
+        judged as (
+            select b.key, v.n, v.healthy, v.failing, v.throttle_secs,
+                   case when v.healthy then 'closed'
+                        when b.breaker = 'half_open' then 'open'
+                        when b.breaker = 'closed' and b.consecutive_failures + v.failing >= $11
+                             and v.failing > 0 then 'open'
+                        else b.breaker end as breaker,
+                   b.breaker as was
+            from before b
+            join verdicts v on v.destination = b.key
+        ),
+        changed as (
+            update herald.destinations d
+            set in_flight = greatest(d.in_flight - j.n, 0),
+                consecutive_failures = case when j.healthy then 0
+                                            else d.consecutive_failures + j.failing end,
+                breaker = j.breaker,
+                breaker_opened_at = case when j.breaker = 'closed' then null
+                                         when j.was = 'closed' then now()
+                                         else d.breaker_opened_at end,
+                probe_interval = case when j.breaker = 'closed' then null
+                                      when j.was = 'closed' then $12
+                                      when j.was = 'half_open' and j.failing > 0
+                                          then least(d.probe_interval * 2, $13)
+                                      else d.probe_interval end,
+                next_probe_at = case when j.breaker = 'closed' then null
+                                     when j.was = 'closed' then now() + make_interval(secs => $12)
+                                     when j.was = 'half_open' and j.failing > 0
+                                         then now() + make_interval(secs => least(d.probe_interval * 2, $13))
+                                     when j.was = 'half_open' then greatest(now(), d.throttled_until)
+                                     else d.next_probe_at end,
+                throttled_until = case when j.throttle_secs is null then d.throttled_until
+                                       else greatest(d.throttled_until,
+                                                     now() + make_interval(secs => j.throttle_secs)) end
+            from judged j
+            where d.key = j.key
+            returning d.key, d.endpoint_id, d.tenant, j.was, d.breaker, d.consecutive_failures,
+                      d.breaker_opened_at, d.next_probe_at
         )
-        select id, token from done";
+        select l.id, l.token, null::text as destination, null::uuid as endpoint_id,
+               null::text as tenant, null::text as was, null::text as breaker, null::int4 as failures,
+               null::timestamptz as opened_at, null::timestamptz as next_probe_at, now() as at
+        from locked l
+        union all
+        select null, null, c.key, c.endpoint_id, c.tenant, c.was, c.breaker, c.consecutive_failures,
+               c.breaker_opened_at, c.next_probe_at, now()
+        from changed c where c.was <> c.breaker";
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Option<Uuid>,
+        token: Option<Uuid>,
+        destination: Option<String>,
+        endpoint_id: Option<Uuid>,
+        tenant: Option<String>,
+        was: Option<String>,
+        breaker: Option<String>,
+        failures: Option<i32>,
+        opened_at: Option<DateTime<Utc>>,
+        next_probe_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    }
     let n = attempts.len();
     let (mut ids, mut tokens, mut states, mut retry) = (
         Vec::with_capacity(n),
@@ -267,6 +544,7 @@ pub async fn record_outcomes(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let (mut signals, mut throttles) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for a in attempts {
         ids.push(a.id);
         tokens.push(a.lease_token);
@@ -276,8 +554,10 @@ pub async fn record_outcomes(
         outcomes.push(a.outcome.as_str());
         statuses.push(a.status);
         errors.push(a.error.as_deref());
+        signals.push(a.signal);
+        throttles.push(a.throttle_secs);
     }
-    sqlx::query_as(SQL)
+    let rows: Vec<Row> = sqlx::query_as(SQL)
         .bind(ids)
         .bind(tokens)
         .bind(states)
@@ -286,8 +566,32 @@ pub async fn record_outcomes(
         .bind(outcomes)
         .bind(statuses)
         .bind(errors)
+        .bind(signals)
+        .bind(throttles)
+        .bind(i32::try_from(policy.failures).unwrap_or(i32::MAX))
+        .bind(policy.probe_interval.as_secs_f64())
+        .bind(policy.max_probe_interval.as_secs_f64())
         .fetch_all(conn)
-        .await
+        .await?;
+    let mut recorded = Recorded::default();
+    for row in rows {
+        match (row.id, row.token, row.destination) {
+            (Some(id), Some(token), _) => recorded.leases.push((id, token)),
+            (_, _, Some(destination)) => recorded.breakers.push(BreakerChange {
+                destination,
+                endpoint_id: row.endpoint_id,
+                tenant: row.tenant,
+                from: row.was.unwrap_or_default(),
+                to: row.breaker.unwrap_or_default(),
+                at: row.at,
+                consecutive_failures: row.failures.unwrap_or(0),
+                opened_at: row.opened_at,
+                next_probe_at: row.next_probe_at,
+            }),
+            _ => {}
+        }
+    }
+    Ok(recorded)
 }
 
 /// Whether an attempt made under this lease is in the log: after a write whose answer was lost
@@ -310,31 +614,43 @@ pub async fn attempt_logged(
 /// database) to `pending`, due at once, or to `dead` when that was their last attempt; each
 /// gets an attempt row with outcome `unknown`. Returns how many were rescued.
 pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, sqlx::Error> {
-    const SQL: &str = "
+    const SQL: &str = concat!(
+        "
         with expired as (
-            select id, lease_token from herald.notifications
-            where state = 'running' and lease_expires_at < now()
-            order by lease_expires_at
+            select q.id, q.lease_token, q.attempts, q.attempted_at, q.destination,
+                   q.attempts >= n.max_attempts as last,
+                   'lease of ' || q.lease_owner || ' expired during attempt ' || q.attempts
+                   || ': the daemon stopped without recording an outcome' as error
+            from herald.queue q join herald.intents n on n.id = q.id
+            where q.lease_token is not null and q.run_at < now()
+            order by q.run_at
             limit $1
-            for update skip locked
+            for update of q skip locked
         ),
-        rescued as (
-            update herald.notifications n
-            set state = case when n.attempts >= n.max_attempts then 'dead' else 'pending' end,
-                finished_at = case when n.attempts >= n.max_attempts then now() end,
-                run_at = now(),
-                last_error = 'lease of ' || n.lease_owner || ' expired during attempt '
-                             || n.attempts || ': the daemon stopped without recording an outcome',
-                lease_token = null, lease_owner = null, lease_expires_at = null
-            from expired
-            where n.id = expired.id
-            returning n.id, n.attempts, n.attempted_at, n.last_error, expired.lease_token
-        )
+        requeued as (
+            update herald.queue q
+            set run_at = now(), last_error = e.error, lease_token = null, lease_owner = null
+            from expired e
+            where q.id = e.id and not e.last
+        ),
+        dequeued as (
+            delete from herald.queue q using expired e where q.id = e.id and e.last
+        ),
+        finished as (
+            update herald.intents n
+            set state = 'dead', finished_at = now(), last_error = e.error,
+                attempts = e.attempts, attempted_at = e.attempted_at
+            from expired e
+            where n.id = e.id and e.last
+        ),",
+        free_destinations!("expired"),
+        "
         insert into herald.attempts
             (notification_id, attempt, started_at, finished_at, outcome, error, lease_token)
         select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(), 'unknown',
-               last_error, lease_token
-        from rescued";
+               error, lease_token
+        from expired"
+    );
     Ok(sqlx::query(SQL)
         .bind(limit)
         .execute(conn)
@@ -348,20 +664,87 @@ pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, 
 pub async fn release(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> Result<u64, sqlx::Error> {
     const SQL: &str = concat!(
         locked_leases!(),
+        ",
+        released as (
+            update herald.queue q
+            set run_at = now(), attempts = q.attempts - 1, lease_token = null, lease_owner = null
+            from locked
+            where q.id = locked.id
+        ),",
+        free_destinations!("locked"),
         "
-        update herald.notifications n
-        set state = 'pending', run_at = now(), attempts = n.attempts - 1,
-            lease_token = null, lease_owner = null, lease_expires_at = null
-        from locked
-        where n.id = locked.id"
+        select count(*) from locked"
     );
     let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
-    Ok(sqlx::query(SQL)
+    let released: i64 = sqlx::query_scalar(SQL)
         .bind(ids)
         .bind(tokens)
-        .execute(conn)
-        .await?
-        .rows_affected())
+        .fetch_one(conn)
+        .await?;
+    Ok(u64::try_from(released).unwrap_or(0))
+}
+
+/// An endpoint disabled because its breaker stayed open too long.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DisabledEndpoint {
+    pub id: Uuid,
+    pub tenant: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Disables the enabled endpoints whose breaker has been open for `disable_after`, and ends
+/// their waiting notifications `dead` with `endpoint <id> disabled: <reason>` (deliveries in
+/// flight finish as they will). The relay's breaker never disables anything. Returns the
+/// endpoints and the notifications that went dead.
+pub async fn disable_broken_endpoints(
+    conn: &mut PgConnection,
+    disable_after: Duration,
+) -> Result<(Vec<DisabledEndpoint>, Vec<Uuid>), sqlx::Error> {
+    const DISABLE: &str = "
+        with broken as (
+            select d.endpoint_id, d.breaker_opened_at from herald.destinations d
+            where d.endpoint_id is not null and d.breaker <> 'closed'
+              and d.breaker_opened_at < now() - make_interval(secs => $1)
+            order by d.key
+            for update of d skip locked
+        )
+        update herald.webhook_endpoints e
+        set enabled = false,
+            disabled_reason = 'circuit breaker open since '
+                || to_char(b.breaker_opened_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                || ' (breaker.disable_after)'
+        from broken b
+        where e.id = b.endpoint_id and e.enabled
+        returning e.id, e.tenant, e.disabled_reason as reason, now() as at";
+    const DEAD: &str = "
+        with waiting as (
+            select q.id, q.attempts, q.attempted_at, e.id as endpoint_id, e.disabled_reason
+            from herald.queue q
+            join herald.webhook_endpoints e on q.destination = e.id::text
+            where e.id = any($1) and q.lease_token is null
+            for update of q skip locked
+        ),
+        dequeued as (
+            delete from herald.queue q using waiting w where q.id = w.id
+        )
+        update herald.intents n
+        set state = 'dead', finished_at = now(), attempts = w.attempts,
+            attempted_at = w.attempted_at,
+            last_error = 'endpoint ' || w.endpoint_id || ' disabled: ' || w.disabled_reason
+        from waiting w
+        where n.id = w.id
+        returning n.id";
+    let disabled: Vec<DisabledEndpoint> = sqlx::query_as(DISABLE)
+        .bind(disable_after.as_secs_f64())
+        .fetch_all(&mut *conn)
+        .await?;
+    if disabled.is_empty() {
+        return Ok((disabled, Vec::new()));
+    }
+    let ids: Vec<Uuid> = disabled.iter().map(|d| d.id).collect();
+    let dead = sqlx::query_scalar(DEAD).bind(ids).fetch_all(conn).await?;
+    Ok((disabled, dead))
 }
 
 /// Disables an endpoint (a receiver answered 410 Gone); returns whether it was enabled.
@@ -383,19 +766,34 @@ pub async fn disable_endpoint(
 }
 
 /// Whether any daemon has work left: a notification being delivered (or one whose daemon
-/// stopped without finishing: its lease has yet to expire), or one due now.
+/// stopped without finishing: its lease has yet to expire), or one due now at a destination
+/// that would take it. Work held back by a limit, a 429 or an open breaker is not waited for.
 pub async fn any_work_left(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     const SQL: &str = "
-        select exists (select 1 from herald.notifications where state = 'running')
-            or exists (select 1 from herald.notifications
-                       where state = 'pending' and run_at <= now())";
+        select exists (select 1 from herald.queue where lease_token is not null)
+            or exists (
+                select 1 from herald.queue q
+                left join herald.destinations d on d.key = q.destination
+                where q.lease_token is null and q.run_at <= now()
+                  and (d.key is null
+                       or ((d.throttled_until is null or d.throttled_until <= now())
+                           and (d.breaker = 'closed'
+                                or (d.breaker = 'open' and d.next_probe_at <= now()))
+                           and (d.max_in_flight is null or d.in_flight < d.max_in_flight)
+                           and (d.rate_count is null or d.tokens is null or d.tokens >= 1
+                                or d.tokens + extract(epoch from now() - d.tokens_at)::float8
+                                   * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end)
+                                   >= 1))))";
     sqlx::query_scalar(SQL).fetch_one(conn).await
 }
 
-/// How many of `ids` are still waiting for a retry or being delivered.
+/// How many of `ids` are still waiting for a retry or being delivered, leaving out those held
+/// by an open breaker: they wait for the destination, not for their retry.
 pub async fn count_unfinished(conn: &mut PgConnection, ids: &[Uuid]) -> Result<i64, sqlx::Error> {
     const SQL: &str = "
-        select count(*) from herald.notifications
-        where id = any($1) and state in ('pending', 'running')";
+        select count(*) from herald.queue q
+        left join herald.destinations d on d.key = q.destination
+        where q.id = any($1)
+          and (q.lease_token is not null or d.key is null or d.breaker = 'closed')";
     sqlx::query_scalar(SQL).bind(ids).fetch_one(conn).await
 }

@@ -5,20 +5,53 @@ use sqlx::PgConnection;
 
 use super::admin::StateCount;
 
-/// Counts by state and channel, and the age in seconds of the oldest due pending notification
-/// (`None` when nothing is due). The count is one GROUP BY over the table; the age is read
-/// from the due index (`notifications_due`). An infinite `run_at` (stored before migration
-/// 0004) counts as due since 0001-01-01, as in `herald stats`.
-pub async fn state_counts(
-    conn: &mut PgConnection,
-) -> Result<(Vec<StateCount>, Option<f64>), sqlx::Error> {
+/// What the state gauges show.
+#[derive(Debug, Clone, Default)]
+pub struct StateGauges {
+    pub counts: Vec<StateCount>,
+    /// Seconds since the oldest due pending notification became due; `None` when none is.
+    pub oldest_due_age: Option<f64>,
+    /// Destinations whose breaker is open or half-open.
+    pub open_breakers: i64,
+    /// Due notifications held back: by an open breaker, by a 429's throttle, by a limit
+    /// (`max_in_flight` reached or no token in the rate's bucket).
+    pub held_by_breaker: i64,
+    pub held_by_throttle: i64,
+    pub held_by_limit: i64,
+}
+
+/// Counts by state and channel, the age in seconds of the oldest due pending notification, and
+/// what isolation holds back. The count is one GROUP BY over the notifications; the rest are
+/// passes over the narrow queue and the destinations. An infinite `run_at` (stored before
+/// migration 0004) counts as due since 0001-01-01, as in `herald stats`.
+pub async fn state_counts(conn: &mut PgConnection) -> Result<StateGauges, sqlx::Error> {
     let counts = super::admin::counts(conn).await?;
     const OLDEST: &str = "
         select extract(epoch from now() - case when min(run_at) < timestamptz '0001-01-01 00:00:00+00'
                  then timestamptz '0001-01-01 00:00:00+00' else min(run_at) end)::float8
-        from herald.notifications where state = 'pending' and run_at <= now()";
-    let oldest: Option<f64> = sqlx::query_scalar(OLDEST).fetch_one(conn).await?;
-    Ok((counts, oldest))
+        from herald.queue where lease_token is null and run_at <= now()";
+    let oldest_due_age: Option<f64> = sqlx::query_scalar(OLDEST).fetch_one(&mut *conn).await?;
+    const HELD: &str = "
+        select (select count(*) from herald.destinations where breaker <> 'closed'),
+               count(*) filter (where d.breaker <> 'closed'),
+               count(*) filter (where d.breaker = 'closed' and d.throttled_until > now()),
+               count(*) filter (
+                   where d.breaker = 'closed' and not coalesce(d.throttled_until > now(), false)
+                     and (d.in_flight >= d.max_in_flight
+                          or d.tokens + extract(epoch from now() - d.tokens_at)::float8
+                             * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end) < 1))
+        from herald.queue q join herald.destinations d on d.key = q.destination
+        where q.lease_token is null and q.run_at <= now()";
+    let (open_breakers, held_by_breaker, held_by_throttle, held_by_limit): (i64, i64, i64, i64) =
+        sqlx::query_as(HELD).fetch_one(conn).await?;
+    Ok(StateGauges {
+        counts,
+        oldest_due_age,
+        open_breakers,
+        held_by_breaker,
+        held_by_throttle,
+        held_by_limit,
+    })
 }
 
 /// The migration versions applied successfully, in order; an error with SQLSTATE 42P01 or

@@ -41,7 +41,7 @@ const SWEEP_LOCK: i64 = 0x6865_7261_6c64_5357; // "heraldSW"
 macro_rules! expired_rows {
     () => {
         "
-    from herald.notifications n
+    from herald.intents n
     left join unnest($1::text[], $2::float8[]) as rule(type, secs) on rule.type = lower(n.type)
     where n.finished_at is not null
       and n.finished_at < now() - make_interval(secs => $4)
@@ -62,7 +62,7 @@ pub async fn delete_batch(
             order by n.finished_at
             limit $5
             for update of n skip locked)
-        delete from herald.notifications n using victims where n.id = victims.id"
+        delete from herald.intents n using victims where n.id = victims.id"
     );
     let mut tx = conn.begin().await?;
     let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")

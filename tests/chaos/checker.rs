@@ -16,19 +16,13 @@ use crate::support;
 /// Sets a row's final state and writes its attempt log: one `(outcome, lease token, error)`
 /// per claim.
 async fn finish(pool: &PgPool, id: Uuid, state: &str, attempts: &[(&str, Uuid, &str)]) {
-    let finished = state != "pending";
-    sqlx::query(
-        "update herald.notifications
-         set state = $2, attempts = $3, finished_at = case when $4 then now() end
-         where id = $1",
-    )
-    .bind(id)
-    .bind(state)
-    .bind(attempts.len() as i32)
-    .bind(finished)
-    .execute(pool)
-    .await
-    .unwrap();
+    assert_eq!(support::finish(pool, id, state, support::At::Now).await, 1);
+    sqlx::query("update herald.intents set attempts = $2 where id = $1")
+        .bind(id)
+        .bind(attempts.len() as i32)
+        .execute(pool)
+        .await
+        .unwrap();
     for (i, (outcome, token, error)) in attempts.iter().enumerate() {
         sqlx::query(
             "insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome, lease_token, error)

@@ -106,7 +106,9 @@ const ROWS: &str = r"
                as reclaimed_from
     from herald.notifications n
     left join herald.attempts a on a.notification_id = n.id
-    group by n.id";
+    -- Every column: n.id names the row, but a view has no primary key to group by.
+    group by n.id, n.tenant, n.user_id, n.type, n.business_id, n.payload, n.state, n.attempts,
+             n.max_attempts";
 
 pub async fn check(
     pool: &PgPool,

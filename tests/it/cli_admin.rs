@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use crate::support::daemon::{FAST, run_until_idle};
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::{Key, SECRET, endpoint_at, herald, migrated};
+use crate::support::{At, Key, Rows, SECRET, endpoint_at, finish, herald, migrated};
 
 async fn one(pool: &PgPool, business_id: &str) -> String {
     let n = Notification::email("ann", "order_shipped", business_id, "ann@example.com")
@@ -14,10 +14,12 @@ async fn one(pool: &PgPool, business_id: &str) -> String {
     herald::enqueue(pool, &n).await.unwrap().id().to_string()
 }
 
+/// Finishes the notification `id` in `state` now, with the last error `boom`.
 async fn set_state(pool: &PgPool, id: &str, state: &str) {
-    sqlx::query("update herald.notifications set state = $2, finished_at = case when $2 in ('delivered', 'dead', 'cancelled') then now() end, last_error = 'boom' where id = $1::uuid")
+    let id: uuid::Uuid = id.parse().unwrap();
+    assert_eq!(finish(pool, id, state, At::Now).await, 1);
+    sqlx::query("update herald.intents set last_error = 'boom' where id = $1")
         .bind(id)
-        .bind(state)
         .execute(pool)
         .await
         .unwrap();
@@ -130,6 +132,14 @@ async fn retry_and_cancel_refuse_what_they_do_not_apply_to(pool: PgPool) {
 async fn cancel_finishes_a_pending_notification(pool: PgPool) {
     let pool = migrated(pool).await;
     let id = one(&pool, "c").await;
+    // Two attempts already failed; the notification waits for its retry.
+    sqlx::query(
+        "update herald.queue set attempts = 2, last_error = 'HTTP 503' where id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .unwrap();
     let out = herald(&pool).args(&["cancel", &id]).run().await;
     assert_eq!(out.stdout, format!("cancelled {id}\n"));
     let n = herald(&pool)
@@ -139,6 +149,7 @@ async fn cancel_finishes_a_pending_notification(pool: PgPool) {
         .json();
     assert_eq!(n["state"], "cancelled");
     assert!(n["finished_at"].is_string());
+    assert_eq!(n["attempts"], 2, "the attempts spent stay on the record");
     let again = herald(&pool).args(&["cancel", &id, "--json"]).run().await;
     again.assert_error(2, "it is cancelled");
     let retried = herald(&pool).args(&["retry", &id]).run().await;
@@ -316,12 +327,13 @@ async fn explain_tells_who_holds_a_key_and_why_a_payload_conflicts(pool: PgPool)
 async fn explain_gives_the_end_of_the_dedup_window(pool: PgPool) {
     let pool = migrated(pool).await;
     let id = one(&pool, "o1").await;
-    sqlx::query(
-        "update herald.notifications set state = 'delivered', finished_at = '2030-01-01T00:00:00Z'",
+    finish(
+        &pool,
+        Rows::All,
+        "delivered",
+        At::Time("2030-01-01T00:00:00Z"),
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let human = herald(&pool).explain(&Key::new("ann", "order_shipped", "o1"));
     let json = human.clone().arg("--json");
     let default = json.run().await.json();

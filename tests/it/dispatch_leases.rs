@@ -25,7 +25,13 @@ fn delivered(id: uuid::Uuid, lease_token: uuid::Uuid) -> OutcomeRow {
         status: Some(200),
         error: None,
         last_error: None,
+        signal: "healthy",
+        throttle_secs: None,
     }
+}
+
+fn policy() -> store::BreakerPolicy {
+    herald::config::Config::default().breaker_policy()
 }
 
 #[sqlx::test(migrations = false)]
@@ -71,7 +77,7 @@ async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
             .is_empty()
     );
     assert!(
-        !store::record_outcome(&mut conn, delivered(id, first[0].lease_token))
+        !store::record_outcome(&mut conn, delivered(id, first[0].lease_token), policy())
             .await
             .unwrap()
     );
@@ -88,7 +94,7 @@ async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
 
     // B records; the log shows A's lost attempt as unknown and B's as delivered.
     assert!(
-        store::record_outcome(&mut conn, delivered(id, second[0].lease_token))
+        store::record_outcome(&mut conn, delivered(id, second[0].lease_token), policy())
             .await
             .unwrap()
     );
@@ -350,11 +356,15 @@ async fn a_stale_and_a_current_outcome_in_one_batch_record_only_the_current(pool
         status: Some(503),
         error: Some("receiver answered 503".into()),
         last_error: Some("receiver answered 503".into()),
+        signal: "failing",
+        throttle_secs: None,
     };
     // The stale one says delivered; the current one says retry. Both in one statement, stale first.
     let batch = [delivered(id, stale.lease_token), retry];
-    let recorded = store::record_outcomes(&mut conn, &batch).await.unwrap();
-    assert_eq!(recorded, [(id, current.lease_token)]);
+    let recorded = store::record_outcomes(&mut conn, &batch, policy())
+        .await
+        .unwrap();
+    assert_eq!(recorded.leases, [(id, current.lease_token)]);
     let (state, status): (String, Option<i32>) = sqlx::query_as(
         "select n.state, a.status from herald.notifications n join herald.attempts a on a.notification_id = n.id and a.outcome = 'failed'",
     )

@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use crate::support::{count_notifications, disable_endpoint, endpoint, migrated};
+use crate::support::{At, Rows, count_notifications, disable_endpoint, endpoint, finish, migrated};
 
 fn shipped() -> Notification {
     Notification::email("user-42", "order_shipped", "order-1001", "ann@example.com")
@@ -187,10 +187,7 @@ async fn enqueue_joins_the_callers_transaction(pool: PgPool) {
 async fn a_duplicate_reports_the_existing_state(pool: PgPool) {
     let pool = migrated(pool).await;
     let first = herald::enqueue(&pool, &shipped()).await.unwrap();
-    sqlx::query("update herald.notifications set state = 'delivered', finished_at = now()")
-        .execute(&pool)
-        .await
-        .unwrap();
+    finish(&pool, Rows::All, "delivered", At::Now).await;
     let again = herald::enqueue(&pool, &shipped()).await.unwrap();
     assert_eq!(again.id(), first.id());
     assert!(

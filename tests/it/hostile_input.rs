@@ -236,7 +236,7 @@ async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     // Only a plain-SQL writer can store this: jsonb takes it, serde_json will not read it.
     let deep = nested_text(200);
-    let insert = "insert into herald.notifications
+    let insert = "insert into herald.intents
             (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
         values (gen_random_uuid(), 'default', 'u', 't', $1, decode(repeat('00', 32), 'hex'),
                 'webhook', $2, $3::jsonb, 3)
@@ -285,7 +285,7 @@ async fn a_created_at_chrono_cannot_hold_is_still_delivered(pool: PgPool) {
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     let id: uuid::Uuid = sqlx::query_scalar(
-        "insert into herald.notifications
+        "insert into herald.intents
             (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload,
              max_attempts, created_at)
          values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'),

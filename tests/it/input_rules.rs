@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{Key, count_notifications, herald, insert_raw, migrated};
+use crate::support::{At, Key, count_notifications, finish, herald, insert_raw, migrated, set_due};
 
 const RANGE: &str = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z";
 
@@ -87,7 +87,7 @@ async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
     for value in ["-infinity", "infinity", "294000-01-01"] {
         let (code, message, _) = refusal(
             &pool,
-            "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint,
+            "insert into herald.intents (id, tenant, user_id, type, business_id, fingerprint,
                  channel, destination, payload, max_attempts, run_at)
              values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'),
                  'email', 'ann@example.com', '{}', 3, $1::timestamptz)",
@@ -161,7 +161,7 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
         Value::Null,
         "nothing is due: {empty}"
     );
-    sqlx::query("alter table herald.notifications drop constraint notifications_run_at_in_range")
+    sqlx::query("alter table herald.intents drop constraint notifications_run_at_in_range")
         .execute(&pool)
         .await
         .unwrap();
@@ -175,26 +175,15 @@ async fn admin_commands_survive_any_stored_run_at(pool: PgPool) {
         let id = insert_raw(&pool, "u", "email", "ann@example.com")
             .await
             .unwrap();
-        sqlx::query("update herald.notifications set run_at = $2::timestamptz where id = $1")
-            .bind(id)
-            .bind(value)
-            .execute(&pool)
-            .await
-            .unwrap();
+        assert_eq!(set_due(&pool, id, At::Time(value)).await, 1);
         stored.push((id, text));
     }
     // A delivered one in the last hour, for the latency figures of `stats`.
     let delivered = insert_raw(&pool, "u", "email", "ann@example.com")
         .await
         .unwrap();
-    sqlx::query(
-        "update herald.notifications set run_at = '-infinity', state = 'delivered', finished_at = now()
-         where id = $1",
-    )
-    .bind(delivered)
-    .execute(&pool)
-    .await
-    .unwrap();
+    set_due(&pool, delivered, At::Time("-infinity")).await;
+    assert_eq!(finish(&pool, delivered, "delivered", At::Now).await, 1);
     // Its attempt; and one whose times chrono cannot hold, as only plain SQL writes one.
     sqlx::query(
         "insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome)

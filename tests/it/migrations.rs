@@ -4,7 +4,7 @@
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use crate::support::{Cli, insert_raw, migrated};
+use crate::support::{At, Cli, Rows, finish, insert_raw, migrated};
 
 /// A host application's migrations directory with the given files.
 fn host_migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -98,20 +98,29 @@ async fn finished_at_is_set_exactly_when_finished(pool: PgPool) {
         async move { sqlx::query(sql).execute(&pool).await }
     };
     let finished = "notifications_finished_at_iff_finished";
-    let delivered = set("update herald.notifications set state = 'delivered'").await;
+    let delivered = set("update herald.intents set state = 'delivered'").await;
     assert_violates(delivered, finished, "finished without a finished_at");
-    let stamped = set("update herald.notifications set finished_at = now()").await;
+    let stamped = set("update herald.intents set finished_at = now()").await;
     assert_violates(stamped, finished, "a finished_at while pending");
-    set("update herald.notifications set state = 'cancelled', finished_at = now()")
-        .await
-        .unwrap();
-    let running = "update herald.notifications set state = 'running', finished_at = null";
+    assert_eq!(finish(&pool, Rows::All, "cancelled", At::Now).await, 1);
+    // Running is a leased queue row, never a state of the intent; and a lease is whole.
+    let running = "update herald.intents set state = 'running', finished_at = null";
     let leaseless = set(running).await;
     assert_violates(
         leaseless,
-        "notifications_lease_iff_running",
-        "a running row needs a lease",
+        "intents_state_check",
+        "a running row needs a lease (a leased queue row is what running is)",
     );
+    herald::enqueue(
+        &pool,
+        &herald::Notification::email("u", "t", "b2", "ann@example.com"),
+    )
+    .await
+    .unwrap();
+    let ownerless = set("update herald.queue set lease_token = gen_random_uuid()").await;
+    assert_violates(ownerless, "queue_lease_complete", "a lease names its owner");
+    let tokenless = set("update herald.queue set lease_owner = 'host:1:x'").await;
+    assert_violates(tokenless, "queue_lease_complete", "an owner holds a token");
 }
 
 /// Asserts that `result` is the error of a statement that broke `constraint`.

@@ -10,7 +10,9 @@ use crate::support::daemon::Daemon;
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::scrape::{get, sample, wait_for_status};
 use crate::support::smtp::SmtpSink;
-use crate::support::{Cli, endpoint_at, migrated, url_for, wait_for_sql};
+use crate::support::{
+    At, Cli, Rows, endpoint_at, finish, lease, migrated, set_due, url_for, wait_for_sql,
+};
 
 #[sqlx::test(migrations = false)]
 async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
@@ -32,15 +34,15 @@ async fn a_scrape_after_deliveries_counts_them(pool: PgPool) {
     .await
     .unwrap();
     // A notification whose daemon died mid-delivery: its lease expired a minute ago.
-    sqlx::query(
-        "update herald.notifications
-         set state = 'running', attempts = 1, lease_token = gen_random_uuid(),
-             lease_owner = 'gone:1:x', lease_expires_at = now() - interval '1 minute'
-         where business_id = 'b2'",
+    let leased = lease(
+        &pool,
+        Rows::BusinessIds(&["b2"]),
+        "gone:1:x",
+        At::Ago("2 minutes"),
+        At::Ago("1 minute"),
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
+    assert_eq!(leased.len(), 1);
 
     let port = sink.port.to_string();
     let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
@@ -138,20 +140,10 @@ async fn the_sweeper_and_the_state_gauges_are_counted(pool: PgPool) {
         .collect();
     herald::enqueue_many(&pool, &batch).await.unwrap();
     // Three finished two days ago (past a retention of one day), two just now.
-    sqlx::query(
-        "update herald.notifications set state = 'delivered', finished_at = now() - interval '2 days'
-         where business_id in ('b0', 'b1', 'b2')",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "update herald.notifications set state = 'cancelled', finished_at = now()
-         where business_id in ('b3', 'b4')",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    let old = Rows::BusinessIds(&["b0", "b1", "b2"]);
+    assert_eq!(finish(&pool, old, "delivered", At::Ago("2 days")).await, 3);
+    let new = Rows::BusinessIds(&["b3", "b4"]);
+    assert_eq!(finish(&pool, new, "cancelled", At::Now).await, 2);
 
     let (daemon, addr) = Daemon::listening(
         &pool,
@@ -202,13 +194,10 @@ async fn the_oldest_due_age_is_exposed(pool: PgPool) {
     herald::enqueue(&pool, &Notification::webhook("u", "t", "b", hook))
         .await
         .unwrap();
-    sqlx::query("update herald.notifications set run_at = now() - interval '10 minutes'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    set_due(&pool, Rows::All, At::Ago("10 minutes")).await;
     // Held locked here, so the daemon's claims (SKIP LOCKED) pass it by and it stays due.
     let mut blocker = pool.begin().await.unwrap();
-    sqlx::query("select id from herald.notifications for update")
+    sqlx::query("select id from herald.queue for update")
         .execute(&mut *blocker)
         .await
         .unwrap();

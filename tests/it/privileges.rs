@@ -12,6 +12,31 @@ use crate::support::receiver::Receiver;
 use crate::support::{Cli, Key, SECRET, endpoint_at, herald, migrated};
 
 const DENIED: &str = "42501";
+/// `herald.notifications` is a view of `herald.intents` and `herald.queue` that nobody writes
+/// (object_not_in_prerequisite_state: not automatically updatable), whatever their rights.
+const NOT_UPDATABLE: &str = "55000";
+
+/// Writes to `herald.notifications`, each refused as [`NOT_UPDATABLE`].
+const VIEW_WRITES: [&str; 3] = [
+    "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
+     values (gen_random_uuid(), 'default', 'u', 't', 'x', decode(repeat('00', 32), 'hex'), 'email', 'a@b.co', '{}', 1)",
+    "update herald.notifications set state = 'cancelled'",
+    "delete from herald.notifications",
+];
+
+/// Writes to the tables behind `herald.notifications` and to `herald.destinations`.
+const TABLE_WRITES: [&str; 9] = [
+    "insert into herald.intents (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
+     values (gen_random_uuid(), 'default', 'u', 't', 'x', decode(repeat('00', 32), 'hex'), 'email', 'a@b.co', '{}', 1)",
+    "update herald.intents set state = 'cancelled', finished_at = now()",
+    "delete from herald.intents",
+    "insert into herald.queue (id, destination, tenant, run_at) values (gen_random_uuid(), 'smtp', 'default', now())",
+    "update herald.queue set run_at = now()",
+    "delete from herald.queue",
+    "insert into herald.destinations (key) values ('x')",
+    "update herald.destinations set in_flight = 0",
+    "delete from herald.destinations",
+];
 
 /// herald's group roles, as `herald roles --sql` creates them.
 const GROUP_ROLES: [&str; 5] = [
@@ -84,19 +109,24 @@ async fn the_enqueue_role_enqueues_and_can_read_or_write_nothing(pool: PgPool) {
 
     for refused in [
         "select * from herald.notifications",
+        "select * from herald.intents",
+        "select * from herald.queue",
+        "select * from herald.destinations",
         "select * from herald.attempts",
         "select id from herald.webhook_endpoints",
-        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
-         values (gen_random_uuid(), 'default', 'u', 't', 'x', decode(repeat('00', 32), 'hex'), 'email', 'a@b.co', '{}', 1)",
-        "update herald.notifications set state = 'cancelled'",
-        "delete from herald.notifications",
         // The helpers behind the entry points would skip the validation.
         "select herald._enqueue_validated('default', 'u', 't', 'x', 'a@b.co', null, '{}', null, 1)",
         "select herald.fingerprint('email', 'a@b.co', '{}')",
         "select herald.wake()",
         "select * from herald._sqlx_migrations",
-    ] {
+    ]
+    .into_iter()
+    .chain(TABLE_WRITES)
+    {
         assert_eq!(try_sql(&app, refused).await, DENIED, "{refused}");
+    }
+    for refused in VIEW_WRITES {
+        assert_eq!(try_sql(&app, refused).await, NOT_UPDATABLE, "{refused}");
     }
     let written: i64 = sqlx::query_scalar("select count(*) from herald.notifications")
         .fetch_one(&pool)
@@ -121,6 +151,9 @@ async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool
     let reader = login.pool().await;
     for allowed in [
         "select * from herald.notifications",
+        "select * from herald.intents",
+        "select * from herald.queue",
+        "select * from herald.destinations",
         "select * from herald.attempts",
         "select id, tenant, url, enabled, disabled_reason, created_at, previous_secret_expires_at from herald.webhook_endpoints",
     ] {
@@ -130,12 +163,16 @@ async fn the_reader_reads_everything_but_secrets_and_writes_nothing(pool: PgPool
         "select secret from herald.webhook_endpoints",
         "select previous_secret from herald.webhook_endpoints",
         "select * from herald.webhook_endpoints",
-        "update herald.notifications set state = 'cancelled'",
-        "delete from herald.notifications",
         "insert into herald.webhook_endpoints (id, tenant, url, secret) values (gen_random_uuid(), 't', 'https://x.example', 'whsec_x')",
         "select * from herald.enqueue('u', 't', 'b2', 'ann@example.com')",
-    ] {
+    ]
+    .into_iter()
+    .chain(TABLE_WRITES)
+    {
         assert_eq!(try_sql(&reader, refused).await, DENIED, "{refused}");
+    }
+    for refused in VIEW_WRITES {
+        assert_eq!(try_sql(&reader, refused).await, NOT_UPDATABLE, "{refused}");
     }
     reader.close().await;
     login.drop(&pool).await;

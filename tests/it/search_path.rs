@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::support::daemon::FAST;
 use crate::support::logins::Login;
 use crate::support::receiver::Receiver;
-use crate::support::{Key, endpoint, endpoint_at, herald, migrated};
+use crate::support::{At, Key, endpoint, endpoint_at, herald, lease, migrated};
 
 /// What the attacker installs in `public`, as the attacker.
 const TRAPS: &str = r#"
@@ -169,18 +169,25 @@ async fn herald_own_connections_never_run_them(pool: PgPool) {
     let hook = endpoint_at(&pool, "default", &receiver.url()).await;
     // A delivery whose lease expired (a crashed daemon): the rescue writes its attempt.
     let rescued: uuid::Uuid = sqlx::query_scalar(
-        "insert into herald.notifications (id, tenant, user_id, type, business_id, fingerprint,
-             channel, destination, payload, max_attempts, attempts, state, lease_token, lease_owner,
-             lease_expires_at, attempted_at)
+        "insert into herald.intents (id, tenant, user_id, type, business_id, fingerprint,
+             channel, destination, payload, max_attempts)
          values (gen_random_uuid(), 'default', 'u', 't', 'rescued', decode(repeat('00', 32), 'hex'),
-                 'webhook', $1, '{}', 3, 1, 'running', gen_random_uuid(), 'gone', now() - interval '1 minute',
-                 now() - interval '2 minutes')
+                 'webhook', $1, '{}', 3)
          returning id",
     )
     .bind(hook.to_string())
     .fetch_one(&pool)
     .await
     .unwrap();
+    let leased = lease(
+        &pool,
+        rescued,
+        "gone",
+        At::Ago("2 minutes"),
+        At::Ago("1 minute"),
+    )
+    .await;
+    assert_eq!(leased.len(), 1);
     herald::enqueue(&pool, &Notification::webhook("u", "t", "fresh", hook))
         .await
         .unwrap();

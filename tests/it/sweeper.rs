@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::daemon::{Daemon, env_with};
-use crate::support::{finished_rows, herald, migrated, wait_for_sql};
+use crate::support::{At, Rows, finish, finished_rows, herald, migrated, set_due, wait_for_sql};
 
 fn config(batch_size: u32) -> SweeperConfig {
     SweeperConfig {
@@ -38,10 +38,14 @@ async fn only_finished_rows_past_their_window_are_deleted(pool: PgPool) {
     )
     .await
     .unwrap();
-    sqlx::query("update herald.notifications set created_at = now() - interval '400 days', run_at = now() + interval '1 day' where business_id = 'pending-1'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let pending = Rows::BusinessIds(&["pending-1"]);
+    assert_eq!(set_due(&pool, pending, At::In("1 day")).await, 1);
+    sqlx::query(
+        "update herald.intents set created_at = now() - interval '400 days' where business_id = 'pending-1'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 
     let mut config = config(2);
     config
@@ -89,10 +93,7 @@ async fn after_a_sweep_the_key_is_free(pool: PgPool) {
     let pool = migrated(pool).await;
     let n = Notification::email("u", "welcome", "b", "a@b.co");
     let first = herald::enqueue(&pool, &n).await.unwrap().id();
-    sqlx::query("update herald.notifications set state = 'delivered', finished_at = now() - interval '31 days'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    finish(&pool, Rows::All, "delivered", At::Ago("31 days")).await;
     assert_eq!(
         herald::enqueue(&pool, &n).await.unwrap().id(),
         first,

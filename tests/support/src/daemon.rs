@@ -14,7 +14,9 @@ use crate::db::url_of;
 use crate::scrape::free_addr;
 
 /// Settings that make the daemon quick to test against loopback receivers: loopback allowed
-/// as a webhook target, short retries and polling, plain SMTP.
+/// as a webhook target, short retries and polling, plain SMTP, and breakers that do not open
+/// (tests of retries fail an endpoint many times in a row; the breaker's own tests set
+/// `HERALD_BREAKER__FAILURES`).
 pub const FAST: &[(&str, &str)] = &[
     ("HERALD_WEBHOOK__ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"),
     (
@@ -24,6 +26,7 @@ pub const FAST: &[(&str, &str)] = &[
     ("HERALD_RETRY__JITTER", "0"),
     ("HERALD_DISPATCHER__POLL_INTERVAL", "100ms"),
     ("HERALD_SMTP__TLS", "none"),
+    ("HERALD_BREAKER__FAILURES", "1000"),
 ];
 
 /// `FAST` plus `extra` (later entries win).

@@ -24,8 +24,8 @@ use serde_json::Value;
 
 pub use cli::{Cli, Key, Run, herald};
 pub use db::{
-    SECRET, count_notifications, disable_endpoint, endpoint, endpoint_at, finished_rows,
-    insert_raw, migrated, states, url_for, url_of, wait_for_sql,
+    At, Rows, SECRET, count_notifications, disable_endpoint, endpoint, endpoint_at, finish,
+    finished_rows, insert_raw, lease, migrated, set_due, states, url_for, url_of, wait_for_sql,
 };
 
 /// Waits until `condition` holds, checking every 20 ms; fails the test after 60 s.

@@ -83,8 +83,13 @@ impl Received {
 #[derive(Default)]
 struct Inner {
     script: Mutex<VecDeque<Reply>>,
+    /// The answer once the script is used up; 204 No Content unless set.
+    fallback: Mutex<Option<Reply>>,
     requests: Mutex<Vec<Received>>,
     connections: Arc<AtomicUsize>,
+    /// Requests being answered now, and the most there ever were at once.
+    answering: AtomicUsize,
+    most_at_once: AtomicUsize,
 }
 
 pub struct Receiver {
@@ -127,6 +132,17 @@ impl Receiver {
         self.inner.requests.lock().unwrap().clone()
     }
 
+    /// From now on every request gets `reply` (what is left of the script is dropped).
+    pub fn reply_from_now_on(&self, reply: Reply) {
+        self.inner.script.lock().unwrap().clear();
+        *self.inner.fallback.lock().unwrap() = Some(reply);
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn most_at_once(&self) -> usize {
+        self.inner.most_at_once.load(Ordering::SeqCst)
+    }
+
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::SeqCst)
@@ -147,13 +163,18 @@ async fn answer(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
         body,
         at: Instant::now(),
     });
-    let reply = inner
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| Reply::status(204));
+    let reply = inner.script.lock().unwrap().pop_front().unwrap_or_else(|| {
+        inner
+            .fallback
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| Reply::status(204))
+    });
+    let now = inner.answering.fetch_add(1, Ordering::SeqCst) + 1;
+    inner.most_at_once.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(reply.delay).await;
+    inner.answering.fetch_sub(1, Ordering::SeqCst);
     let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     if let Some(value) = reply.retry_after {
         response
