@@ -1,30 +1,41 @@
-//! `herald endpoints`: registering and listing webhook endpoints.
+//! `herald endpoints`: registering, listing and steering webhook endpoints: their limits
+//! (`--rate`, `--max-in-flight`), their circuit breakers (`reset`, and `enable`).
 //!
 //! Registration checks the URL's form and IP literals against `webhook.allowed_networks`
 //! without resolving names; names are checked when the dispatcher connects. The secret is
-//! printed once, by `add`, and never again.
+//! printed once, by `add` (and `rotate-secret` prints the new one once), and never again.
+//! Limits are checked by clap's value parsers (see [`super::limits`]) before anything connects,
+//! so a refused value writes nothing.
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
+use super::limits::{Limit, MaxInFlight, Rate, parse_max_in_flight, parse_rate};
 use super::output::{fields, out, outln, print_json, table, time};
 use crate::channel::signature::WebhookSecret;
 use crate::net::ssrf::{AddressPolicy, check_endpoint_url};
 use crate::notification::{DEFAULT_TENANT, check_key_part};
-use crate::store::endpoints::{self as store, EndpointRow};
+use crate::store::endpoints::{self as store, EndpointRow, LimitChanges};
 
 #[derive(Debug, Subcommand)]
 pub enum EndpointsCommand {
     /// Register an endpoint; prints its secret once (generated unless --secret is given).
     Add(AddArgs),
-    /// List endpoints (never their secrets).
+    /// List endpoints with their limits and breakers (never their secrets).
     List(ListArgs),
+    /// Show one endpoint: its limits, its breaker and what it has in flight (never its secret).
+    Show(EndpointIdArgs),
+    /// Set or clear an endpoint's limits (at least one of --rate and --max-in-flight).
+    Set(SetArgs),
+    /// Close a destination's circuit breaker and forget its failures: an endpoint id, or
+    /// `smtp` for the relay.
+    Reset(ResetArgs),
     /// Disable an endpoint: new notifications to it are refused, pending ones go dead.
     Disable(DisableArgs),
-    /// Enable a disabled endpoint.
+    /// Enable a disabled endpoint and close its circuit breaker.
     Enable(EndpointIdArgs),
     /// Replace the signing secret; the old one keeps signing beside it for a grace period, so
     /// receivers can switch without losing a delivery. Prints the new secret once.
@@ -33,6 +44,7 @@ pub enum EndpointsCommand {
 
 #[derive(Debug, Args)]
 pub struct EndpointIdArgs {
+    /// The endpoint id.
     #[arg(value_name = "ID")]
     id: Uuid,
     /// Print the endpoint as JSON.
@@ -42,6 +54,7 @@ pub struct EndpointIdArgs {
 
 #[derive(Debug, Args)]
 pub struct DisableArgs {
+    /// The endpoint id.
     #[arg(value_name = "ID")]
     id: Uuid,
     /// Why; shown in `endpoints list` and in the last error of notifications it kills.
@@ -54,6 +67,7 @@ pub struct DisableArgs {
 
 #[derive(Debug, Args)]
 pub struct RotateArgs {
+    /// The endpoint id.
     #[arg(value_name = "ID")]
     id: Uuid,
     /// How long the old secret keeps signing too (default: webhook.secret_rotation_grace).
@@ -71,6 +85,78 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("not a duration like \"24h\" ({e})"))
 }
 
+/// `--rate` and `--max-in-flight`, of `add` and `set`.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// At most N deliveries a second (N/s) or a minute (N/m), across all daemons: a token bucket
+    /// holding one second's worth. 1 to 100000/s (6000000/m); `none` removes the limit.
+    #[arg(long, value_name = "N/s|N/m|none", value_parser = parse_rate, allow_hyphen_values = true)]
+    rate: Option<Limit<Rate>>,
+    /// At most N deliveries in flight at once, across all daemons: 1 to 10000; `none` removes
+    /// the cap.
+    #[arg(long, value_name = "N|none", value_parser = parse_max_in_flight, allow_hyphen_values = true)]
+    max_in_flight: Option<Limit<MaxInFlight>>,
+}
+
+impl LimitArgs {
+    /// What to write: the limits given, `none` as a removal.
+    fn changes(&self) -> LimitChanges<'static> {
+        LimitChanges {
+            rate: self.rate.map(|rate| {
+                rate.value().map(|rate| {
+                    (
+                        i32::try_from(rate.count()).unwrap_or(i32::MAX),
+                        rate.unit().as_str(),
+                    )
+                })
+            }),
+            max_in_flight: self.max_in_flight.map(|cap| {
+                cap.value()
+                    .map(|cap| i32::try_from(cap.get()).unwrap_or(i32::MAX))
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("limit").required(true).multiple(true).args(["rate", "max_in_flight"])))]
+pub struct SetArgs {
+    /// The endpoint id.
+    #[arg(value_name = "ID")]
+    id: Uuid,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Print the endpoint as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `reset` closes the breaker of.
+#[derive(Debug, Clone, Copy)]
+enum Destination {
+    Relay,
+    Endpoint(Uuid),
+}
+
+fn parse_destination(text: &str) -> Result<Destination, String> {
+    if text == "smtp" {
+        return Ok(Destination::Relay);
+    }
+    Uuid::parse_str(text)
+        .map(Destination::Endpoint)
+        .map_err(|_| "expected an endpoint id or smtp (the relay)".to_owned())
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// An endpoint id, or `smtp` for the SMTP relay.
+    #[arg(value_name = "ID|smtp", value_parser = parse_destination)]
+    destination: Destination,
+    /// Print the endpoint (for smtp: the relay's breaker) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// http(s) URL that receives the POSTs.
@@ -82,6 +168,8 @@ pub struct AddArgs {
     /// Signing secret, whsec_<base64 of 24 to 64 bytes>. Default: 32 random bytes.
     #[arg(long, value_name = "whsec_…")]
     secret: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Print one JSON object, including the secret.
     #[arg(long)]
     json: bool,
@@ -108,6 +196,9 @@ pub async fn run(ctx: &Context, command: EndpointsCommand) -> Result<(), CliErro
     match command {
         EndpointsCommand::Add(args) => add(ctx, args).await,
         EndpointsCommand::List(args) => list(ctx, args).await,
+        EndpointsCommand::Show(args) => show(ctx, args).await,
+        EndpointsCommand::Set(args) => set(ctx, args).await,
+        EndpointsCommand::Reset(args) => reset(ctx, args).await,
         EndpointsCommand::Disable(args) => {
             set_enabled(ctx, args.id, Some(args.reason), args.json).await
         }
@@ -128,7 +219,7 @@ async fn set_enabled(
     let pool = ctx.pool(false).await?;
     let row = store::set_enabled(&mut *pool.acquire().await?, id, reason.as_deref())
         .await?
-        .ok_or_else(|| CliError::not_found(format!("webhook endpoint {id} not found")))?;
+        .ok_or_else(|| not_found(id))?;
     if json {
         return print_json(&row);
     }
@@ -159,9 +250,7 @@ async fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), CliError> {
     let (row, expires) =
         store::rotate_secret(&mut *pool.acquire().await?, args.id, secret.expose(), grace)
             .await?
-            .ok_or_else(|| {
-                CliError::not_found(format!("webhook endpoint {} not found", args.id))
-            })?;
+            .ok_or_else(|| not_found(args.id))?;
     if args.json {
         return print_json(&RotatedEndpoint {
             endpoint: &row,
@@ -193,12 +282,13 @@ async fn add(ctx: &Context, args: AddArgs) -> Result<(), CliError> {
         None => WebhookSecret::generate().map_err(|e| CliError::runtime(e.to_string()))?,
     };
     let pool = ctx.pool(false).await?;
-    let row = store::insert(
+    let row = store::insert_with_limits(
         &mut *pool.acquire().await?,
         Uuid::now_v7(),
         &tenant,
         url.as_str(),
         secret.expose(),
+        args.limits.changes(),
     )
     .await?;
     if args.json {
@@ -207,15 +297,17 @@ async fn add(ctx: &Context, args: AddArgs) -> Result<(), CliError> {
             secret: secret.expose(),
         });
     }
-    out!(
-        "{}",
-        fields(&[
-            ("id", row.id.to_string()),
-            ("tenant", row.tenant.clone()),
-            ("url", row.url.clone()),
-            ("secret", secret.expose().to_owned()),
-        ])
-    );
+    let mut shown = vec![
+        ("id", row.id.to_string()),
+        ("tenant", row.tenant.clone()),
+        ("url", row.url.clone()),
+    ];
+    if args.limits.rate.is_some() || args.limits.max_in_flight.is_some() {
+        shown.push(("rate", rate(&row)));
+        shown.push(("max_in_flight", max_in_flight(&row)));
+    }
+    shown.push(("secret", secret.expose().to_owned()));
+    out!("{}", fields(&shown));
     outln!("The secret is shown only now: give it to the receiver to verify signatures.");
     Ok(())
 }
@@ -234,6 +326,12 @@ async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
                 e.tenant.clone(),
                 e.url.clone(),
                 if e.enabled { "yes".into() } else { "no".into() },
+                e.rate.clone().unwrap_or_else(|| "-".into()),
+                match e.max_in_flight {
+                    Some(cap) => format!("{}/{cap}", e.in_flight),
+                    None => e.in_flight.to_string(),
+                },
+                e.breaker.clone(),
                 e.disabled_reason.clone().unwrap_or_else(|| "-".into()),
                 time(e.created_at),
             ]
@@ -247,6 +345,9 @@ async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
                 "TENANT",
                 "URL",
                 "ENABLED",
+                "RATE",
+                "IN_FLIGHT",
+                "BREAKER",
                 "DISABLED_REASON",
                 "CREATED_AT"
             ],
@@ -254,4 +355,95 @@ async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
         )
     );
     Ok(())
+}
+
+async fn show(ctx: &Context, args: EndpointIdArgs) -> Result<(), CliError> {
+    let pool = ctx.pool(false).await?;
+    let row = store::get(&mut *pool.acquire().await?, args.id)
+        .await?
+        .ok_or_else(|| not_found(args.id))?;
+    if args.json {
+        return print_json(&row);
+    }
+    let optional = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".into(), time);
+    out!(
+        "{}",
+        fields(&[
+            ("id", row.id.to_string()),
+            ("tenant", row.tenant.clone()),
+            ("url", row.url.clone()),
+            ("enabled", if row.enabled { "yes" } else { "no" }.into()),
+            (
+                "disabled_reason",
+                row.disabled_reason.clone().unwrap_or_else(|| "-".into())
+            ),
+            ("created_at", time(row.created_at)),
+            ("rate", rate(&row)),
+            ("max_in_flight", max_in_flight(&row)),
+            ("in_flight", row.in_flight.to_string()),
+            ("breaker", row.breaker.clone()),
+            ("consecutive_failures", row.consecutive_failures.to_string()),
+            ("breaker_opened_at", optional(row.breaker_opened_at)),
+            ("next_probe_at", optional(row.next_probe_at)),
+        ])
+    );
+    Ok(())
+}
+
+async fn set(ctx: &Context, args: SetArgs) -> Result<(), CliError> {
+    let pool = ctx.pool(false).await?;
+    let row = store::set_limits(&mut *pool.acquire().await?, args.id, args.limits.changes())
+        .await?
+        .ok_or_else(|| not_found(args.id))?;
+    if args.json {
+        return print_json(&row);
+    }
+    outln!(
+        "limits of {}: rate {}, max_in_flight {}",
+        row.id,
+        rate(&row),
+        max_in_flight(&row)
+    );
+    Ok(())
+}
+
+async fn reset(ctx: &Context, args: ResetArgs) -> Result<(), CliError> {
+    let pool = ctx.pool(false).await?;
+    let mut conn = pool.acquire().await?;
+    match args.destination {
+        Destination::Relay => {
+            let row = store::reset_relay_breaker(&mut conn)
+                .await?
+                .ok_or_else(|| CliError::not_found("destination smtp not found"))?;
+            if args.json {
+                return print_json(&row);
+            }
+            outln!("closed the breaker of smtp");
+        }
+        Destination::Endpoint(id) => {
+            let row = store::reset_breaker(&mut conn, id)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            if args.json {
+                return print_json(&row);
+            }
+            outln!("closed the breaker of {}", row.id);
+        }
+    }
+    Ok(())
+}
+
+fn not_found(id: Uuid) -> CliError {
+    CliError::not_found(format!("webhook endpoint {id} not found"))
+}
+
+/// `10/s`, or `none`.
+fn rate(row: &EndpointRow) -> String {
+    row.rate.clone().unwrap_or_else(|| "none".into())
+}
+
+/// The cap, or `none`.
+fn max_in_flight(row: &EndpointRow) -> String {
+    row.max_in_flight
+        .map_or_else(|| "none".into(), |cap| cap.to_string())
 }
