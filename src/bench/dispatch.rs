@@ -26,20 +26,28 @@ pub struct Drained {
 
 /// Enqueues `n` webhook notifications to `endpoint`, in batches; `phase` keeps keys apart.
 pub async fn prefill(pool: &PgPool, phase: &str, endpoint: Uuid, n: u64) -> Result<(), BenchError> {
+    enqueue_in_batches(pool, n, |i| {
+        Notification::webhook(
+            format!("user-{}", i % 100_000),
+            "bench",
+            format!("{phase}-{i}"),
+            endpoint,
+        )
+        .payload(serde_json::json!({"order": i}))
+    })
+    .await
+}
+
+/// Enqueues `make(0..n)` in `enqueue_many` calls of [`super::enqueue::BATCH`].
+pub async fn enqueue_in_batches(
+    pool: &PgPool,
+    n: u64,
+    make: impl Fn(u64) -> Notification,
+) -> Result<(), BenchError> {
     let mut done = 0;
     while done < n {
         let size = super::enqueue::BATCH.min(n - done);
-        let items: Vec<Notification> = (done..done + size)
-            .map(|i| {
-                Notification::webhook(
-                    format!("user-{}", i % 100_000),
-                    "bench",
-                    format!("{phase}-{i}"),
-                    endpoint,
-                )
-                .payload(serde_json::json!({"order": i}))
-            })
-            .collect();
+        let items: Vec<Notification> = (done..done + size).map(&make).collect();
         crate::enqueue_many(pool, &items).await?;
         done += size;
     }

@@ -2,8 +2,10 @@
 //! PostgreSQL server, like `river bench`. One file per phase:
 //! [`enqueue`] (single and batch), [`dispatch`] (null channel and real webhooks, peak RSS),
 //! [`ceiling`] (a bare HTTP client against the same receiver, the bound webhook dispatch is
-//! read against), [`latency`] (enqueue commit → received, idle daemon), [`history`] (the same with millions of
-//! finished rows, and a sweep of them under an enqueue probe).
+//! read against), [`latency`] (enqueue commit → received, idle daemon), [`isolation`] (the same
+//! for a healthy endpoint beside a slow endpoint and a bursting tenant, and alone),
+//! [`history`] (the same with millions of finished rows, and a sweep of them under an enqueue
+//! probe).
 //!
 //! Invariants:
 //! - Everything happens in a scratch database `herald_bench_<random>` on the configured server
@@ -18,6 +20,7 @@ pub mod ceiling;
 pub mod dispatch;
 pub mod enqueue;
 pub mod history;
+pub mod isolation;
 pub mod latency;
 pub mod receiver;
 pub mod rss;
@@ -54,6 +57,8 @@ pub struct Report {
     /// against.
     pub http_client_ceiling_per_s: f64,
     pub latency_ms: Percentiles,
+    /// A healthy endpoint's latency beside noisy neighbours, and alone.
+    pub isolation: isolation::IsolationReport,
     /// Peak resident memory while the dispatcher ran at full speed (`None` off Linux).
     pub rss_mb: Option<f64>,
     pub notifications: u64,
@@ -126,6 +131,7 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
     let ceiling = ceiling::bare_client(&receiver, config.dispatcher.workers, n).await?;
     let webhook = dispatch::drain_webhooks(pool, &config, &receiver, endpoint, n).await?;
     let latency = latency::idle_daemon(pool, &config, &receiver, endpoint, n).await?;
+    let isolation = isolation::run(pool, &config, &receiver, n).await?;
 
     let history = if options.history > 0 {
         Some(history::run(pool, &config, endpoint, options, null.per_s).await?)
@@ -140,6 +146,7 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
         dispatch_webhook_per_s: webhook.per_s,
         http_client_ceiling_per_s: ceiling,
         latency_ms: latency,
+        isolation,
         rss_mb: max_option(null.peak_rss_mb, webhook.peak_rss_mb),
         notifications: n,
         clients: options.clients,

@@ -7,7 +7,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use super::Context;
 use super::error::CliError;
 use super::output::{emit, print_json, table};
-use crate::bench::{self, Options, Report, scratch::Scratch};
+use crate::bench::{self, Options, Report, isolation, scratch::Scratch};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -79,6 +79,18 @@ async fn measure(ctx: &Context, scratch: &Scratch, options: Options) -> Result<R
 
 fn render(r: &Report) -> String {
     let rate = |v: f64| format!("{v:.0}");
+    let i = &r.isolation;
+    // A late notification is counted at the bound: the percentile is then a floor, not a
+    // measurement, and the row says so.
+    let late = |late: u64| match late {
+        0 => "ms".to_owned(),
+        late => {
+            let (samples, bound_s) = (i.samples, i.bound_ms / 1000.0);
+            format!(
+                "ms ({late} of {samples} not received within {bound_s:.0} s, counted as {bound_s:.0} s)"
+            )
+        }
+    };
     let mut rows = vec![
         vec![
             "enqueue_single".into(),
@@ -124,6 +136,32 @@ fn render(r: &Report) -> String {
             "latency_p99".into(),
             format!("{:.2}", r.latency_ms.p99),
             "ms".into(),
+        ],
+        vec![
+            "isolation_healthy_p50".into(),
+            format!("{:.2}", i.healthy_p50_ms),
+            format!(
+                "ms (enqueue commit to received, healthy endpoint, while a {} s endpoint of its tenant has {} due and another tenant bursts {} over {} endpoints)",
+                isolation::SLOW_DELAY.as_secs(),
+                i.slow_backlog,
+                i.burst,
+                isolation::BURST_ENDPOINTS
+            ),
+        ],
+        vec![
+            "isolation_healthy_p99".into(),
+            format!("{:.2}", i.healthy_p99_ms),
+            late(i.healthy_late),
+        ],
+        vec![
+            "isolation_alone_p50".into(),
+            format!("{:.2}", i.alone_p50_ms),
+            "ms (the same endpoint, no neighbours)".into(),
+        ],
+        vec![
+            "isolation_alone_p99".into(),
+            format!("{:.2}", i.alone_p99_ms),
+            late(i.alone_late),
         ],
         vec![
             "rss".into(),

@@ -59,6 +59,32 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
         report["latency_ms"]["p99"].as_f64().unwrap(),
     );
     assert!(p50 > 0.0 && p99 >= p50, "{report}");
+    // Isolation: measured (positive) and bounded, whether or not the healthy endpoint got
+    // through its neighbours within the bound.
+    let isolation = &report["isolation"];
+    let bound = isolation["bound_ms"].as_f64().expect("a bound");
+    for (p50, p99) in [
+        ("healthy_p50_ms", "healthy_p99_ms"),
+        ("alone_p50_ms", "alone_p99_ms"),
+    ] {
+        let number = |field: &str| {
+            isolation[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("isolation.{field} is a number: {report}"))
+        };
+        let (p50, p99) = (number(p50), number(p99));
+        assert!(p50 > 0.0 && p99 >= p50 && p99 <= bound, "{report}");
+    }
+    for count in ["samples", "slow_backlog", "burst"] {
+        assert!(
+            isolation[count].as_u64().is_some_and(|count| count > 0),
+            "isolation.{count} is a positive count: {report}"
+        );
+    }
+    assert_eq!(
+        isolation["alone_late"], 0,
+        "alone, nothing is late: {report}"
+    );
     assert_eq!(report["notifications"], 40);
     let database = report["database"]
         .as_str()
@@ -86,6 +112,10 @@ async fn the_human_output_is_a_table_of_phases() {
         "dispatch_null",
         "dispatch_webhook",
         "latency_p99",
+        "isolation_healthy_p50",
+        "isolation_healthy_p99",
+        "isolation_alone_p50",
+        "isolation_alone_p99",
         "rss",
     ] {
         assert!(
