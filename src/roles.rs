@@ -86,8 +86,11 @@ pub const ROLES: [GroupRole; 5] = [
             // retry, cancel, sweep
             "grant update, delete on herald.intents to herald_admin",
             "grant insert, update, delete on herald.queue to herald_admin",
-            // endpoints set and reset: limits and the breaker
-            "grant update on herald.destinations to herald_admin",
+            // endpoints set and reset: limits and the breaker, never the in-flight count that
+            // the daemons keep
+            "grant update (rate_count, rate_unit, tokens, tokens_at, max_in_flight, breaker, \
+             consecutive_failures, breaker_opened_at, next_probe_at, probe_interval) \
+             on herald.destinations to herald_admin",
             // endpoints add, enable, disable; rotate-secret through its function, which reads
             // the old secret so that this role never does.
             "grant insert, update (enabled, disabled_reason) on herald.webhook_endpoints \

@@ -249,17 +249,25 @@ pub async fn claim_due(
             where d.tenant in (select dl.tenant from due_lanes dl)
             group by d.tenant
         ),
+        -- Each lane offers at most twice its even share of the claim (and at least two rows):
+        -- enough for the least loaded to take more than the others, without reading and
+        -- ranking `limit` rows of every lane.
+        lane_share as materialized (
+            select greatest(2, ceil(2.0 * $1 / greatest(count(*), 1)))::int8 as rows
+            from due_lanes
+        ),
         candidates as (
             select c.id, c.run_at, s.key as destination, dl.tenant, s.in_flight, s.allowance,
                    row_number() over (partition by s.key, dl.tenant order by c.run_at) as lane_place
             from due_lanes dl
             join serving s on s.key = dl.destination
+            cross join lane_share
             cross join lateral (
                 select q.id, q.run_at from herald.queue q
                 where q.destination = dl.destination and q.tenant = dl.tenant
                   and q.run_at <= now() and q.lease_token is null
                 order by q.run_at
-                limit s.allowance
+                limit least(s.allowance, lane_share.rows)
             ) c
         ),
         in_destination as (

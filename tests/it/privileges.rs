@@ -220,6 +220,19 @@ async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPo
     ok(admin().args(&["endpoints", "list", "--json"])).await;
     ok(admin().args(&["endpoints", "disable", &endpoint])).await;
     ok(admin().args(&["endpoints", "enable", &endpoint])).await;
+    ok(admin().args(&[
+        "endpoints",
+        "set",
+        &endpoint,
+        "--rate",
+        "10/s",
+        "--max-in-flight",
+        "4",
+    ]))
+    .await;
+    ok(admin().args(&["endpoints", "show", &endpoint, "--json"])).await;
+    ok(admin().args(&["endpoints", "reset", &endpoint])).await;
+    ok(admin().args(&["endpoints", "reset", "smtp"])).await;
     let rotated = ok(admin().args(&["endpoints", "rotate-secret", &endpoint, "--json"])).await;
     assert!(
         rotated.contains("whsec_"),
@@ -231,6 +244,12 @@ async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPo
     let admin = login.pool().await;
     assert_eq!(
         try_sql(&admin, "select secret from herald.webhook_endpoints").await,
+        DENIED
+    );
+    // Limits and breakers are the operator's; the count of deliveries in flight is the
+    // daemons' alone.
+    assert_eq!(
+        try_sql(&admin, "update herald.destinations set in_flight = 0").await,
         DENIED
     );
     admin.close().await;
