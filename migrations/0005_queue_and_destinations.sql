@@ -7,16 +7,17 @@
 -- the columns and states it always had: `running` is a queue row under a lease.
 --
 -- herald.destinations holds what several daemons must agree on about each place herald
--- delivers to (one row per webhook endpoint, and `smtp` for the relay): deliveries in flight,
--- the rate limit's token bucket, the concurrency cap, the circuit breaker, and when it was
--- last served. A claim locks the rows of the destinations it takes work from, so every limit
--- holds across daemons.
+-- delivers to (one row per webhook endpoint, and `smtp` for the relay): its limits (the rate's
+-- token bucket, the concurrency cap), a 429's throttle and the circuit breaker. Deliveries in
+-- flight are not counted there: they are the leased rows of herald.queue.
 --
 -- Invariants:
 -- - An intent is `pending` exactly when it has a queue row (finished intents have none).
 -- - A queue row's `run_at` is when it is due; while leased, when its lease expires.
--- - `destinations.in_flight` is the number of leased queue rows of that destination: every
---   statement that leases or unleases a queue row adjusts it in the same statement.
+-- - A claim that takes work from a destination with a limit or a breaker that is not closed
+--   locks its row and bumps `claims`; one that finds `claims` changed since its snapshot leaves
+--   that destination to the next claim, so every limit holds across daemons. Destinations
+--   without either are never written on the way of a delivery.
 
 alter table herald.notifications rename to intents;
 
@@ -40,8 +41,8 @@ create table herald.queue (
 -- The claim's index: due rows per (destination, tenant) lane, oldest first. A leased row's
 -- run_at is its lease expiry, later than the lane's due rows.
 create index queue_lanes on herald.queue (destination, tenant, run_at);
--- Leased rows only: the rescue of expired leases, and what is in flight.
-create index queue_leased on herald.queue (run_at) where lease_token is not null;
+-- Leased rows only: the rescue of expired leases, and what is in flight where.
+create index queue_leased on herald.queue (destination, tenant) where lease_token is not null;
 
 create table herald.destinations (
     -- `smtp`, or the endpoint id as text (what herald.queue.destination holds).
@@ -54,7 +55,8 @@ create table herald.destinations (
     rate_count            integer,
     rate_unit             text,
     max_in_flight         integer check (max_in_flight between 1 and 10000),
-    in_flight             integer not null default 0 check (in_flight >= 0),
+    -- Claims that took work from this destination under its lock (see the header).
+    claims                bigint not null default 0,
     -- The bucket's level at `tokens_at`; it refills continuously up to its capacity.
     tokens                double precision,
     tokens_at             timestamptz,
@@ -67,7 +69,6 @@ create table herald.destinations (
     next_probe_at         timestamptz,
     -- Seconds to the next probe; doubles while probes fail.
     probe_interval        double precision,
-    last_served_at        timestamptz,
     constraint destinations_key_names_endpoint
         check ((key = 'smtp') = (endpoint_id is null)
                and (endpoint_id is null or key = endpoint_id::text)),
@@ -115,12 +116,6 @@ select n.id, herald.destination_key(n.channel, n.destination), n.tenant,
        n.attempts, n.lease_token, n.lease_owner, n.attempted_at, n.last_error
 from herald.intents n
 where n.state in ('pending', 'running');
-
-update herald.destinations d
-set in_flight = l.n
-from (select q.destination, count(*)::integer as n from herald.queue q
-      where q.lease_token is not null group by q.destination) l
-where d.key = l.destination;
 
 alter table herald.intents drop constraint notifications_lease_iff_running;
 update herald.intents set state = 'pending' where state = 'running';

@@ -29,6 +29,8 @@ pub struct Delivery {
     /// Database time of the claim, in Unix seconds.
     pub claimed_at_unix: i64,
     pub target: Target,
+    /// Sent to test its destination's open circuit breaker (the claim made it half-open).
+    pub probe: bool,
 }
 
 /// Where a delivery goes.
@@ -103,6 +105,7 @@ impl Delivery {
                 endpoint_id: Uuid::now_v7().to_string(),
                 endpoint: None,
             },
+            probe: false,
         }
     }
 

@@ -47,13 +47,31 @@ pub(super) async fn rescue_expired_leases(shared: Arc<Shared>, stop: Cancellatio
     }
 }
 
-/// Returns how many expired leases went back to pending (or dead).
+/// Returns how many expired leases went back to pending (or dead). With `alerts.endpoint`
+/// set, those that went dead are announced in the rescue's own transaction.
 async fn rescue_once(shared: &Shared) -> u64 {
     let result = async {
         let mut conn = shared.pool.acquire().await?;
-        store::rescue_expired(&mut conn, BATCH).await
+        let Some(alerts_endpoint) = shared.config.alerts.endpoint_id() else {
+            return store::rescue_expired(&mut conn, BATCH).await;
+        };
+        let mut tx = conn.begin().await?;
+        let rescued = store::rescue_expired(&mut tx, BATCH).await?;
+        if !rescued.dead.is_empty()
+            && let Some(target) = alerts::target(&mut tx, alerts_endpoint).await?
+        {
+            let events: Vec<_> = alerts::dead_notifications(&mut tx, &rescued.dead)
+                .await?
+                .iter()
+                .filter_map(|n| alerts::dead_event(&target, n))
+                .collect();
+            alerts::enqueue(&mut tx, &events).await?;
+        }
+        tx.commit().await?;
+        Ok(rescued)
     }
-    .await;
+    .await
+    .map(|rescued| rescued.count);
     match result {
         Ok(0) => 0,
         Ok(n) => {

@@ -31,6 +31,18 @@ pub(super) async fn deliver(
     abort: CancellationToken,
     slots: Slots,
 ) {
+    if n.probe {
+        crate::metrics::breaker_transition("half_open");
+        let destination = match n.channel() {
+            crate::state::Channel::Email => "smtp",
+            crate::state::Channel::Webhook => n.destination(),
+        };
+        tracing::info!(
+            destination,
+            id = %n.id,
+            "circuit breaker half_open: one notification is sent as a probe"
+        );
+    }
     let started = Instant::now();
     let outcome = tokio::select! {
         outcome = shared.deliverer.deliver(&n) => outcome,

@@ -9,10 +9,11 @@
 //! - A claim issues a new `lease_token`; every later change to a leased queue row is conditional
 //!   on `id` AND `lease_token`, so a worker whose lease expired and was taken over changes
 //!   nothing.
-//! - `destinations.in_flight` counts leased queue rows: the statement that leases a row adds
-//!   one, every statement that ends a lease (outcome, rescue, release) takes it back.
+//! - What is in flight is the leased queue rows; no counter is kept. Destinations without a
+//!   limit or a breaker that is not closed are not written on the way of a delivery.
 //! - Claims lock destination rows with SKIP LOCKED and never wait; statements that end leases
-//!   lock queue rows in id order, then destination rows in key order. No cycle can form.
+//!   lock queue rows in id order, then the destination rows they change in key order. No cycle
+//!   can form.
 //! - An attempt is counted when it is claimed, so a notification that crashes its daemon still
 //!   runs out of attempts instead of looping forever.
 
@@ -51,6 +52,7 @@ struct ClaimedRow {
     endpoint_previous_secret: Option<String>,
     endpoint_enabled: Option<bool>,
     endpoint_disabled_reason: Option<String>,
+    probe: bool,
 }
 
 impl From<ClaimedRow> for Delivery {
@@ -88,6 +90,7 @@ impl From<ClaimedRow> for Delivery {
             lease_token: row.lease_token,
             claimed_at_unix: row.claimed_at_unix,
             target,
+            probe: row.probe,
         }
     }
 }
@@ -108,33 +111,29 @@ macro_rules! locked_leases {
     };
 }
 
-/// Gives back `in_flight` for the leases a statement ended without an attempt's verdict on
-/// the destination (a rescue, a release): `ended` has one row per lease, with its
-/// `destination`. A half-open breaker whose probe ended this way is open again and probes at
-/// once. Destination rows are locked in key order, so statements that end leases of several
-/// destinations cannot deadlock one another.
-macro_rules! free_destinations {
+/// For the leases a statement ended without an attempt's verdict on the destination (a
+/// rescue, a release; `ended` has one row per lease, with its `destination`): a half-open
+/// breaker whose probe ended this way is open again and probes at once. Only such rows are
+/// locked, in key order, so statements that end leases of several destinations cannot
+/// deadlock one another.
+macro_rules! reopen_unjudged_probes {
     ($ended:literal) => {
         concat!(
             "
-        ended_counts as (
-            select e.destination, count(*)::int4 as n from ",
-            $ended,
-            " e group by e.destination
-        ),
-        freeing as (
+        probing as (
             select d.key from herald.destinations d
-            join ended_counts c on c.destination = d.key
+            where d.breaker = 'half_open'
+              and d.key in (select e.destination from ",
+            $ended,
+            " e)
             order by d.key
             for update of d
         ),
-        freed as (
+        reopened as (
             update herald.destinations d
-            set in_flight = greatest(d.in_flight - c.n, 0),
-                breaker = case when d.breaker = 'half_open' then 'open' else d.breaker end,
-                next_probe_at = case when d.breaker = 'half_open' then now() else d.next_probe_at end
-            from freeing f join ended_counts c on c.destination = f.key
-            where d.key = f.key
+            set breaker = 'open', next_probe_at = now()
+            from probing p
+            where d.key = p.key and d.breaker = 'half_open'
         )"
         )
     };
@@ -179,17 +178,22 @@ pub struct Recorded {
 /// How the share is decided, in one statement:
 /// - Lanes are the `(destination, tenant)` pairs with a due, unleased queue row, found by
 ///   skipping through `queue_lanes` (one index probe a lane).
-/// - A destination takes part when its row can be locked (another daemon's claim holding it is
-///   skipped: it is serving that destination right now), its breaker admits work, it is not
-///   throttled, and it has room under `max_in_flight` and a token in its bucket. Its allowance
-///   is the least of those; locking the row makes `in_flight` and the tokens exact across
-///   daemons.
-/// - Each candidate row gets a load: its destination's deliveries in flight plus its place in
-///   that destination's line (lanes of one destination take turns), and likewise for its
-///   tenant across all the tenant's destinations. The rows with the least load win, oldest
-///   first among equals: a destination or tenant that has little in flight is served before
-///   one that has much, so a slow endpoint or a bursting tenant never holds every worker while
-///   anyone else has due work, and a destination alone still gets every worker.
+/// - What is in flight where is counted from the leased queue rows (`queue_leased`).
+/// - A destination with a limit, a throttle or a breaker that is not closed is *guarded*: it
+///   takes part only if its row can be locked now (SKIP LOCKED: another daemon's claim is
+///   serving it) and no claim took work from it since this statement's snapshot (`claims`
+///   unchanged), so the snapshot's in-flight count is exact, and only while its breaker admits
+///   work (a probe when one is due), it is not throttled, and it has room under
+///   `max_in_flight` and a token in its bucket. Other destinations are share-locked (claims do
+///   not exclude one another) and never written on the way of a delivery; the lock makes a
+///   claim that raced a breaker opening see it.
+/// - Each lane offers at most twice its even share of the claim (and at least two rows), and
+///   each candidate gets a load: its destination's deliveries in flight plus its place in that
+///   destination's line (lanes of one destination take turns), and likewise for its tenant.
+///   The rows with the least load win, oldest first among equals: a destination or tenant with
+///   little in flight is served before one with much, so a slow endpoint or a bursting tenant
+///   never holds every worker while anyone else has due work, and a destination alone still
+///   gets every worker.
 pub async fn claim_due(
     conn: &mut PgConnection,
     owner: &str,
@@ -209,49 +213,75 @@ pub async fn claim_due(
                 order by q.destination, q.tenant limit 1
             ) nxt
         ),
-        due_lanes as (
+        due_lanes as materialized (
             select l.destination, l.tenant from lanes l
             where exists (select 1 from herald.queue q
                           where q.destination = l.destination and q.tenant = l.tenant
                             and q.run_at <= now() and q.lease_token is null)
         ),
-        admitted as (
-            select d.key, d.in_flight, d.tenant,
-                   least($1,
-                         case when d.breaker = 'open' then 1 else $1 end,
-                         coalesce(d.max_in_flight - d.in_flight, $1),
-                         coalesce(floor(herald_tokens.now)::int8, $1)) as allowance
+        leased as materialized (
+            select q.destination, q.tenant, count(*) as n from herald.queue q
+            where q.lease_token is not null
+            group by q.destination, q.tenant
+        ),
+        dest_leased as materialized (
+            select l.destination, sum(l.n)::int8 as n from leased l group by l.destination
+        ),
+        tenant_leased as materialized (
+            select l.tenant, sum(l.n)::int8 as n from leased l group by l.tenant
+        ),
+        -- The destinations with due work as this statement's snapshot sees them.
+        seen as materialized (
+            select d.key, d.claims,
+                   d.rate_count is not null or d.max_in_flight is not null
+                   or d.breaker <> 'closed' or coalesce(d.throttled_until > now(), false) as guarded
             from herald.destinations d
-            cross join lateral (
-                select case when d.rate_count is null then null
-                            else least(greatest(d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end), 1.0),
-                                       coalesce(d.tokens, 1.0e9)
-                                       + extract(epoch from now() - coalesce(d.tokens_at, now()))::float8
-                                         * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end))
-                       end as now
-            ) herald_tokens
-            where d.key in (select destination from due_lanes)
+            where d.key in (select dl.destination from due_lanes dl)
+        ),
+        -- The others are share-locked: claims do not block one another, but one whose snapshot
+        -- predates a breaker opening (an outcome statement holds the row) skips it, or sees the
+        -- newest row and leaves it out.
+        unguarded as materialized (
+            select d.key from herald.destinations d
+            where d.key in (select s.key from seen s where not s.guarded)
+              and d.rate_count is null and d.max_in_flight is null and d.breaker = 'closed'
+              and coalesce(d.throttled_until <= now(), true)
+            for share of d skip locked
+        ),
+        guarded as materialized (
+            select d.key, d.claims, d.breaker, d.max_in_flight,
+                   case when d.rate_count is null then null
+                        else least(greatest(d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end), 1.0),
+                                   coalesce(d.tokens, 1.0e9)
+                                   + extract(epoch from now() - coalesce(d.tokens_at, now()))::float8
+                                     * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end))
+                   end as tokens
+            from herald.destinations d
+            where d.key in (select s.key from seen s where s.guarded)
               and (d.throttled_until is null or d.throttled_until <= now())
               and (d.breaker = 'closed' or (d.breaker = 'open' and d.next_probe_at <= now()))
-              and (d.max_in_flight is null or d.in_flight < d.max_in_flight)
+            order by d.key
             for update of d skip locked
         ),
-        -- A webhook whose endpoint is gone has no destination row and no limits: its claim
-        -- finds the endpoint missing and ends it.
-        serving as (
-            select a.key, a.in_flight, a.tenant, a.allowance from admitted a where a.allowance > 0
+        serving as materialized (
+            select g.key, coalesce(dl.n, 0) as in_flight,
+                   least($1,
+                         case when g.breaker = 'open' then 1 else $1 end,
+                         coalesce(g.max_in_flight - coalesce(dl.n, 0), $1),
+                         coalesce(floor(g.tokens)::int8, $1)) as allowance
+            from guarded g
+            join seen s on s.key = g.key and s.claims = g.claims
+            left join dest_leased dl on dl.destination = g.key
             union all
-            select distinct dl.destination, 0, null::text, $1 from due_lanes dl
-            where not exists (select 1 from herald.destinations d where d.key = dl.destination)
+            select u.key, coalesce(x.n, 0), $1
+            from unguarded u left join dest_leased x on x.destination = u.key
+            union all
+            -- Webhooks whose endpoint is gone (no row, no limits): their claim finds the
+            -- endpoint missing and ends them.
+            select dl.destination, 0, $1
+            from (select distinct destination from due_lanes) dl
+            where not exists (select 1 from seen s where s.key = dl.destination)
         ),
-        tenant_load as (
-            select d.tenant, sum(d.in_flight)::int8 as in_flight from herald.destinations d
-            where d.tenant in (select dl.tenant from due_lanes dl)
-            group by d.tenant
-        ),
-        -- Each lane offers at most twice its even share of the claim (and at least two rows):
-        -- enough for the least loaded to take more than the others, without reading and
-        -- ranking `limit` rows of every lane.
         lane_share as materialized (
             select greatest(2, ceil(2.0 * $1 / greatest(count(*), 1)))::int8 as rows
             from due_lanes
@@ -260,7 +290,7 @@ pub async fn claim_due(
             select c.id, c.run_at, s.key as destination, dl.tenant, s.in_flight, s.allowance,
                    row_number() over (partition by s.key, dl.tenant order by c.run_at) as lane_place
             from due_lanes dl
-            join serving s on s.key = dl.destination
+            join serving s on s.key = dl.destination and s.allowance > 0
             cross join lane_share
             cross join lateral (
                 select q.id, q.run_at from herald.queue q
@@ -271,19 +301,18 @@ pub async fn claim_due(
             ) c
         ),
         in_destination as (
-            select c.*, c.in_flight + row_number() over (
-                       partition by c.destination order by c.lane_place, c.run_at) as destination_load,
+            select c.*,
                    row_number() over (
                        partition by c.destination order by c.lane_place, c.run_at) as place
             from candidates c
         ),
         in_tenant as (
             select i.id, i.run_at,
-                   greatest(i.destination_load,
-                            coalesce(t.in_flight, 0) + row_number() over (
-                                partition by i.tenant order by i.destination_load, i.run_at)) as load
+                   greatest(i.in_flight + i.place,
+                            coalesce(t.n, 0) + row_number() over (
+                                partition by i.tenant order by i.in_flight + i.place, i.run_at)) as load
             from in_destination i
-            left join tenant_load t on t.tenant = i.tenant
+            left join tenant_leased t on t.tenant = i.tenant
             where i.place <= i.allowance
         ),
         chosen as (
@@ -305,19 +334,16 @@ pub async fn claim_due(
             where q.id = locked.id
             returning q.id, q.destination, q.attempts, q.lease_token
         ),
+        -- Only guarded destinations, whose rows this statement holds locked.
         served as (
             update herald.destinations d
-            set in_flight = d.in_flight + s.n,
+            set claims = d.claims + 1,
                 tokens = case when d.rate_count is null then null
-                              else least(greatest(d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end), 1.0),
-                                         coalesce(d.tokens, 1.0e9)
-                                         + extract(epoch from now() - coalesce(d.tokens_at, now()))::float8
-                                           * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end))
-                                   - s.n end,
+                              else g.tokens - s.n end,
                 tokens_at = case when d.rate_count is null then null else now() end,
-                breaker = case when d.breaker = 'open' then 'half_open' else d.breaker end,
-                last_served_at = now()
+                breaker = case when d.breaker = 'open' then 'half_open' else d.breaker end
             from (select c.destination, count(*)::int4 as n from claimed c group by c.destination) s
+            join guarded g on g.key = s.destination
             where d.key = s.destination
         )
         select c.id, n.tenant, n.user_id, n.type, n.business_id, n.channel, n.destination,
@@ -330,9 +356,11 @@ pub async fn claim_due(
                e.url as endpoint_url, e.secret as endpoint_secret,
                case when e.previous_secret_expires_at > now() then e.previous_secret end
                    as endpoint_previous_secret,
-               e.enabled as endpoint_enabled, e.disabled_reason as endpoint_disabled_reason
+               e.enabled as endpoint_enabled, e.disabled_reason as endpoint_disabled_reason,
+               coalesce(g.breaker = 'open', false) as probe
         from claimed c
         join herald.intents n on n.id = c.id
+        left join guarded g on g.key = c.destination
         left join herald.webhook_endpoints e
                on e.tenant = n.tenant
               and e.id = case when n.channel = 'webhook' and n.destination ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
@@ -464,22 +492,30 @@ pub async fn record_outcomes(
             from locked
         ),
         verdicts as (
-            select l.destination, count(*)::int4 as n,
+            select l.destination,
                    bool_or(l.signal = 'healthy') as healthy,
                    (count(*) filter (where l.signal = 'failing'))::int4 as failing,
                    max(l.throttle_secs) as throttle_secs
             from locked l group by l.destination
         ),
+        -- The destinations whose row this batch changes, as the snapshot sees them: a delivery
+        -- to a closed breaker with no failures counted changes nothing, and writes nothing.
+        affected as (
+            select v.destination from verdicts v
+            join herald.destinations d on d.key = v.destination
+            where v.failing > 0 or v.throttle_secs is not null or d.breaker <> 'closed'
+               or (v.healthy and d.consecutive_failures > 0)
+        ),
         -- In key order, so that outcome statements of several daemons cannot deadlock; the
         -- newest row versions, so that `before` is what this statement changes.
         before as (
             select d.key, d.breaker, d.consecutive_failures from herald.destinations d
-            join verdicts v on v.destination = d.key
+            where d.key in (select a.destination from affected a)
             order by d.key
             for update of d
         ),
         judged as (
-            select b.key, v.n, v.healthy, v.failing, v.throttle_secs,
+            select b.key, v.healthy, v.failing, v.throttle_secs,
                    case when v.healthy then 'closed'
                         when b.breaker = 'half_open' then 'open'
                         when b.breaker = 'closed' and b.consecutive_failures + v.failing >= $11
@@ -491,8 +527,7 @@ pub async fn record_outcomes(
         ),
         changed as (
             update herald.destinations d
-            set in_flight = greatest(d.in_flight - j.n, 0),
-                consecutive_failures = case when j.healthy then 0
+            set consecutive_failures = case when j.healthy then 0
                                             else d.consecutive_failures + j.failing end,
                 breaker = j.breaker,
                 breaker_opened_at = case when j.breaker = 'closed' then null
@@ -621,7 +656,7 @@ pub async fn attempt_logged(
 /// Returns running notifications whose lease expired (their daemon crashed or lost the
 /// database) to `pending`, due at once, or to `dead` when that was their last attempt; each
 /// gets an attempt row with outcome `unknown`. Returns how many were rescued.
-pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, sqlx::Error> {
+pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<Rescued, sqlx::Error> {
     const SQL: &str = concat!(
         "
         with expired as (
@@ -651,19 +686,34 @@ pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<u64, 
             from expired e
             where n.id = e.id and e.last
         ),",
-        free_destinations!("expired"),
-        "
-        insert into herald.attempts
-            (notification_id, attempt, started_at, finished_at, outcome, error, lease_token)
-        select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(), 'unknown',
-               error, lease_token
-        from expired"
+        reopen_unjudged_probes!("expired"),
+        ",
+        logged as (
+            insert into herald.attempts
+                (notification_id, attempt, started_at, finished_at, outcome, error, lease_token)
+            select id, herald.next_attempt_number(id), coalesce(attempted_at, now()), now(),
+                   'unknown', error, lease_token
+            from expired
+        )
+        select id, last from expired"
     );
-    Ok(sqlx::query(SQL)
-        .bind(limit)
-        .execute(conn)
-        .await?
-        .rows_affected())
+    let rows: Vec<(Uuid, bool)> = sqlx::query_as(SQL).bind(limit).fetch_all(conn).await?;
+    Ok(Rescued {
+        count: rows.len() as u64,
+        dead: rows
+            .into_iter()
+            .filter_map(|(id, last)| last.then_some(id))
+            .collect(),
+    })
+}
+
+/// What a rescue did.
+#[derive(Debug, Default)]
+pub struct Rescued {
+    /// Expired leases taken back.
+    pub count: u64,
+    /// Those that were on their last attempt, now dead.
+    pub dead: Vec<Uuid>,
 }
 
 /// Shutdown: hands unfinished claims back at once, without spending their attempt (the
@@ -679,7 +729,7 @@ pub async fn release(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> Result<u
             from locked
             where q.id = locked.id
         ),",
-        free_destinations!("locked"),
+        reopen_unjudged_probes!("locked"),
         "
         select count(*) from locked"
     );
@@ -787,7 +837,10 @@ pub async fn any_work_left(conn: &mut PgConnection) -> Result<bool, sqlx::Error>
                        or ((d.throttled_until is null or d.throttled_until <= now())
                            and (d.breaker = 'closed'
                                 or (d.breaker = 'open' and d.next_probe_at <= now()))
-                           and (d.max_in_flight is null or d.in_flight < d.max_in_flight)
+                           and (d.max_in_flight is null
+                                or d.max_in_flight > (select count(*) from herald.queue x
+                                                      where x.destination = d.key
+                                                        and x.lease_token is not null))
                            and (d.rate_count is null or d.tokens is null or d.tokens >= 1
                                 or d.tokens + extract(epoch from now() - d.tokens_at)::float8
                                    * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end)

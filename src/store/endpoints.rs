@@ -26,7 +26,8 @@ macro_rules! endpoint_columns {
          coalesce(d.breaker, 'closed') as breaker,
          coalesce(d.consecutive_failures, 0) as consecutive_failures,
          d.breaker_opened_at, d.next_probe_at,
-         coalesce(d.in_flight, 0) as in_flight"
+         (select count(*)::int4 from herald.queue q
+          where q.destination = e.id::text and q.lease_token is not null) as in_flight"
     };
 }
 
@@ -217,7 +218,9 @@ pub async fn reset_relay_breaker(conn: &mut PgConnection) -> Result<Option<Relay
         "
         where d.key = 'smtp'
         returning d.key as destination, d.breaker, d.consecutive_failures, d.breaker_opened_at,
-                  d.next_probe_at, d.in_flight"
+                  d.next_probe_at,
+                  (select count(*)::int4 from herald.queue q
+                   where q.destination = 'smtp' and q.lease_token is not null) as in_flight"
     );
     sqlx::query_as(SQL).fetch_optional(conn).await
 }

@@ -37,7 +37,9 @@ pub async fn state_counts(conn: &mut PgConnection) -> Result<StateGauges, sqlx::
                count(*) filter (where d.breaker = 'closed' and d.throttled_until > now()),
                count(*) filter (
                    where d.breaker = 'closed' and not coalesce(d.throttled_until > now(), false)
-                     and (d.in_flight >= d.max_in_flight
+                     and (d.max_in_flight <= (select count(*) from herald.queue x
+                                              where x.destination = d.key
+                                                and x.lease_token is not null)
                           or d.tokens + extract(epoch from now() - d.tokens_at)::float8
                              * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end) < 1))
         from herald.queue q join herald.destinations d on d.key = q.destination

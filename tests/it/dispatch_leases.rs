@@ -57,7 +57,10 @@ async fn a_worker_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
         "select bool_and(lease_expires_at < now()) from herald.notifications",
     )
     .await;
-    assert_eq!(store::rescue_expired(&mut conn, 100).await.unwrap(), 1);
+    assert_eq!(
+        store::rescue_expired(&mut conn, 100).await.unwrap().count,
+        1
+    );
     let second = store::claim_due(&mut conn, "daemon-b", 10, Duration::from_secs(60))
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 
 use herald_test_support as support;
 
+mod alerts;
 mod cli_admin;
 mod cli_bench;
 mod cli_endpoints;

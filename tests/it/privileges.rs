@@ -34,7 +34,7 @@ const TABLE_WRITES: [&str; 9] = [
     "update herald.queue set run_at = now()",
     "delete from herald.queue",
     "insert into herald.destinations (key) values ('x')",
-    "update herald.destinations set in_flight = 0",
+    "update herald.destinations set claims = 0",
     "delete from herald.destinations",
 ];
 
@@ -246,10 +246,9 @@ async fn an_operator_runs_every_admin_command_without_reading_secrets(pool: PgPo
         try_sql(&admin, "select secret from herald.webhook_endpoints").await,
         DENIED
     );
-    // Limits and breakers are the operator's; the count of deliveries in flight is the
-    // daemons' alone.
+    // Limits and breakers are the operator's; the claims' bookkeeping is the daemons' alone.
     assert_eq!(
-        try_sql(&admin, "update herald.destinations set in_flight = 0").await,
+        try_sql(&admin, "update herald.destinations set claims = 0").await,
         DENIED
     );
     admin.close().await;

@@ -185,9 +185,8 @@ macro_rules! target {
 
 /// Finishes `rows` as the daemon or an operator would: `state` (`delivered`, `dead` or
 /// `cancelled`) and `finished_at` on the intent, and its queue row gone. What the queue row
-/// counted (attempts, the start of the latest one, the last error) stays on the intent, and a
-/// lease it held is given back to its destination's `in_flight`. Returns how many notifications
-/// it finished.
+/// counted (attempts, the start of the latest one, the last error) stays on the intent. Returns
+/// how many notifications it finished.
 pub async fn finish(
     pool: &PgPool,
     rows: impl Into<Rows<'_>>,
@@ -200,12 +199,6 @@ pub async fn finish(
         dequeued as (
             delete from herald.queue q using target t where q.id = t.id
             returning q.id, q.destination, q.attempts, q.attempted_at, q.last_error, q.lease_token
-        ),
-        freed as (
-            update herald.destinations d set in_flight = d.in_flight - l.n
-            from (select destination, count(*)::int4 as n from dequeued
-                  where lease_token is not null group by destination) l
-            where d.key = l.destination
         )
         update herald.intents i
         set state = $3, finished_at = coalesce($4::timestamptz, now() + $5::interval),
@@ -263,8 +256,8 @@ pub async fn set_due(pool: &PgPool, rows: impl Into<Rows<'_>>, run_at: At<'_>) -
 
 /// Leases the pending (unleased) notifications among `rows` as a claim by `owner` would (one
 /// more attempt, started at `attempted_at`; a fresh token; the lease expiring at `expires_at`,
-/// in the past for one a crashed daemon left behind), so that they are `running`, counted in
-/// their destinations' `in_flight`. Returns `(id, lease token)` by id.
+/// in the past for one a crashed daemon left behind), so that they are `running`. Returns
+/// `(id, lease token)` by id.
 pub async fn lease(
     pool: &PgPool,
     rows: impl Into<Rows<'_>>,
@@ -282,11 +275,6 @@ pub async fn lease(
                 run_at = coalesce($6::timestamptz, now() + $7::interval)
             from target t where q.id = t.id and q.lease_token is null
             returning q.id, q.lease_token, q.destination
-        ),
-        counted as (
-            update herald.destinations d set in_flight = d.in_flight + l.n
-            from (select destination, count(*)::int4 as n from leased group by destination) l
-            where d.key = l.destination
         )
         select id, lease_token from leased order by id"
     );
