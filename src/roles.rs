@@ -85,7 +85,10 @@ pub const ROLES: [GroupRole; 5] = [
         grants: &[
             // retry, cancel, sweep
             "grant update, delete on herald.intents to herald_admin",
-            "grant insert, update, delete on herald.queue to herald_admin",
+            // retry queues again, cancel dequeues; no admin command changes a queued row, but
+            // cancel locks one first (FOR UPDATE needs UPDATE on some column: the least
+            // consequential one)
+            "grant insert, delete, update (last_error) on herald.queue to herald_admin",
             // endpoints set and reset: limits and the breaker, never the in-flight count that
             // the daemons keep
             "grant update (rate_count, rate_unit, tokens, tokens_at, max_in_flight, breaker, \

@@ -174,20 +174,21 @@ pub async fn target(
     }))
 }
 
-/// Enqueues `events` on `conn` (the caller's transaction). An alerts endpoint that was disabled
-/// or removed refuses them: that is logged, not fatal, so outcomes are still recorded.
+/// Enqueues `events` on `conn` (the caller's transaction), one at a time: a refusal (an alerts
+/// endpoint that was disabled or removed; a notification that died again after a manual retry,
+/// whose event key is taken) drops that event alone, with a log line, and leaves the
+/// transaction and the outcomes it records intact.
 pub async fn enqueue(conn: &mut PgConnection, events: &[Notification]) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    match crate::enqueue_many(&mut *conn, events).await {
-        Ok(_) => Ok(()),
-        Err(crate::EnqueueError::Database(e)) => Err(e),
-        Err(refused) => {
-            tracing::warn!(error = %refused, "operational events not enqueued");
-            Ok(())
+    for event in events {
+        match crate::enqueue(&mut *conn, event).await {
+            Ok(_) => {}
+            Err(crate::EnqueueError::Database(e)) => return Err(e),
+            Err(refused) => {
+                tracing::info!(event = %event.key().type_, error = %refused, "operational event not enqueued");
+            }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

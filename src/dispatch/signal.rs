@@ -6,8 +6,10 @@
 //!   own problem (a missing template, a refused recipient, an endpoint that no longer exists)
 //!   never opens a breaker that would hold everyone else's notifications.
 //! - A `429` slows the destination and never counts toward its breaker.
-//! - For the SMTP relay only connection, TLS, timeout and whole-session (`421`) failures count:
-//!   other `4xx` answers may concern one recipient.
+//! - For the SMTP relay only connection, TLS, timeout and whole-session failures count: `421`,
+//!   and `4xx` answers whose enhanced status code (RFC 3463) names the mail system (`4.3.x`) or
+//!   the network (`4.4.x`). Other `4xx` answers (a busy mailbox, greylisting, `4.2.x`, `4.7.x`)
+//!   may concern one recipient.
 
 use std::time::Duration;
 
@@ -70,14 +72,39 @@ pub fn signal(channel: Channel, outcome: &Outcome) -> Signal {
             },
         ) => Signal::Throttled(retry_after.unwrap_or(DEFAULT_THROTTLE).min(MAX_THROTTLE)),
         (Channel::Webhook, Outcome::Retry { .. }) => Signal::Failing,
-        (Channel::Email, Outcome::Retry { status, kind, .. }) => match status {
+        (
+            Channel::Email,
+            Outcome::Retry {
+                status,
+                kind,
+                error,
+                ..
+            },
+        ) => match status {
             // No SMTP answer: connection, TLS, timeout, or the conversation broke off.
             None => Signal::Failing,
             Some(421) => Signal::Failing,
             Some(_) if *kind == AttemptKind::Unknown => Signal::Failing,
+            Some(_) if matches!(enhanced_subject(error), Some(3 | 4)) => Signal::Failing,
             Some(_) => Signal::Neutral,
         },
     }
+}
+
+/// The subject of the first enhanced status code (`4.<subject>.<detail>`, RFC 3463) in an SMTP
+/// error text: 3 is the mail system, 4 the network and routing.
+fn enhanced_subject(text: &str) -> Option<u32> {
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == ':')
+        .find_map(|word| {
+            let mut parts = word.split('.');
+            let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
+            let digits = |p: &str, max: usize| {
+                !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit())
+            };
+            (class == "4" && digits(subject, 3) && digits(detail, 3) && parts.next().is_none())
+                .then(|| subject.parse().ok())
+                .flatten()
+        })
 }
 
 #[cfg(test)]
@@ -160,6 +187,27 @@ mod tests {
                     &retry(Some(status), AttemptKind::Failed, None)
                 ),
                 Signal::Neutral
+            );
+        }
+        let answered = |status: i32, text: &str| Outcome::Retry {
+            kind: AttemptKind::Failed,
+            status: Some(status),
+            error: format!("permanent error ({status}): {text}"),
+            retry_after: None,
+        };
+        for (status, text, expected) in [
+            (452, "4.3.1 Insufficient system storage", Signal::Failing),
+            (451, "4.4.2 Connection dropped", Signal::Failing),
+            (451, "4.7.1 Greylisted, try again later", Signal::Neutral),
+            (450, "4.2.1 Mailbox busy", Signal::Neutral),
+            (452, "4.5.3 Too many recipients", Signal::Neutral),
+            (451, "Local error in processing (no code)", Signal::Neutral),
+            (451, "version 14.3.1 of the server", Signal::Neutral),
+        ] {
+            assert_eq!(
+                signal(Channel::Email, &answered(status, text)),
+                expected,
+                "{status} {text}"
             );
         }
     }

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
-use sqlx::PgConnection;
 use sqlx::types::Json;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::notifications::NotificationRow;
@@ -47,8 +47,10 @@ pub async fn retry(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sqlx
 
 /// `pending` → `cancelled`.
 pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sqlx::Error> {
-    // The queue row is locked too: a claim that took it first has committed its lease by
-    // the time this statement reads it, and the notification is then running.
+    // The queue row is locked first, as every dispatcher statement locks a queue row before
+    // its intent (a claim, an outcome): the other order could deadlock with an outcome. A
+    // claim that took it first has committed its lease by the time this statement reads it,
+    // and the notification is then running.
     const SQL: &str = "
         with target as (
             select id, state from herald.intents where id = $1 for update
@@ -75,7 +77,14 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sql
             returning n.id
         )
         select current.state, exists (select 1 from cancelled) as done from current";
-    transition(conn, SQL, id).await
+    let mut tx = conn.begin().await?;
+    sqlx::query("select 1 from herald.queue where id = $1 for update")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let done = transition(&mut tx, SQL, id).await?;
+    tx.commit().await?;
+    Ok(done)
 }
 
 async fn transition(

@@ -751,7 +751,8 @@ pub struct DisabledEndpoint {
     pub at: DateTime<Utc>,
 }
 
-/// Disables the enabled endpoints whose breaker has been open for `disable_after`, and ends
+/// Disables the enabled endpoints whose breaker has been open for `disable_after` with
+/// notifications waiting (so probes kept failing), and ends
 /// their waiting notifications `dead` with `endpoint <id> disabled: <reason>` (deliveries in
 /// flight finish as they will). The relay's breaker never disables anything. Returns the
 /// endpoints and the notifications that went dead.
@@ -764,6 +765,11 @@ pub async fn disable_broken_endpoints(
             select d.endpoint_id, d.breaker_opened_at from herald.destinations d
             where d.endpoint_id is not null and d.breaker <> 'closed'
               and d.breaker_opened_at < now() - make_interval(secs => $1)
+              -- Notifications waiting means probes were due all along (at most
+              -- max_probe_interval apart) and failed; with nothing waiting there was nothing to
+              -- probe with, and no evidence the endpoint is still down.
+              and exists (select 1 from herald.queue q
+                          where q.destination = d.key and q.lease_token is null)
             order by d.key
             for update of d skip locked
         )
