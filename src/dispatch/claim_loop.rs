@@ -102,13 +102,18 @@ async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
     let config = &shared.config.dispatcher;
     let result = async {
         let mut conn = shared.pool.acquire().await?;
-        store::claim_due(
+        // Concurrent claims start from the same lane; the later to return moves the cursor.
+        let mut cursor = super::lock(&shared.lane_cursor).clone();
+        let claimed = store::claim_from(
             &mut conn,
             &shared.owner,
             reservation.wanted as i64,
             config.lease,
+            &mut cursor,
         )
-        .await
+        .await?;
+        *super::lock(&shared.lane_cursor) = cursor;
+        Ok(claimed)
     }
     .await;
     (result, reservation)

@@ -126,6 +126,8 @@ struct Shared {
     in_flight: Mutex<HashMap<Uuid, Uuid>>,
     /// Notifications this daemon scheduled a retry for (for `--until-idle`).
     retries_waiting: Mutex<HashSet<Uuid>>,
+    /// Where this daemon's last claim's window of lanes ended (fair share, `store::dispatch`).
+    lane_cursor: Mutex<store::LaneCursor>,
     /// Signalled by NOTIFY and by every finished delivery.
     wake: Notify,
     recorder: recorder::Recorder,
@@ -184,6 +186,7 @@ impl Dispatcher {
                 owner: owner_name(),
                 in_flight: Mutex::new(HashMap::new()),
                 retries_waiting: Mutex::new(HashSet::new()),
+                lane_cursor: Mutex::new(store::LaneCursor::default()),
                 wake: Notify::new(),
                 attempts: Default::default(),
             }),

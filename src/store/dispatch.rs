@@ -53,6 +53,8 @@ struct ClaimedRow {
     endpoint_enabled: Option<bool>,
     endpoint_disabled_reason: Option<String>,
     probe: bool,
+    window_end_destination: Option<String>,
+    window_end_tenant: Option<String>,
 }
 
 impl From<ClaimedRow> for Delivery {
@@ -172,12 +174,43 @@ pub struct Recorded {
     pub breakers: Vec<BreakerChange>,
 }
 
+/// Whether lane `$l` (`destination`, `tenant`) has a due, unleased row that a claim could take
+/// now: its destination (if it has a row) is not throttled, its breaker admits work (closed,
+/// or open with a probe due), its bucket holds a token and it has room under its cap, as this
+/// statement's snapshot sees them (the claim checks again under the destination's lock).
+macro_rules! claimable_lane {
+    ($l:literal) => {
+        concat!(
+            "exists (select 1 from herald.queue q
+                     where q.destination = ", $l, ".destination and q.tenant = ", $l, ".tenant
+                       and q.run_at <= now() and q.lease_token is null)
+             and not exists (
+                 select 1 from herald.destinations d
+                 where d.key = ", $l, ".destination
+                   and not (coalesce(d.throttled_until <= now(), true)
+                            and (d.breaker = 'closed'
+                                 or (d.breaker = 'open' and d.next_probe_at <= now()))
+                            and (d.rate_count is null or d.tokens is null
+                                 or d.tokens + extract(epoch from now() - d.tokens_at)::float8
+                                    * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end)
+                                    >= 1)
+                            and (d.max_in_flight is null
+                                 or d.max_in_flight > (select count(*) from herald.queue x
+                                                       where x.destination = d.key
+                                                         and x.lease_token is not null))))"
+        )
+    };
+}
+
 /// Claims up to `limit` due notifications under fresh leases, sharing them fairly among the
 /// destinations and tenants with due work, within each destination's limits.
 ///
 /// How the share is decided, in one statement:
-/// - Lanes are the `(destination, tenant)` pairs with a due, unleased queue row, found by
-///   skipping through `queue_lanes` (one index probe a lane).
+/// - Lanes are the `(destination, tenant)` pairs of the queue. A claim looks at a window of
+///   them: the next `max(2 × limit, 16)` lanes after `cursor` (where this daemon's last window
+///   ended, wrapping around) that have work it could take now, found by skipping through
+///   `queue_lanes` (an index probe or two a lane). Successive claims rotate through all lanes,
+///   however many there are, at a cost that grows with the window, not with the lanes.
 /// - What is in flight where is counted from the leased queue rows (`queue_leased`).
 /// - A destination with a limit, a throttle or a breaker that is not closed is *guarded*: it
 ///   takes part only if its row can be locked now (SKIP LOCKED: another daemon's claim is
@@ -194,30 +227,63 @@ pub struct Recorded {
 ///   little in flight is served before one with much, so a slow endpoint or a bursting tenant
 ///   never holds every worker while anyone else has due work, and a destination alone still
 ///   gets every worker.
-pub async fn claim_due(
+pub async fn claim_from(
     conn: &mut PgConnection,
     owner: &str,
     limit: i64,
     lease: Duration,
+    cursor: &mut LaneCursor,
 ) -> Result<Vec<Delivery>, sqlx::Error> {
-    const SQL: &str = "
-        with recursive lanes(destination, tenant) as (
+    const SQL: &str = concat!(
+        "
+        with recursive after_cursor(destination, tenant) as (
             (select q.destination, q.tenant from herald.queue q
+             where $4::text is null or (q.destination, q.tenant) > ($4::text, $5::text)
              order by q.destination, q.tenant limit 1)
             union all
             select nxt.destination, nxt.tenant
-            from lanes l
+            from after_cursor l
             cross join lateral (
                 select q.destination, q.tenant from herald.queue q
                 where (q.destination, q.tenant) > (l.destination, l.tenant)
                 order by q.destination, q.tenant limit 1
             ) nxt
         ),
+        up_to_cursor(destination, tenant) as (
+            (select q.destination, q.tenant from herald.queue q
+             where $4::text is not null and (q.destination, q.tenant) <= ($4::text, $5::text)
+             order by q.destination, q.tenant limit 1)
+            union all
+            select nxt.destination, nxt.tenant
+            from up_to_cursor l
+            cross join lateral (
+                select q.destination, q.tenant from herald.queue q
+                where (q.destination, q.tenant) > (l.destination, l.tenant)
+                  and (q.destination, q.tenant) <= ($4::text, $5::text)
+                order by q.destination, q.tenant limit 1
+            ) nxt
+        ),
+        -- The window: the next lanes after the cursor (wrapping around) that have work a claim
+        -- could take now. Both walks stop as soon as the window is full.
         due_lanes as materialized (
-            select l.destination, l.tenant from lanes l
-            where exists (select 1 from herald.queue q
-                          where q.destination = l.destination and q.tenant = l.tenant
-                            and q.run_at <= now() and q.lease_token is null)
+            select w.destination, w.tenant, w.part from (
+                (select a.destination, a.tenant, 0 as part from after_cursor a
+                 where ",
+        claimable_lane!("a"),
+        "
+                 limit greatest(2 * $1, 16))
+                union all
+                (select b.destination, b.tenant, 1 as part from up_to_cursor b
+                 where ",
+        claimable_lane!("b"),
+        "
+                 limit greatest(2 * $1, 16))
+            ) w
+            limit greatest(2 * $1, 16)
+        ),
+        window_end as materialized (
+            select d.destination, d.tenant from due_lanes d
+            order by d.part desc, d.destination desc, d.tenant desc limit 1
         ),
         leased as materialized (
             select q.destination, q.tenant, count(*) as n from herald.queue q
@@ -292,12 +358,15 @@ pub async fn claim_due(
             from due_lanes dl
             join serving s on s.key = dl.destination and s.allowance > 0
             cross join lane_share
+            -- Locked as they are read, skipping rows another claim holds: concurrent claims
+            -- take different rows. The few not chosen are free again at commit.
             cross join lateral (
                 select q.id, q.run_at from herald.queue q
                 where q.destination = dl.destination and q.tenant = dl.tenant
                   and q.run_at <= now() and q.lease_token is null
                 order by q.run_at
                 limit least(s.allowance, lane_share.rows)
+                for update of q skip locked
             ) c
         ),
         in_destination as (
@@ -318,11 +387,6 @@ pub async fn claim_due(
         chosen as (
             select c.id from in_tenant c order by c.load, c.run_at limit $1
         ),
-        locked as (
-            select q.id from herald.queue q join chosen c on c.id = q.id
-            where q.lease_token is null
-            for update of q skip locked
-        ),
         claimed as (
             update herald.queue q
             set attempts = q.attempts + 1,
@@ -330,8 +394,8 @@ pub async fn claim_due(
                 lease_owner = $2,
                 run_at = now() + make_interval(secs => $3),
                 attempted_at = now()
-            from locked
-            where q.id = locked.id
+            from chosen
+            where q.id = chosen.id
             returning q.id, q.destination, q.attempts, q.lease_token
         ),
         -- Only guarded destinations, whose rows this statement holds locked.
@@ -357,22 +421,51 @@ pub async fn claim_due(
                case when e.previous_secret_expires_at > now() then e.previous_secret end
                    as endpoint_previous_secret,
                e.enabled as endpoint_enabled, e.disabled_reason as endpoint_disabled_reason,
-               coalesce(g.breaker = 'open', false) as probe
+               coalesce(g.breaker = 'open', false) as probe,
+               (select w.destination from window_end w) as window_end_destination,
+               (select w.tenant from window_end w) as window_end_tenant
         from claimed c
         join herald.intents n on n.id = c.id
         left join guarded g on g.key = c.destination
         left join herald.webhook_endpoints e
                on e.tenant = n.tenant
               and e.id = case when n.channel = 'webhook' and n.destination ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                              then n.destination::uuid end";
+                              then n.destination::uuid end"
+    );
+    let (after_destination, after_tenant) = match &cursor.0 {
+        Some((destination, tenant)) => (Some(destination.as_str()), Some(tenant.as_str())),
+        None => (None, None),
+    };
     let rows: Vec<ClaimedRow> = sqlx::query_as(SQL)
         .bind(limit)
         .bind(owner)
         .bind(lease.as_secs_f64())
+        .bind(after_destination)
+        .bind(after_tenant)
         .fetch_all(conn)
         .await?;
+    if let Some(row) = rows.first()
+        && let (Some(destination), Some(tenant)) =
+            (&row.window_end_destination, &row.window_end_tenant)
+    {
+        cursor.0 = Some((destination.clone(), tenant.clone()));
+    }
     Ok(rows.into_iter().map(Delivery::from).collect())
 }
+
+/// Claims as [`claim_from`] does, starting from the first lane.
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    owner: &str,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Delivery>, sqlx::Error> {
+    claim_from(conn, owner, limit, lease, &mut LaneCursor::default()).await
+}
+
+/// Where the last claim's window of lanes ended: the next claim looks at the lanes after it.
+#[derive(Debug, Clone, Default)]
+pub struct LaneCursor(Option<(String, String)>);
 
 /// Extends the leases still held; returns the tokens that were extended (a token missing from
 /// the answer was lost: its lease expired and another daemon may have taken it over).
@@ -530,8 +623,11 @@ pub async fn record_outcomes(
             set consecutive_failures = case when j.healthy then 0
                                             else d.consecutive_failures + j.failing end,
                 breaker = j.breaker,
+                -- The moment it opened is when this statement holds the row, after any claim
+                -- that held it (and took work while it was closed) let go; not the start of
+                -- the statement.
                 breaker_opened_at = case when j.breaker = 'closed' then null
-                                         when j.was = 'closed' then now()
+                                         when j.was = 'closed' then clock_timestamp()
                                          else d.breaker_opened_at end,
                 probe_interval = case when j.breaker = 'closed' then null
                                       when j.was = 'closed' then $12

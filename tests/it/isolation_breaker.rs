@@ -60,20 +60,28 @@ async fn an_outage_opens_the_breaker_and_only_probes_reach_the_endpoint(pool: Pg
         "select probe_interval = 1 from herald.destinations where endpoint_id is not null",
     )
     .await;
-    let seen = receiver.requests().len();
-    assert_eq!(
-        seen, 12,
-        "the first ten attempts open the breaker; after that only the two probes were sent \
-         (retries every 100 ms would have sent dozens)"
-    );
-    let open: (String, i32) = sqlx::query_as(
-        "select breaker, consecutive_failures from herald.destinations where endpoint_id = $1",
+    // Attempts are stamped with the claim's database time: every one that started after the
+    // breaker opened was a probe. (This endpoint is the test's only one.)
+    let (opened, while_open, before): (String, i64, i64) = sqlx::query_as(
+        "select d.breaker,
+                (select count(*) from herald.attempts where started_at >= d.breaker_opened_at),
+                (select count(*) from herald.attempts where started_at < d.breaker_opened_at)
+         from herald.destinations d where d.endpoint_id = $1",
     )
     .bind(endpoint)
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(open, ("open".to_owned(), 12));
+    assert_eq!(opened, "open");
+    assert_eq!(
+        while_open, 2,
+        "only the two probes were sent while open (retries every 100 ms would have sent dozens)"
+    );
+    assert!(
+        (10..=14).contains(&before),
+        "the first ten attempts (and any retry due before the third failure was recorded) opened it: {before}"
+    );
+    assert_eq!(receiver.requests().len() as i64, before + while_open);
     let running: i64 =
         scalar(&pool, "select count(*) from herald.notifications where destination = $1::text and state = 'running'", endpoint).await;
     assert_eq!(running, 0, "nothing is running while the breaker is open");
@@ -89,8 +97,8 @@ async fn an_outage_opens_the_breaker_and_only_probes_reach_the_endpoint(pool: Pg
     let run = daemon.wait(Duration::from_secs(30)).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
-        receiver.requests().len(),
-        22,
+        receiver.requests().len() as i64,
+        before + while_open + 10,
         "the third probe succeeded and closed the breaker; the nine others followed once each"
     );
     let closed: (String, i32) = sqlx::query_as(
@@ -142,7 +150,18 @@ async fn a_breaker_open_too_long_disables_the_endpoint_and_announces_it(pool: Pg
     let run = daemon.wait(Duration::from_secs(30)).await;
     assert_eq!(run.code, 0, "{run:?}");
 
-    assert_eq!(broken.requests().len(), 5, "no retry was sent while open");
+    let while_open: i64 = sqlx::query_scalar(
+        "select count(*) from herald.attempts a, herald.destinations d
+         where d.endpoint_id = $1 and a.started_at >= d.breaker_opened_at
+           and a.notification_id in (select id from herald.notifications
+                                     where destination = $1::text)",
+    )
+    .bind(endpoint)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(while_open, 0, "no retry was sent while open");
+    assert!(broken.requests().len() >= 5);
     let dead: Vec<(String, String)> =
         sqlx::query_as("select state, last_error from herald.notifications where tenant = 'acme'")
             .fetch_all(&pool)
