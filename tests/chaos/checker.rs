@@ -315,6 +315,26 @@ async fn a_doomed_row_dead_without_a_reason_is_reported(pool: PgPool) {
         "{report}"
     );
     assert_eq!(verdict.violations.len(), 1, "{report}");
+
+    // Gone dead waiting when its endpoint was disabled, never sent: nothing to report.
+    sqlx::query("update herald.intents set attempts = 0 where id = $1")
+        .bind(doomed)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("delete from herald.attempts where notification_id = $1")
+        .bind(doomed)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let unsent: Vec<Sighting> = sightings
+        .iter()
+        .filter(|s| s.id != doomed.to_string())
+        .cloned()
+        .collect();
+    let verdict = invariants::check(&pool, &intents, &unsent, &tally, &calm()).await;
+    assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
+    assert_eq!(verdict.dead, 1);
 }
 
 #[sqlx::test(migrations = false)]

@@ -1,7 +1,8 @@
 //! The chaos suite: real `herald run` processes, a real PostgreSQL, real HTTP and SMTP receivers
-//! that misbehave on purpose, and the same intents replayed from many tasks throughout. After
-//! each scenario the invariants of [`invariants`] are checked, and a summary table is printed
-//! (and written to `target/tmp/chaos-summary.md`).
+//! that misbehave on purpose, and the same intents replayed from many tasks throughout, while
+//! [`watch`] samples `herald.destinations`. After each scenario the invariants of
+//! [`invariants`] and [`isolation`] are checked, and a summary table is printed (and written to
+//! `target/tmp/chaos-summary.md`); sightings of known bugs of herald are printed apart.
 //!
 //! Short version (part of `cargo test`): `cargo test --test chaos -- --nocapture`.
 //! Long version: `HERALD_CHAOS=long cargo test --release --test chaos -- --nocapture`.

@@ -349,24 +349,23 @@ impl Scenario {
         let mut verdict = invariants::check(&pool, &intents, &sightings, &tally, &chaos).await;
         isolation::check(&pool, &sightings, &watched, &mut verdict).await;
         verdict.violations.extend(violations);
-        if !verdict.violations.is_empty() {
-            verdict
-                .violations
-                .push(format!("daemon logs (tail):\n{}", tail(&logs, 8_000)));
-        }
         if !(verdict.violations.is_empty() && verdict.known.is_empty()) {
             let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("chaos-{}-destinations.txt", self.name));
-            if std::fs::write(&path, watched.to_string()).is_ok() {
-                let line = format!(
+            let watch = match std::fs::write(&path, watched.to_string()) {
+                Ok(()) => format!(
                     "what the watcher saw of herald.destinations: {}",
                     path.display()
-                );
-                if verdict.violations.is_empty() {
-                    verdict.known.push(line);
-                } else {
-                    verdict.violations.push(line);
-                }
+                ),
+                Err(e) => format!("cannot write {}: {e}", path.display()),
+            };
+            if verdict.violations.is_empty() {
+                verdict.known.push(watch);
+            } else {
+                verdict.violations.push(format!(
+                    "{watch}\n  daemon logs (tail):\n{}",
+                    tail(&logs, 8_000)
+                ));
             }
         }
         pool.close().await;
