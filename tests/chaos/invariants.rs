@@ -4,7 +4,8 @@
 //!
 //! - None lost: one row per intent, with the intent's own payload, ending `delivered` (and the
 //!   receiver accepted it at least once); a doomed intent (its endpoint refuses everything)
-//!   ends `dead` after all its attempts, and only doomed intents end `dead`.
+//!   ends `dead` for a stated reason (`last_error`): after all its attempts, or because its
+//!   endpoint was disabled for a breaker open too long; only doomed intents end `dead`.
 //! - The receiver saw exactly the notification ids as delivery ids (`webhook-id`,
 //!   `Message-ID`), each request carried its own row's payload, and every signature verified.
 //!   No notification was sent more often than it was claimed.
@@ -23,8 +24,12 @@
 //! - The application was told `created` exactly once per intent (at most once when a crash may
 //!   have lost the answer), never `conflict` or `invalid` for a replay of its own intent, and
 //!   met no database error unless the database crashed.
+//!
+//! The invariants of delivery isolation (in-flight counters, limits, breakers) are in
+//! [`crate::isolation`].
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -44,6 +49,9 @@ pub struct Sighting {
     pub signature_valid: bool,
     /// The payload it delivered, where the channel shows it (webhooks: the body's `data`).
     pub data: Option<Value>,
+    /// Webhooks: from when the request had been read whole until the receiver stopped
+    /// answering it (see [`crate::receiver::Seen`]).
+    pub span: Option<(Instant, Instant)>,
 }
 
 /// What the scenario did, which decides what is allowed.
@@ -71,7 +79,13 @@ pub struct Verdict {
     pub duplicates_after_acceptance: usize,
     /// Leases that expired and were reclaimed (`unknown` attempts written by a rescue).
     pub reclaimed: usize,
+    /// Breaker openings the watcher saw (see [`crate::isolation`]).
+    pub breaker_openings: usize,
+    /// For each limited destination, the peak seen against its limit, e.g. `3/3 in flight`.
+    pub limit_peaks: Vec<String>,
     pub violations: Vec<String>,
+    /// Sightings of known bugs of herald: reported, not failing the suite.
+    pub known: Vec<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -86,6 +100,7 @@ struct Row {
     state: String,
     attempts: i32,
     max_attempts: i32,
+    last_error: Option<String>,
     attempt_rows: i64,
     distinct_tokens: i64,
     delivered_attempts: i64,
@@ -96,7 +111,7 @@ struct Row {
 
 const ROWS: &str = r"
     select n.id, n.tenant, n.user_id, n.type, n.business_id, n.payload, n.state, n.attempts,
-           n.max_attempts,
+           n.max_attempts, n.last_error,
            count(a.attempt) as attempt_rows,
            count(distinct a.lease_token) as distinct_tokens,
            count(a.attempt) filter (where a.outcome = 'delivered') as delivered_attempts,
@@ -108,7 +123,7 @@ const ROWS: &str = r"
     left join herald.attempts a on a.notification_id = n.id
     -- Every column: n.id names the row, but a view has no primary key to group by.
     group by n.id, n.tenant, n.user_id, n.type, n.business_id, n.payload, n.state, n.attempts,
-             n.max_attempts";
+             n.max_attempts, n.last_error";
 
 pub async fn check(
     pool: &PgPool,
@@ -178,12 +193,12 @@ pub async fn check(
         }
         match (row.state.as_str(), doomed) {
             ("delivered", false) if accepted => verdict.delivered += 1,
-            ("dead", true) if !accepted && row.attempts == row.max_attempts => verdict.dead += 1,
+            ("dead", true) if !accepted && dead_for_a_stated_reason(row) => verdict.dead += 1,
             (state, doomed) => {
                 verdict.lost += 1;
                 v.push(format!(
-                    "{id} ended {state} after {} of {} attempts (doomed: {doomed}; accepted by the receiver: {accepted})",
-                    row.attempts, row.max_attempts
+                    "{id} ended {state} after {} of {} attempts (doomed: {doomed}; accepted by the receiver: {accepted}; last error: {:?})",
+                    row.attempts, row.max_attempts, row.last_error
                 ));
             }
         }
@@ -224,7 +239,8 @@ pub async fn check(
         ));
     }
 
-    // The receiver saw exactly the notification ids.
+    // The receiver saw exactly the notification ids (but those that went dead waiting when
+    // their endpoint was disabled).
     let row_ids: HashSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
     let seen_ids: HashSet<String> = seen.keys().map(|id| (*id).to_owned()).collect();
     verdict.distinct_ids = seen_ids.len();
@@ -234,7 +250,10 @@ pub async fn check(
             "the receiver saw delivery id {stray:?}, which is no notification"
         ));
     }
-    let unseen = row_ids.difference(&seen_ids).count();
+    let unseen = rows
+        .iter()
+        .filter(|r| !seen_ids.contains(&r.id.to_string()) && !dead_with_its_endpoint(r))
+        .count();
     if unseen > 0 {
         v.push(format!("{unseen} notifications never reached the receiver"));
     }
@@ -247,6 +266,25 @@ pub async fn check(
 
     check_application(intents, tally, chaos, v);
     verdict
+}
+
+/// A doomed row ended dead for a reason it names: its attempts ran out (`last_error` says why
+/// the last failed), or its endpoint was disabled because its breaker stayed open for
+/// `breaker.disable_after` (it went dead waiting, with attempts to spare).
+fn dead_for_a_stated_reason(row: &Row) -> bool {
+    let error = row.last_error.as_deref().unwrap_or_default();
+    (row.attempts == row.max_attempts && !error.trim().is_empty())
+        || (dead_with_its_endpoint(row) && row.attempts < row.max_attempts)
+}
+
+/// Dead because its endpoint was disabled for a breaker open `breaker.disable_after`: it may
+/// have gone dead waiting, never sent.
+fn dead_with_its_endpoint(row: &Row) -> bool {
+    let error = row.last_error.as_deref().unwrap_or_default();
+    row.state == "dead"
+        && error.starts_with("endpoint ")
+        && error.contains(" disabled: circuit breaker open since ")
+        && error.ends_with("(breaker.disable_after)")
 }
 
 /// What the sends of one id say, walking its sightings in arrival order.

@@ -1,7 +1,9 @@
 //! A misbehaving webhook receiver: real HTTP/1.1 over TCP on loopback, on raw sockets so that
 //! it can do what a framework will not (read a request whole and hang up, or answer long after
 //! the sender gave up). Every request it reads is logged with the answer it chose, whether the
-//! Standard Webhooks signature verified, and the `data` it carried.
+//! Standard Webhooks signature verified, the `data` it carried, and when it was being answered
+//! (for the concurrency a destination's `max_in_flight` caps). It can also flap: down (`503` to
+//! everything) and up again, a number of times, then up for good.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,8 @@ pub enum Answer {
     Accepted,
     /// `500`: refused, the sender knows nothing was done.
     Refused,
+    /// `503` while the receiver is down (flapping): the sender knows nothing was done.
+    Down,
     /// Read whole, then the connection closed without a word: the sender cannot know.
     HungUp,
     /// `204`, but after the sender's timeout (on purpose, or because a starved machine made an
@@ -51,6 +55,27 @@ pub struct Behaviour {
     /// An accepted answer that took longer than this is logged as late: the sender may have
     /// given up on it.
     pub in_time: Duration,
+    /// Down and up again, over and over, counted from the receiver's start; `None`: always up.
+    pub flap: Option<Flap>,
+}
+
+/// A receiver that goes down (`503` to every request) and comes back: `up`, then `down`, for
+/// `cycles` rounds, then up for good, so that whatever waits on it can finish.
+#[derive(Debug, Clone, Copy)]
+pub struct Flap {
+    pub up: Duration,
+    pub down: Duration,
+    pub cycles: u32,
+}
+
+impl Flap {
+    /// Whether the receiver is down `elapsed` after its start.
+    pub fn is_down(&self, elapsed: Duration) -> bool {
+        let period = self.up + self.down;
+        let round = elapsed.as_nanos() / period.as_nanos().max(1);
+        let within = elapsed.as_nanos() % period.as_nanos().max(1);
+        round < u128::from(self.cycles) && within >= self.up.as_nanos()
+    }
 }
 
 impl Behaviour {
@@ -64,6 +89,7 @@ impl Behaviour {
             work,
             late_by: timeout * 5 / 2,
             in_time: timeout * 3 / 4,
+            flap: None,
         }
     }
 }
@@ -75,6 +101,13 @@ pub struct Seen {
     pub signature_valid: bool,
     /// The body's `data` member: the notification's payload as delivered.
     pub data: Option<Value>,
+    /// When the request had been read whole.
+    pub read_at: Instant,
+    /// When the receiver stopped answering it: just before writing the answer, on hanging up,
+    /// or when the sender closed the connection first (it gave up, or died). Between the two
+    /// the request counts as in flight at this receiver. The sender learns of the answer only
+    /// after this instant, so a request it sends next is read after it.
+    pub done_at: Instant,
 }
 
 pub struct ChaosReceiver {
@@ -91,6 +124,7 @@ impl ChaosReceiver {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let verifier = Arc::new(standardwebhooks::Webhook::new(secret).unwrap());
         let log = seen.clone();
+        let started = Instant::now();
         let server = tokio::spawn(async move {
             let mut connection = 0u64;
             while let Ok((socket, _)) = listener.accept().await {
@@ -98,6 +132,7 @@ impl ChaosReceiver {
                 let random = Random::new(seed ^ connection.wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 let connection = Connection {
                     behaviour,
+                    started,
                     random,
                     verifier: verifier.clone(),
                     seen: log.clone(),
@@ -126,6 +161,8 @@ impl Drop for ChaosReceiver {
 
 struct Connection {
     behaviour: Behaviour,
+    /// The receiver's start, which the flapping counts from.
+    started: Instant,
     random: Random,
     verifier: Arc<standardwebhooks::Webhook>,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -139,27 +176,35 @@ impl Connection {
                 Read::Request(request) => request,
                 Read::Closed => return,
                 Read::Malformed => {
-                    self.log(None, Answer::Malformed);
+                    self.log(None, Answer::Malformed, Instant::now());
                     return;
                 }
             };
             let answer = self.choose();
             let read_at = Instant::now();
-            let index = self.log(Some(&request), answer);
-            let reply: &[u8] = match answer {
+            let index = self.log(Some(&request), answer, read_at);
+            let (reply, closed_first): (&[u8], bool) = match answer {
                 Answer::HungUp | Answer::Malformed => return,
-                Answer::Refused => {
-                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
-                }
-                Answer::Late => {
-                    tokio::time::sleep(self.behaviour.late_by).await;
-                    b"HTTP/1.1 204 No Content\r\n\r\n"
-                }
-                Answer::Accepted => {
-                    tokio::time::sleep(self.behaviour.work).await;
-                    b"HTTP/1.1 204 No Content\r\n\r\n"
-                }
+                Answer::Refused => (
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
+                    false,
+                ),
+                Answer::Down => (
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+                    false,
+                ),
+                Answer::Late => (
+                    b"HTTP/1.1 204 No Content\r\n\r\n",
+                    self.work(&socket, index, self.behaviour.late_by).await,
+                ),
+                Answer::Accepted => (
+                    b"HTTP/1.1 204 No Content\r\n\r\n",
+                    self.work(&socket, index, self.behaviour.work).await,
+                ),
             };
+            if !closed_first {
+                self.seen.lock().unwrap()[index].done_at = Instant::now();
+            }
             let written = socket.write_all(reply).await.is_ok();
             if answer == Answer::Accepted
                 && (!written || read_at.elapsed() > self.behaviour.in_time)
@@ -172,10 +217,30 @@ impl Connection {
         }
     }
 
+    /// Spends `time` on request `index`, noting the moment the sender closes the connection
+    /// if it does so meanwhile (the answer is still written afterwards, as before: the sender
+    /// may or may not get it). Returns whether it closed first.
+    async fn work(&self, socket: &TcpStream, index: usize, time: Duration) -> bool {
+        let work = tokio::time::sleep(time);
+        tokio::pin!(work);
+        tokio::select! {
+            () = &mut work => false,
+            () = closed(socket) => {
+                self.seen.lock().unwrap()[index].done_at = Instant::now();
+                work.await;
+                true
+            }
+        }
+    }
+
     fn choose(&mut self) -> Answer {
         let b = &self.behaviour;
         let roll = self.random.unit();
-        if roll < b.refuse {
+        if b.flap
+            .is_some_and(|flap| flap.is_down(self.started.elapsed()))
+        {
+            Answer::Down
+        } else if roll < b.refuse {
             Answer::Refused
         } else if roll < b.refuse + b.hang_up {
             Answer::HungUp
@@ -188,7 +253,7 @@ impl Connection {
 
     /// Logs a request as read (before answering, so the order is the order of arrival);
     /// returns its index.
-    fn log(&self, request: Option<&RawRequest>, answer: Answer) -> usize {
+    fn log(&self, request: Option<&RawRequest>, answer: Answer, read_at: Instant) -> usize {
         let seen = match request {
             Some(request) => Seen {
                 webhook_id: request
@@ -201,17 +266,32 @@ impl Connection {
                 data: serde_json::from_slice::<Value>(&request.body)
                     .ok()
                     .and_then(|body| body.get("data").cloned()),
+                read_at,
+                done_at: read_at,
             },
             None => Seen {
                 webhook_id: String::new(),
                 answer,
                 signature_valid: false,
                 data: None,
+                read_at,
+                done_at: read_at,
             },
         };
         let mut log = self.seen.lock().unwrap();
         log.push(seen);
         log.len() - 1
+    }
+}
+
+/// Resolves once the peer has closed the connection (or it broke). Bytes waiting to be read
+/// are left alone (herald sends no second request before the answer), and then this never
+/// resolves.
+async fn closed(socket: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match socket.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 
@@ -234,7 +314,7 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::{Answer, Behaviour, ChaosReceiver};
+    use super::{Answer, Behaviour, ChaosReceiver, Flap};
     use crate::support::SECRET;
 
     /// Sends `body` with the Standard Webhooks headers, signed with `secret`, on a raw socket.
@@ -279,5 +359,44 @@ mod tests {
         assert_eq!(seen[0].webhook_id, "msg_1");
         assert_eq!(seen[0].answer, Answer::Accepted);
         assert_eq!(seen[0].data, Some(serde_json::json!({ "order": 7 })));
+    }
+
+    #[test]
+    fn a_flap_is_up_then_down_for_its_cycles_then_up_for_good() {
+        let ms = Duration::from_millis;
+        let flap = Flap {
+            up: ms(700),
+            down: ms(500),
+            cycles: 2,
+        };
+        let down: Vec<bool> = [0, 699, 700, 1_199, 1_200, 1_900, 2_399, 2_400, 10_000]
+            .into_iter()
+            .map(|t| flap.is_down(ms(t)))
+            .collect();
+        assert_eq!(
+            down,
+            [false, false, true, true, false, true, true, false, false]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_stops_counting_when_its_sender_hangs_up() {
+        let behaviour = Behaviour::accepting(Duration::from_millis(500), Duration::from_secs(10));
+        let receiver = ChaosReceiver::start(behaviour, SECRET, 1).await;
+        let mut socket = tokio::net::TcpStream::connect(receiver.addr).await.unwrap();
+        socket
+            .write_all(b"POST /hook HTTP/1.1\r\nwebhook-id: msg_2\r\ncontent-length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(socket);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let seen = receiver.seen();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let answered = seen[0].done_at - seen[0].read_at;
+        assert!(
+            answered < Duration::from_millis(400),
+            "counted as in flight for {answered:?} after its sender hung up"
+        );
     }
 }

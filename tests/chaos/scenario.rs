@@ -1,7 +1,8 @@
 //! One scenario: a fresh database, a misbehaving receiver, a fleet of real daemons, many tasks
 //! replaying the same intents, and a driver that disrupts (kills or freezes daemons, crashes
 //! the database) while work is in flight; once every intent has ended and the daemons have
-//! stopped, the invariants.
+//! stopped, the invariants. A watcher samples `herald.destinations` throughout, for the
+//! isolation invariants.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fleet::Fleet;
 use crate::invariants::{self, Chaos, Sighting, Verdict};
+use crate::isolation;
 use crate::load::{self, Intents, Tally};
 use crate::random::Random;
 use crate::receiver::{Answer, Behaviour, ChaosReceiver};
@@ -20,6 +22,7 @@ use crate::scale::Scale;
 use crate::support::cluster::Cluster;
 use crate::support::smtp::SmtpSink;
 use crate::support::{self, SECRET};
+use crate::watch::Watcher;
 
 /// Concurrent deliveries per daemon.
 const WORKERS: usize = 4;
@@ -34,13 +37,44 @@ const LEASE: &str = "5s";
 const FREEZE_LIMIT: Duration = Duration::from_secs(30);
 const MESSAGE_ID_DOMAIN: &str = "chaos.herald.test";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Target {
+    /// One receiver behind the three tenants' endpoints (plus the one that refuses all).
     Webhook(Behaviour),
+    /// Endpoints of their own, each with its receiver and limits (plus the one that refuses
+    /// all).
+    Endpoints(Vec<EndpointSpec>),
     /// An SMTP server that hangs up after DATA for this share of messages.
-    Email {
-        drop_ratio: f64,
-    },
+    Email { drop_ratio: f64 },
+}
+
+/// One endpoint of [`Target::Endpoints`].
+#[derive(Debug, Clone)]
+pub struct EndpointSpec {
+    pub tenant: &'static str,
+    pub behaviour: Behaviour,
+    /// Of every round of intents (the sum of all shares), this many go to this endpoint.
+    pub share: usize,
+    /// Arguments of `herald endpoints set ID` (e.g. `--max-in-flight 3`); none: no limit.
+    pub limits: &'static [&'static str],
+}
+
+/// The versions of the suite a scenario belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    Both,
+    Short,
+    Long,
+}
+
+impl Runs {
+    pub fn includes(self, scale: &Scale) -> bool {
+        match self {
+            Runs::Both => true,
+            Runs::Short => scale.label == "short",
+            Runs::Long => scale.label == "long",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +96,12 @@ pub struct Scenario {
     pub daemons: usize,
     /// At most this many disruptions, whatever the scale.
     pub max_events: usize,
+    /// At most this many intents, whatever the scale.
+    pub max_intents: usize,
+    /// Which version of the suite runs it.
+    pub runs: Runs,
+    /// The daemons' settings beyond the suite's (`HERALD_…` variables; these win).
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// A scenario's result: the verdict and what the driver did.
@@ -167,6 +207,7 @@ impl Receiving {
                     accepted: s.answer == Answer::Accepted,
                     signature_valid: s.signature_valid,
                     data: s.data,
+                    span: Some((s.read_at, s.done_at)),
                 })
                 .collect(),
             Receiving::Email(sink) => sink
@@ -178,6 +219,7 @@ impl Receiving {
                     accepted: answer == "250",
                     signature_valid: true,
                     data: None,
+                    span: None,
                 })
                 .collect(),
         }
@@ -195,6 +237,11 @@ fn notification_id_of(message_id: &str) -> String {
 }
 
 impl Scenario {
+    /// Distinct intents at `scale`.
+    fn intents(&self, scale: &Scale) -> usize {
+        scale.intents.min(self.max_intents)
+    }
+
     pub async fn run(&self, scale: &Scale, seed: u64) -> Outcome {
         let started = Instant::now();
         let database = match self.disruption {
@@ -220,9 +267,11 @@ impl Scenario {
             .await
             .unwrap();
 
-        let (receiving, intents, smtp_port) = self.prepare(&pool, scale, seed).await;
-        let env = daemon_env(smtp_port);
+        let (receiving, intents, smtp_port) = self.prepare(&pool, &url, scale, seed).await;
+        let mut env = daemon_env(smtp_port);
+        env.extend(self.env.iter().cloned());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let watcher = Watcher::start(&url);
         let mut fleet = Fleet::start(&url, self.daemons, &env);
 
         let intents = Arc::new(intents);
@@ -295,13 +344,29 @@ impl Scenario {
         if let Err(problem) = fleet.stop().await {
             violations.push(problem);
         }
-        let mut verdict =
-            invariants::check(&pool, &intents, &receiving.sightings(), &tally, &chaos).await;
+        let watched = watcher.stop().await;
+        let sightings = receiving.sightings();
+        let mut verdict = invariants::check(&pool, &intents, &sightings, &tally, &chaos).await;
+        isolation::check(&pool, &sightings, &watched, &mut verdict).await;
         verdict.violations.extend(violations);
-        if !verdict.violations.is_empty() {
-            verdict
-                .violations
-                .push(format!("daemon logs (tail):\n{}", tail(&logs, 8_000)));
+        if !(verdict.violations.is_empty() && verdict.known.is_empty()) {
+            let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("chaos-{}-destinations.txt", self.name));
+            let watch = match std::fs::write(&path, watched.to_string()) {
+                Ok(()) => format!(
+                    "what the watcher saw of herald.destinations: {}",
+                    path.display()
+                ),
+                Err(e) => format!("cannot write {}: {e}", path.display()),
+            };
+            if verdict.violations.is_empty() {
+                verdict.known.push(watch);
+            } else {
+                verdict.violations.push(format!(
+                    "{watch}\n  daemon logs (tail):\n{}",
+                    tail(&logs, 8_000)
+                ));
+            }
         }
         pool.close().await;
         database.drop_shared().await;
@@ -317,16 +382,22 @@ impl Scenario {
         }
     }
 
-    /// Starts the receiving side and registers what the intents need; returns the SMTP port
-    /// (0 for webhooks).
-    async fn prepare(&self, pool: &PgPool, scale: &Scale, seed: u64) -> (Receiving, Intents, u16) {
-        match self.target {
+    /// Starts the receiving side and registers what the intents need (endpoints, and their
+    /// limits through `herald endpoints set`); returns the SMTP port (0 for webhooks).
+    async fn prepare(
+        &self,
+        pool: &PgPool,
+        url: &str,
+        scale: &Scale,
+        seed: u64,
+    ) -> (Receiving, Intents, u16) {
+        let refusing = Behaviour {
+            refuse: 1.0,
+            ..Behaviour::accepting(Duration::ZERO, WEBHOOK_TIMEOUT)
+        };
+        match &self.target {
             Target::Webhook(behaviour) => {
-                let receiver = ChaosReceiver::start(behaviour, SECRET, seed).await;
-                let refusing = Behaviour {
-                    refuse: 1.0,
-                    ..Behaviour::accepting(Duration::ZERO, WEBHOOK_TIMEOUT)
-                };
+                let receiver = ChaosReceiver::start(*behaviour, SECRET, seed).await;
                 let doom = ChaosReceiver::start(refusing, SECRET, seed).await;
                 let mut endpoints = Vec::new();
                 for tenant in ["default", "acme", "globex"] {
@@ -334,15 +405,45 @@ impl Scenario {
                     endpoints.push((tenant.to_owned(), id));
                 }
                 let doomed = support::endpoint_at(pool, "default", &doom.url()).await;
-                let intents = load::webhook_intents(scale.intents, &endpoints, doomed);
+                let intents = load::webhook_intents(self.intents(scale), &endpoints, doomed);
                 (Receiving::Webhook(vec![receiver, doom]), intents, 0)
             }
+            Target::Endpoints(specs) => {
+                let mut receivers = Vec::new();
+                let mut round = Vec::new();
+                for (i, spec) in specs.iter().enumerate() {
+                    let receiver =
+                        ChaosReceiver::start(spec.behaviour, SECRET, seed.wrapping_add(i as u64))
+                            .await;
+                    let id = support::endpoint_at(pool, spec.tenant, &receiver.url()).await;
+                    if !spec.limits.is_empty() {
+                        let id = id.to_string();
+                        let mut args = vec!["endpoints", "set", id.as_str()];
+                        args.extend_from_slice(spec.limits);
+                        let set = support::Cli::at(url).args(&args).run().await;
+                        assert_eq!(set.code, 0, "herald endpoints set: {set:?}");
+                    }
+                    round.extend(std::iter::repeat_n(
+                        (spec.tenant.to_owned(), id),
+                        spec.share,
+                    ));
+                    receivers.push(receiver);
+                }
+                // Interleaved, so every stretch of intents reaches every endpoint.
+                let mut random = Random::new(seed);
+                random.shuffle(&mut round);
+                let doom = ChaosReceiver::start(refusing, SECRET, seed).await;
+                let doomed = support::endpoint_at(pool, "default", &doom.url()).await;
+                receivers.push(doom);
+                let intents = load::webhook_intents(self.intents(scale), &round, doomed);
+                (Receiving::Webhook(receivers), intents, 0)
+            }
             Target::Email { drop_ratio } => {
-                let sink = SmtpSink::dropping(drop_ratio, seed).await;
+                let sink = SmtpSink::dropping(*drop_ratio, seed).await;
                 let port = sink.port;
                 (
                     Receiving::Email(sink),
-                    load::email_intents(scale.intents),
+                    load::email_intents(self.intents(scale)),
                     port,
                 )
             }

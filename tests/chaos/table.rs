@@ -3,8 +3,8 @@
 use crate::scale::Scale;
 use crate::scenario::Outcome;
 
-const HEADER: &str = "| scenario | intents | enqueues | delivered | dead | lost | distinct ids | raw sends | duplicate sends | after acceptance | reclaimed leases | kills | freezes | db crashes | wall | invariants |\n\
-                      |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+const HEADER: &str = "| scenario | intents | enqueues | delivered | dead | lost | distinct ids | raw sends | duplicate sends | after acceptance | reclaimed leases | kills | freezes | db crashes | breaker openings | limit peaks | wall | invariants |\n\
+                      |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|";
 
 pub fn render(scale: &Scale, seed: u64, outcomes: &[Outcome]) -> String {
     let mut text = format!(
@@ -21,13 +21,21 @@ pub fn render(scale: &Scale, seed: u64, outcomes: &[Outcome]) -> String {
 /// One scenario's line, printed as soon as it finishes.
 pub fn row(o: &Outcome) -> String {
     let v = &o.verdict;
-    let invariants = if v.violations.is_empty() {
+    let mut invariants = if v.violations.is_empty() {
         "all hold".to_owned()
     } else {
         format!("{} broken", v.violations.len())
     };
+    if !v.known.is_empty() {
+        invariants.push_str(" (a known bug seen)");
+    }
+    let peaks = if v.limit_peaks.is_empty() {
+        "–".to_owned()
+    } else {
+        v.limit_peaks.join(", ")
+    };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
         o.name,
         o.intents,
         o.enqueues,
@@ -42,6 +50,8 @@ pub fn row(o: &Outcome) -> String {
         o.kills,
         o.freezes,
         o.crashes,
+        v.breaker_openings,
+        peaks,
         o.wall.as_secs_f64(),
         invariants
     )
