@@ -69,6 +69,9 @@ create table herald.destinations (
     next_probe_at         timestamptz,
     -- Seconds to the next probe; doubles while probes fail.
     probe_interval        double precision,
+    -- While half-open: the lease of the one notification sent as a probe. Only its end (a
+    -- verdict, a rescue, a release) moves the breaker on; other leases ending say nothing.
+    probe_lease           uuid,
     constraint destinations_key_names_endpoint
         check ((key = 'smtp') = (endpoint_id is null)
                and (endpoint_id is null or key = endpoint_id::text)),

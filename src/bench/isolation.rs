@@ -38,8 +38,10 @@ use crate::Notification;
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, RunOptions};
 
-/// The tenant of the healthy and the slow endpoint.
+/// The healthy endpoint's tenant.
 const TENANT: &str = "isolation";
+/// The slow endpoint's tenant: another customer, as in the incident this phase measures.
+const SLOW_TENANT: &str = "isolation-slow";
 /// The bursting tenant.
 const BURST_TENANT: &str = "isolation-burst";
 
@@ -120,7 +122,7 @@ async fn measure(
     let healthy_url = receiver.url_with("/healthy", Duration::ZERO, true);
     let healthy = register(pool, TENANT, &healthy_url).await?;
     let slow_url = receiver.url_with("/slow", SLOW_DELAY, false);
-    let slow = register(pool, TENANT, &slow_url).await?;
+    let slow = register(pool, SLOW_TENANT, &slow_url).await?;
     let mut bursting = Vec::with_capacity(BURST_ENDPOINTS as usize);
     for e in 0..BURST_ENDPOINTS {
         let url = receiver.url_with(&format!("/burst-{e}"), BURST_DELAY, false);
@@ -134,7 +136,8 @@ async fn measure(
     let slow_backlog = SLOW_PER_WORKER * workers;
     let before = receiver.count();
     enqueue_in_batches(pool, slow_backlog, |i| {
-        Notification::webhook(format!("user-{i}"), "slow", format!("slow-{i}"), slow).tenant(TENANT)
+        Notification::webhook(format!("user-{i}"), "slow", format!("slow-{i}"), slow)
+            .tenant(SLOW_TENANT)
     })
     .await?;
     wake(pool).await?;
@@ -263,11 +266,12 @@ async fn wake<'c>(conn: impl PgExecutor<'c>) -> Result<(), sqlx::Error> {
 }
 
 /// Deletes every row of the phase's tenants (their queue rows and attempts go by cascade) and
-/// vacuums, as
-/// [`super::enqueue::clear_pending`] does, so that later phases neither drain nor walk them.
+/// vacuums, as [`super::enqueue::clear_pending`] does, so that later phases neither drain nor
+/// walk them.
 async fn clear(pool: &PgPool) -> Result<(), BenchError> {
-    sqlx::query("delete from herald.intents where tenant in ($1, $2)")
+    sqlx::query("delete from herald.intents where tenant in ($1, $2, $3)")
         .bind(TENANT)
+        .bind(SLOW_TENANT)
         .bind(BURST_TENANT)
         .execute(pool)
         .await?;

@@ -104,7 +104,7 @@ macro_rules! locked_leases {
     () => {
         "
         with locked as (
-            select q.id, q.destination from herald.queue q
+            select q.id, q.destination, q.lease_token from herald.queue q
             join unnest($1::uuid[], $2::uuid[]) as held(id, token)
               on q.id = held.id and q.lease_token = held.token
             order by q.id
@@ -114,8 +114,9 @@ macro_rules! locked_leases {
 }
 
 /// For the leases a statement ended without an attempt's verdict on the destination (a
-/// rescue, a release; `ended` has one row per lease, with its `destination`): a half-open
-/// breaker whose probe ended this way is open again and probes at once. Only such rows are
+/// rescue, a release; `ended` has one row per lease, with its `lease_token`): a half-open
+/// breaker whose probe was one of them is open again and probes at once. Other leases of a
+/// half-open destination (claimed before it opened) ending say nothing about it. Only such rows are
 /// locked, in key order, so statements that end leases of several destinations cannot
 /// deadlock one another.
 macro_rules! reopen_unjudged_probes {
@@ -125,7 +126,7 @@ macro_rules! reopen_unjudged_probes {
         probing as (
             select d.key from herald.destinations d
             where d.breaker = 'half_open'
-              and d.key in (select e.destination from ",
+              and d.probe_lease in (select e.lease_token from ",
             $ended,
             " e)
             order by d.key
@@ -133,9 +134,12 @@ macro_rules! reopen_unjudged_probes {
         ),
         reopened as (
             update herald.destinations d
-            set breaker = 'open', next_probe_at = now()
+            set breaker = 'open', next_probe_at = now(), probe_lease = null
             from probing p
             where d.key = p.key and d.breaker = 'half_open'
+              and d.probe_lease in (select e.lease_token from ",
+            $ended,
+            " e)
         )"
         )
     };
@@ -207,7 +211,7 @@ macro_rules! claimable_lane {
 ///
 /// How the share is decided, in one statement:
 /// - Lanes are the `(destination, tenant)` pairs of the queue. A claim looks at a window of
-///   them: the next `max(2 × limit, 16)` lanes after `cursor` (where this daemon's last window
+///   them: the next `max(2 × limit, 64)` lanes after `cursor` (where this daemon's last window
 ///   ended, wrapping around) that have work it could take now, found by skipping through
 ///   `queue_lanes` (an index probe or two a lane). Successive claims rotate through all lanes,
 ///   however many there are, at a cost that grows with the window, not with the lanes.
@@ -220,9 +224,9 @@ macro_rules! claimable_lane {
 ///   `max_in_flight` and a token in its bucket. Other destinations are share-locked (claims do
 ///   not exclude one another) and never written on the way of a delivery; the lock makes a
 ///   claim that raced a breaker opening see it.
-/// - Each lane offers at most twice its even share of the claim (and at least two rows), and
-///   each candidate gets a load: its destination's deliveries in flight plus its place in that
-///   destination's line (lanes of one destination take turns), and likewise for its tenant.
+/// - Each lane offers at most the rows it could win (its in-flight counts bound the loads of
+///   its rows from below), and each candidate gets a load: its destination's deliveries in flight plus its place in that
+///   destination's line (lanes of one destination take turns), plus the same for its tenant.
 ///   The rows with the least load win, oldest first among equals: a destination or tenant with
 ///   little in flight is served before one with much, so a slow endpoint or a bursting tenant
 ///   never holds every worker while anyone else has due work, and a destination alone still
@@ -271,15 +275,15 @@ pub async fn claim_from(
                  where ",
         claimable_lane!("a"),
         "
-                 limit greatest(2 * $1, 16))
+                 limit greatest(2 * $1, 64))
                 union all
                 (select b.destination, b.tenant, 1 as part from up_to_cursor b
                  where ",
         claimable_lane!("b"),
         "
-                 limit greatest(2 * $1, 16))
+                 limit greatest(2 * $1, 64))
             ) w
-            limit greatest(2 * $1, 16)
+            limit greatest(2 * $1, 64)
         ),
         window_end as materialized (
             select d.destination, d.tenant from due_lanes d
@@ -348,24 +352,41 @@ pub async fn claim_from(
             from (select distinct destination from due_lanes) dl
             where not exists (select 1 from seen s where s.key = dl.destination)
         ),
-        lane_share as materialized (
-            select greatest(2, ceil(2.0 * $1 / greatest(count(*), 1)))::int8 as rows
-            from due_lanes
-        ),
-        candidates as (
-            select c.id, c.run_at, s.key as destination, dl.tenant, s.in_flight, s.allowance,
-                   row_number() over (partition by s.key, dl.tenant order by c.run_at) as lane_place
+        -- How many rows each lane could win: a lane's k-th row has a load of at least its base
+        -- (destination and tenant in flight) + 2k, so the least level at which the lanes offer
+        -- `limit` rows bounds each lane's share from above. Each lane offers that many (at
+        -- least one) and no more: the least loaded may take the whole claim, without reading
+        -- and locking `limit` rows of every lane.
+        lane_base as materialized (
+            select dl.destination, dl.tenant, s.in_flight, s.allowance,
+                   s.in_flight + coalesce(t.n, 0) as base
             from due_lanes dl
             join serving s on s.key = dl.destination and s.allowance > 0
-            cross join lane_share
+            left join tenant_leased t on t.tenant = dl.tenant
+        ),
+        water as materialized (
+            select min(v.level) as level from (
+                select m.low + g.step as level
+                from (select min(b.base) as low from lane_base b) m,
+                     generate_series(2, 2 * $1 + 2) as g(step)
+            ) v
+            where (select sum(greatest(0, floor((v.level - b.base) / 2.0))) from lane_base b) >= $1
+        ),
+        candidates as (
+            select c.id, c.run_at, lb.destination, lb.tenant, lb.in_flight, lb.allowance,
+                   row_number() over (partition by lb.destination, lb.tenant order by c.run_at)
+                       as lane_place
+            from lane_base lb
+            cross join water w
             -- Locked as they are read, skipping rows another claim holds: concurrent claims
             -- take different rows. The few not chosen are free again at commit.
             cross join lateral (
                 select q.id, q.run_at from herald.queue q
-                where q.destination = dl.destination and q.tenant = dl.tenant
+                where q.destination = lb.destination and q.tenant = lb.tenant
                   and q.run_at <= now() and q.lease_token is null
                 order by q.run_at
-                limit least(s.allowance, lane_share.rows)
+                limit least(lb.allowance,
+                            greatest(1, floor((coalesce(w.level, lb.base + 2 * $1) - lb.base) / 2.0)::int8 + 1))
                 for update of q skip locked
             ) c
         ),
@@ -375,11 +396,15 @@ pub async fn claim_from(
                        partition by c.destination order by c.lane_place, c.run_at) as place
             from candidates c
         ),
+        -- The load adds the two: a row waits behind rows whose destination and tenant are less
+        -- busy together. (With the greater of the two, a tenant's slow endpoint pinned the
+        -- tenant's count, and its healthy endpoint waited behind another tenant's backlog for as
+        -- long as the slow deliveries lasted.)
         in_tenant as (
             select i.id, i.run_at,
-                   greatest(i.in_flight + i.place,
-                            coalesce(t.n, 0) + row_number() over (
-                                partition by i.tenant order by i.in_flight + i.place, i.run_at)) as load
+                   i.in_flight + i.place
+                   + coalesce(t.n, 0) + row_number() over (
+                       partition by i.tenant order by i.in_flight + i.place, i.run_at) as load
             from in_destination i
             left join tenant_leased t on t.tenant = i.tenant
             where i.place <= i.allowance
@@ -405,8 +430,10 @@ pub async fn claim_from(
                 tokens = case when d.rate_count is null then null
                               else g.tokens - s.n end,
                 tokens_at = case when d.rate_count is null then null else now() end,
-                breaker = case when d.breaker = 'open' then 'half_open' else d.breaker end
-            from (select c.destination, count(*)::int4 as n from claimed c group by c.destination) s
+                breaker = case when d.breaker = 'open' then 'half_open' else d.breaker end,
+                probe_lease = case when d.breaker = 'open' then s.lease else d.probe_lease end
+            from (select c.destination, count(*)::int4 as n, min(c.lease_token::text)::uuid as lease
+                  from claimed c group by c.destination) s
             join guarded g on g.key = s.destination
             where d.key = s.destination
         )
@@ -602,21 +629,31 @@ pub async fn record_outcomes(
         -- In key order, so that outcome statements of several daemons cannot deadlock; the
         -- newest row versions, so that `before` is what this statement changes.
         before as (
-            select d.key, d.breaker, d.consecutive_failures from herald.destinations d
+            select d.key, d.breaker, d.consecutive_failures, d.probe_lease
+            from herald.destinations d
             where d.key in (select a.destination from affected a)
             order by d.key
             for update of d
         ),
+        -- A half-open breaker moves on with its probe's verdict only: the outcomes of other
+        -- deliveries, claimed before it opened, count failures but do not reopen it.
+        probes as (
+            select b.key, l.signal = 'failing' as failed from before b
+            join locked l on l.token = b.probe_lease
+            where b.breaker = 'half_open'
+        ),
         judged as (
             select b.key, v.healthy, v.failing, v.throttle_secs,
+                   p.key is not null as probe_ended, coalesce(p.failed, false) as probe_failed,
                    case when v.healthy then 'closed'
-                        when b.breaker = 'half_open' then 'open'
+                        when b.breaker = 'half_open' and p.key is not null then 'open'
                         when b.breaker = 'closed' and b.consecutive_failures + v.failing >= $11
                              and v.failing > 0 then 'open'
                         else b.breaker end as breaker,
                    b.breaker as was
             from before b
             join verdicts v on v.destination = b.key
+            left join probes p on p.key = b.key
         ),
         changed as (
             update herald.destinations d
@@ -631,15 +668,15 @@ pub async fn record_outcomes(
                                          else d.breaker_opened_at end,
                 probe_interval = case when j.breaker = 'closed' then null
                                       when j.was = 'closed' then $12
-                                      when j.was = 'half_open' and j.failing > 0
-                                          then least(d.probe_interval * 2, $13)
+                                      when j.probe_failed then least(d.probe_interval * 2, $13)
                                       else d.probe_interval end,
                 next_probe_at = case when j.breaker = 'closed' then null
                                      when j.was = 'closed' then now() + make_interval(secs => $12)
-                                     when j.was = 'half_open' and j.failing > 0
+                                     when j.probe_failed
                                          then now() + make_interval(secs => least(d.probe_interval * 2, $13))
-                                     when j.was = 'half_open' then greatest(now(), d.throttled_until)
+                                     when j.probe_ended then greatest(now(), d.throttled_until)
                                      else d.next_probe_at end,
+                probe_lease = case when j.breaker = 'half_open' then d.probe_lease end,
                 throttled_until = case when j.throttle_secs is null then d.throttled_until
                                        else greatest(d.throttled_until,
                                                      now() + make_interval(secs => j.throttle_secs)) end

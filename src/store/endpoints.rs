@@ -35,7 +35,7 @@ macro_rules! endpoint_columns {
 macro_rules! close_breaker {
     () => {
         "breaker = 'closed', consecutive_failures = 0, breaker_opened_at = null,
-         next_probe_at = null, probe_interval = null"
+         next_probe_at = null, probe_interval = null, probe_lease = null"
     };
 }
 

@@ -24,9 +24,9 @@
 //!   precedes the sample's clock). A claim that left the breaker `open` as it was is a
 //!   violation too (a probe's claim makes it `half_open`).
 //! - One probe at a time: within one opening, leases taken after the first sample of that
-//!   opening are probes, and no sample shows two of them. Two where another lease of the
-//!   destination ended in between are a known bug of herald, reported apart
-//!   ([`KNOWN_PROBE_BUG`]); two without are a violation.
+//!   opening are probes, and no sample shows two of them, whether or not another lease of the
+//!   destination ended in between ([`KNOWN_PROBE_BUG`] names the second case, which this suite
+//!   found in herald and which herald now prevents).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -265,7 +265,7 @@ enum Kind {
     ClaimLeftOpen,
     Probes,
     /// Two probes at once, each beyond the first preceded by the end of another lease of the
-    /// destination: a known bug (see [`KNOWN_PROBE_BUG`]).
+    /// destination (see [`KNOWN_PROBE_BUG`]).
     ProbesAfterEndedLease,
 }
 
@@ -286,13 +286,11 @@ impl Kind {
     }
 }
 
-/// A known bug of the version this suite was written against (5a80cf1): the end of *any*
-/// lease of a half-open destination (a rescue or a release, in `free_destinations`; a
-/// non-healthy outcome, in `record_outcomes`) reopens its breaker as if the probe had ended,
-/// so a probe held by a killed daemon (its lease has yet to expire) can have a second and a
-/// third beside it. The suite reports it without failing; once herald tells the probe's lease
-/// from the others, [`Findings::known`] should stay empty and this can become a violation.
-pub const KNOWN_PROBE_BUG: &str = "known bug: two probes in flight at once, the later one admitted when another lease of the half-open destination ended (rescued, released or judged) while the first probe was still leased";
+/// Two probes at once, the later one admitted when another lease of the half-open destination
+/// ended while the first probe was still leased. Found by this suite (the end of any lease
+/// reopened the breaker); herald now records the probe's lease and only its end moves a
+/// half-open breaker on, so this is a violation like any other.
+pub const KNOWN_PROBE_BUG: &str = "two probes in flight at once, the later one admitted when another lease of the half-open destination ended (rescued, released or judged) while the first probe was still leased";
 
 /// What the samples show: violations, and sightings of known bugs.
 #[derive(Debug, Default)]
@@ -455,11 +453,7 @@ pub fn sample_violations(watched: &Watched) -> Findings {
             examples.len(),
             shown.join("\n    ")
         );
-        if kind == Kind::ProbesAfterEndedLease {
-            findings.known.push(text);
-        } else {
-            findings.violations.push(text);
-        }
+        findings.violations.push(text);
     }
     findings
 }
