@@ -109,9 +109,10 @@ create function herald.destination_key(channel text, destination text) returns t
     set search_path = pg_catalog, pg_temp
     as $$ select case when channel = 'email' then 'smtp' else lower(destination) end $$;
 
--- Today's unfinished work moves into the queue, leases and all: a daemon that was mid-delivery
--- when the migration ran still records its outcome (fenced by the same token), and a lease
--- that expires is rescued as before.
+-- Today's unfinished work moves into the queue, leases and all: a delivery in progress when the
+-- migration ran keeps its token, so a daemon of this version records its outcome under it. A
+-- daemon of an older version cannot (it writes herald.notifications, now a view): its lease
+-- expires and is rescued as before, and the notification is sent again with the same id.
 insert into herald.queue
     (id, destination, tenant, run_at, attempts, lease_token, lease_owner, attempted_at, last_error)
 select n.id, herald.destination_key(n.channel, n.destination), n.tenant,

@@ -102,7 +102,8 @@ async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
     let config = &shared.config.dispatcher;
     let result = async {
         let mut conn = shared.pool.acquire().await?;
-        // Concurrent claims start from the same lane; the later to return moves the cursor.
+        // Concurrent claims start from the same lane; one that served nothing leaves the
+        // cursor where the other may have moved it.
         let mut cursor = super::lock(&shared.lane_cursor).clone();
         let claimed = store::claim_from(
             &mut conn,
@@ -112,7 +113,9 @@ async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
             &mut cursor,
         )
         .await?;
-        *super::lock(&shared.lane_cursor) = cursor;
+        if !claimed.is_empty() {
+            *super::lock(&shared.lane_cursor) = cursor;
+        }
         Ok(claimed)
     }
     .await;

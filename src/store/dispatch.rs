@@ -53,8 +53,9 @@ struct ClaimedRow {
     endpoint_enabled: Option<bool>,
     endpoint_disabled_reason: Option<String>,
     probe: bool,
-    window_end_destination: Option<String>,
-    window_end_tenant: Option<String>,
+    /// The last lane in the rotation this claim served: the next claim starts after it.
+    last_served_destination: Option<String>,
+    last_served_tenant: Option<String>,
 }
 
 impl From<ClaimedRow> for Delivery {
@@ -178,19 +179,16 @@ pub struct Recorded {
     pub breakers: Vec<BreakerChange>,
 }
 
-/// Whether lane `$l` (`destination`, `tenant`) has a due, unleased row that a claim could take
-/// now: its destination (if it has a row) is not throttled, its breaker admits work (closed,
-/// or open with a probe due), its bucket holds a token and it has room under its cap, as this
-/// statement's snapshot sees them (the claim checks again under the destination's lock).
-macro_rules! claimable_lane {
-    ($l:literal) => {
+/// Whether destination `$d` (an expression) takes no work now, as this statement's snapshot
+/// sees it (the claim checks again under the destination's lock): it has a row, and is
+/// throttled, or its breaker admits nothing (open with no probe due, or half-open), or its
+/// bucket holds no token, or it has no room under its cap.
+macro_rules! destination_blocked {
+    ($d:literal) => {
         concat!(
-            "exists (select 1 from herald.queue q
-                     where q.destination = ", $l, ".destination and q.tenant = ", $l, ".tenant
-                       and q.run_at <= now() and q.lease_token is null)
-             and not exists (
+            "exists (
                  select 1 from herald.destinations d
-                 where d.key = ", $l, ".destination
+                 where d.key = ", $d, "
                    and not (coalesce(d.throttled_until <= now(), true)
                             and (d.breaker = 'closed'
                                  or (d.breaker = 'open' and d.next_probe_at <= now()))
@@ -206,15 +204,60 @@ macro_rules! claimable_lane {
     };
 }
 
+/// Whether lane `$l` has a due row that no claim holds.
+macro_rules! lane_due {
+    ($l:literal) => {
+        concat!(
+            "exists (select 1 from herald.queue q
+                     where q.destination = ",
+            $l,
+            ".destination and q.tenant = ",
+            $l,
+            ".tenant
+                       and q.run_at <= now() and q.lease_token is null)"
+        )
+    };
+}
+
+/// One step of a walk through the lanes (`$walk` names the recursive CTE, `$bound` adds a
+/// condition on `q`): the next lane of the same destination, or, when this destination takes
+/// no work now, the first lane of the next one, so a blocked relay with ten thousand tenant
+/// lanes costs one step, not ten thousand.
+macro_rules! next_lane {
+    ($walk:literal, $bound:literal) => {
+        concat!(
+            "
+            select nxt.destination, nxt.tenant, ",
+            destination_blocked!("nxt.destination"),
+            "
+            from ", $walk, " l
+            cross join lateral (
+                (select q.destination, q.tenant from herald.queue q
+                 where not l.blocked and q.destination = l.destination and q.tenant > l.tenant ",
+            $bound,
+            "
+                 order by q.destination, q.tenant limit 1)
+                union all
+                (select q.destination, q.tenant from herald.queue q
+                 where q.destination > l.destination ",
+            $bound,
+            "
+                 order by q.destination, q.tenant limit 1)
+                limit 1
+            ) nxt"
+        )
+    };
+}
+
 /// Claims up to `limit` due notifications under fresh leases, sharing them fairly among the
 /// destinations and tenants with due work, within each destination's limits.
 ///
 /// How the share is decided, in one statement:
 /// - Lanes are the `(destination, tenant)` pairs of the queue. A claim looks at a window of
-///   them: the next `max(2 × limit, 64)` lanes after `cursor` (where this daemon's last window
-///   ended, wrapping around) that have work it could take now, found by skipping through
-///   `queue_lanes` (an index probe or two a lane). Successive claims rotate through all lanes,
-///   however many there are, at a cost that grows with the window, not with the lanes.
+///   them: the next `max(2 × limit, 64)` lanes after `cursor` (the last lane this daemon's
+///   previous claim served, wrapping around) that have work it could take now, found by
+///   skipping through `queue_lanes` (an index probe or two a lane). Successive claims rotate
+///   through all lanes, however many there are.
 /// - What is in flight where is counted from the leased queue rows (`queue_leased`).
 /// - A destination with a limit, a throttle or a breaker that is not closed is *guarded*: it
 ///   takes part only if its row can be locked now (SKIP LOCKED: another daemon's claim is
@@ -227,10 +270,11 @@ macro_rules! claimable_lane {
 /// - Each lane offers at most the rows it could win (its in-flight counts bound the loads of
 ///   its rows from below), and each candidate gets a load: its destination's deliveries in flight plus its place in that
 ///   destination's line (lanes of one destination take turns), plus the same for its tenant.
-///   The rows with the least load win, oldest first among equals: a destination or tenant with
-///   little in flight is served before one with much, so a slow endpoint or a bursting tenant
-///   never holds every worker while anyone else has due work, and a destination alone still
-///   gets every worker.
+///   The rows with the least load win, the next in the rotation first among equals: a
+///   destination or tenant with little in flight is served before one with much, so a slow
+///   endpoint or a bursting tenant never holds every worker while anyone else has due work,
+///   and a destination alone still gets every worker. They are locked in that order, skipping
+///   rows a concurrent claim holds.
 pub async fn claim_from(
     conn: &mut PgConnection,
     owner: &str,
@@ -240,54 +284,48 @@ pub async fn claim_from(
 ) -> Result<Vec<Delivery>, sqlx::Error> {
     const SQL: &str = concat!(
         "
-        with recursive after_cursor(destination, tenant) as (
-            (select q.destination, q.tenant from herald.queue q
+        with recursive after_cursor(destination, tenant, blocked) as (
+            (select q.destination, q.tenant, ",
+        destination_blocked!("q.destination"),
+        "
+             from herald.queue q
              where $4::text is null or (q.destination, q.tenant) > ($4::text, $5::text)
              order by q.destination, q.tenant limit 1)
-            union all
-            select nxt.destination, nxt.tenant
-            from after_cursor l
-            cross join lateral (
-                select q.destination, q.tenant from herald.queue q
-                where (q.destination, q.tenant) > (l.destination, l.tenant)
-                order by q.destination, q.tenant limit 1
-            ) nxt
+            union all",
+        next_lane!("after_cursor", ""),
+        "
         ),
-        up_to_cursor(destination, tenant) as (
-            (select q.destination, q.tenant from herald.queue q
+        up_to_cursor(destination, tenant, blocked) as (
+            (select q.destination, q.tenant, ",
+        destination_blocked!("q.destination"),
+        "
+             from herald.queue q
              where $4::text is not null and (q.destination, q.tenant) <= ($4::text, $5::text)
              order by q.destination, q.tenant limit 1)
-            union all
-            select nxt.destination, nxt.tenant
-            from up_to_cursor l
-            cross join lateral (
-                select q.destination, q.tenant from herald.queue q
-                where (q.destination, q.tenant) > (l.destination, l.tenant)
-                  and (q.destination, q.tenant) <= ($4::text, $5::text)
-                order by q.destination, q.tenant limit 1
-            ) nxt
+            union all",
+        next_lane!(
+            "up_to_cursor",
+            "and (q.destination, q.tenant) <= ($4::text, $5::text)"
+        ),
+        "
         ),
         -- The window: the next lanes after the cursor (wrapping around) that have work a claim
         -- could take now. Both walks stop as soon as the window is full.
         due_lanes as materialized (
             select w.destination, w.tenant, w.part from (
                 (select a.destination, a.tenant, 0 as part from after_cursor a
-                 where ",
-        claimable_lane!("a"),
+                 where not a.blocked and ",
+        lane_due!("a"),
         "
                  limit greatest(2 * $1, 64))
                 union all
                 (select b.destination, b.tenant, 1 as part from up_to_cursor b
-                 where ",
-        claimable_lane!("b"),
+                 where not b.blocked and ",
+        lane_due!("b"),
         "
                  limit greatest(2 * $1, 64))
             ) w
             limit greatest(2 * $1, 64)
-        ),
-        window_end as materialized (
-            select d.destination, d.tenant from due_lanes d
-            order by d.part desc, d.destination desc, d.tenant desc limit 1
         ),
         leased as materialized (
             select q.destination, q.tenant, count(*) as n from herald.queue q
@@ -357,9 +395,11 @@ pub async fn claim_from(
         -- `limit` rows bounds each lane's share from above. Each lane offers that many (at
         -- least one) and no more: the least loaded may take the whole claim, without reading
         -- and locking `limit` rows of every lane.
+        -- `position`: the lane's place in the rotation (after the cursor, wrapping around).
         lane_base as materialized (
             select dl.destination, dl.tenant, s.in_flight, s.allowance,
-                   s.in_flight + coalesce(t.n, 0) as base
+                   s.in_flight + coalesce(t.n, 0) as base,
+                   row_number() over (order by dl.part, dl.destination, dl.tenant) as position
             from due_lanes dl
             join serving s on s.key = dl.destination and s.allowance > 0
             left join tenant_leased t on t.tenant = dl.tenant
@@ -374,12 +414,11 @@ pub async fn claim_from(
         ),
         candidates as (
             select c.id, c.run_at, lb.destination, lb.tenant, lb.in_flight, lb.allowance,
+                   lb.position,
                    row_number() over (partition by lb.destination, lb.tenant order by c.run_at)
                        as lane_place
             from lane_base lb
             cross join water w
-            -- Locked as they are read, skipping rows another claim holds: concurrent claims
-            -- take different rows. The few not chosen are free again at commit.
             cross join lateral (
                 select q.id, q.run_at from herald.queue q
                 where q.destination = lb.destination and q.tenant = lb.tenant
@@ -387,13 +426,15 @@ pub async fn claim_from(
                 order by q.run_at
                 limit least(lb.allowance,
                             greatest(1, floor((coalesce(w.level, lb.base + 2 * $1) - lb.base) / 2.0)::int8 + 1))
-                for update of q skip locked
             ) c
         ),
+        -- Ties go by the rotation, not by age: among lanes as busy as each other, the one next
+        -- after the cursor goes first, so a lane whose rows are younger than its neighbours'
+        -- still gets its turn.
         in_destination as (
             select c.*,
                    row_number() over (
-                       partition by c.destination order by c.lane_place, c.run_at) as place
+                       partition by c.destination order by c.lane_place, c.position) as place
             from candidates c
         ),
         -- The load adds the two: a row waits behind rows whose destination and tenant are less
@@ -401,16 +442,27 @@ pub async fn claim_from(
         -- tenant's count, and its healthy endpoint waited behind another tenant's backlog for as
         -- long as the slow deliveries lasted.)
         in_tenant as (
-            select i.id, i.run_at,
+            select i.id, i.destination, i.tenant, i.position,
                    i.in_flight + i.place
                    + coalesce(t.n, 0) + row_number() over (
-                       partition by i.tenant order by i.in_flight + i.place, i.run_at) as load
+                       partition by i.tenant order by i.in_flight + i.place, i.position) as load
             from in_destination i
             left join tenant_leased t on t.tenant = i.tenant
             where i.place <= i.allowance
         ),
+        -- Locked in the order of choice, skipping rows another claim holds: a concurrent claim
+        -- that ranked the same rows takes the next ones instead of coming back empty.
         chosen as (
-            select c.id from in_tenant c order by c.load, c.run_at limit $1
+            select q.id, c.destination, c.tenant, c.position from herald.queue q
+            join in_tenant c on c.id = q.id
+            where q.lease_token is null
+            order by c.load, c.position
+            limit $1
+            for update of q skip locked
+        ),
+        -- The cursor for the next claim: the last lane in the rotation that this one served.
+        last_served as (
+            select c.destination, c.tenant from chosen c order by c.position desc limit 1
         ),
         claimed as (
             update herald.queue q
@@ -449,8 +501,8 @@ pub async fn claim_from(
                    as endpoint_previous_secret,
                e.enabled as endpoint_enabled, e.disabled_reason as endpoint_disabled_reason,
                coalesce(g.breaker = 'open', false) as probe,
-               (select w.destination from window_end w) as window_end_destination,
-               (select w.tenant from window_end w) as window_end_tenant
+               (select w.destination from last_served w) as last_served_destination,
+               (select w.tenant from last_served w) as last_served_tenant
         from claimed c
         join herald.intents n on n.id = c.id
         left join guarded g on g.key = c.destination
@@ -473,7 +525,7 @@ pub async fn claim_from(
         .await?;
     if let Some(row) = rows.first()
         && let (Some(destination), Some(tenant)) =
-            (&row.window_end_destination, &row.window_end_tenant)
+            (&row.last_served_destination, &row.last_served_tenant)
     {
         cursor.0 = Some((destination.clone(), tenant.clone()));
     }
@@ -896,13 +948,15 @@ pub async fn disable_broken_endpoints(
     const DISABLE: &str = "
         with broken as (
             select d.endpoint_id, d.breaker_opened_at from herald.destinations d
-            where d.endpoint_id is not null and d.breaker <> 'closed'
+            where d.endpoint_id is not null and d.breaker = 'open'
               and d.breaker_opened_at < now() - make_interval(secs => $1)
-              -- Notifications waiting means probes were due all along (at most
-              -- max_probe_interval apart) and failed; with nothing waiting there was nothing to
-              -- probe with, and no evidence the endpoint is still down.
+              -- Notifications due and waiting means probes were due all along (at most
+              -- max_probe_interval apart) and failed; with nothing due there was nothing to
+              -- probe with, and no evidence the endpoint is still down. Never while a probe is
+              -- out (half-open): it may be the one that succeeds.
               and exists (select 1 from herald.queue q
-                          where q.destination = d.key and q.lease_token is null)
+                          where q.destination = d.key and q.lease_token is null
+                            and q.run_at <= now())
             order by d.key
             for update of d skip locked
         )
