@@ -179,16 +179,19 @@ pub struct Recorded {
     pub breakers: Vec<BreakerChange>,
 }
 
-/// Whether destination `$d` (an expression) takes no work now, as this statement's snapshot
-/// sees it (the claim checks again under the destination's lock): it has a row, and is
-/// throttled, or its breaker admits nothing (open with no probe due, or half-open), or its
-/// bucket holds no token, or it has no room under its cap.
-macro_rules! destination_blocked {
-    ($d:literal) => {
+/// Whether lane `$l` (`destination`, `tenant`) has a due, unleased row that a claim could take
+/// now: its destination (if it has a row) is not throttled, its breaker admits work (closed,
+/// or open with a probe due), its bucket holds a token and it has room under its cap, as this
+/// statement's snapshot sees them (the claim checks again under the destination's lock).
+macro_rules! claimable_lane {
+    ($l:literal) => {
         concat!(
-            "exists (
+            "exists (select 1 from herald.queue q
+                     where q.destination = ", $l, ".destination and q.tenant = ", $l, ".tenant
+                       and q.run_at <= now() and q.lease_token is null)
+             and not exists (
                  select 1 from herald.destinations d
-                 where d.key = ", $d, "
+                 where d.key = ", $l, ".destination
                    and not (coalesce(d.throttled_until <= now(), true)
                             and (d.breaker = 'closed'
                                  or (d.breaker = 'open' and d.next_probe_at <= now()))
@@ -200,51 +203,6 @@ macro_rules! destination_blocked {
                                  or d.max_in_flight > (select count(*) from herald.queue x
                                                        where x.destination = d.key
                                                          and x.lease_token is not null))))"
-        )
-    };
-}
-
-/// Whether lane `$l` has a due row that no claim holds.
-macro_rules! lane_due {
-    ($l:literal) => {
-        concat!(
-            "exists (select 1 from herald.queue q
-                     where q.destination = ",
-            $l,
-            ".destination and q.tenant = ",
-            $l,
-            ".tenant
-                       and q.run_at <= now() and q.lease_token is null)"
-        )
-    };
-}
-
-/// One step of a walk through the lanes (`$walk` names the recursive CTE, `$bound` adds a
-/// condition on `q`): the next lane of the same destination, or, when this destination takes
-/// no work now, the first lane of the next one, so a blocked relay with ten thousand tenant
-/// lanes costs one step, not ten thousand.
-macro_rules! next_lane {
-    ($walk:literal, $bound:literal) => {
-        concat!(
-            "
-            select nxt.destination, nxt.tenant, ",
-            destination_blocked!("nxt.destination"),
-            "
-            from ", $walk, " l
-            cross join lateral (
-                (select q.destination, q.tenant from herald.queue q
-                 where not l.blocked and q.destination = l.destination and q.tenant > l.tenant ",
-            $bound,
-            "
-                 order by q.destination, q.tenant limit 1)
-                union all
-                (select q.destination, q.tenant from herald.queue q
-                 where q.destination > l.destination ",
-            $bound,
-            "
-                 order by q.destination, q.tenant limit 1)
-                limit 1
-            ) nxt"
         )
     };
 }
@@ -284,44 +242,46 @@ pub async fn claim_from(
 ) -> Result<Vec<Delivery>, sqlx::Error> {
     const SQL: &str = concat!(
         "
-        with recursive after_cursor(destination, tenant, blocked) as (
-            (select q.destination, q.tenant, ",
-        destination_blocked!("q.destination"),
-        "
-             from herald.queue q
+        with recursive after_cursor(destination, tenant) as (
+            (select q.destination, q.tenant from herald.queue q
              where $4::text is null or (q.destination, q.tenant) > ($4::text, $5::text)
              order by q.destination, q.tenant limit 1)
-            union all",
-        next_lane!("after_cursor", ""),
-        "
+            union all
+            select nxt.destination, nxt.tenant
+            from after_cursor l
+            cross join lateral (
+                select q.destination, q.tenant from herald.queue q
+                where (q.destination, q.tenant) > (l.destination, l.tenant)
+                order by q.destination, q.tenant limit 1
+            ) nxt
         ),
-        up_to_cursor(destination, tenant, blocked) as (
-            (select q.destination, q.tenant, ",
-        destination_blocked!("q.destination"),
-        "
-             from herald.queue q
+        up_to_cursor(destination, tenant) as (
+            (select q.destination, q.tenant from herald.queue q
              where $4::text is not null and (q.destination, q.tenant) <= ($4::text, $5::text)
              order by q.destination, q.tenant limit 1)
-            union all",
-        next_lane!(
-            "up_to_cursor",
-            "and (q.destination, q.tenant) <= ($4::text, $5::text)"
-        ),
-        "
+            union all
+            select nxt.destination, nxt.tenant
+            from up_to_cursor l
+            cross join lateral (
+                select q.destination, q.tenant from herald.queue q
+                where (q.destination, q.tenant) > (l.destination, l.tenant)
+                  and (q.destination, q.tenant) <= ($4::text, $5::text)
+                order by q.destination, q.tenant limit 1
+            ) nxt
         ),
         -- The window: the next lanes after the cursor (wrapping around) that have work a claim
         -- could take now. Both walks stop as soon as the window is full.
         due_lanes as materialized (
             select w.destination, w.tenant, w.part from (
                 (select a.destination, a.tenant, 0 as part from after_cursor a
-                 where not a.blocked and ",
-        lane_due!("a"),
+                 where ",
+        claimable_lane!("a"),
         "
                  limit greatest(2 * $1, 64))
                 union all
                 (select b.destination, b.tenant, 1 as part from up_to_cursor b
-                 where not b.blocked and ",
-        lane_due!("b"),
+                 where ",
+        claimable_lane!("b"),
         "
                  limit greatest(2 * $1, 64))
             ) w
@@ -426,6 +386,7 @@ pub async fn claim_from(
                 order by q.run_at
                 limit least(lb.allowance,
                             greatest(1, floor((coalesce(w.level, lb.base + 2 * $1) - lb.base) / 2.0)::int8 + 1))
+                for update of q skip locked
             ) c
         ),
         -- Ties go by the rotation, not by age: among lanes as busy as each other, the one next
@@ -453,12 +414,9 @@ pub async fn claim_from(
         -- Locked in the order of choice, skipping rows another claim holds: a concurrent claim
         -- that ranked the same rows takes the next ones instead of coming back empty.
         chosen as (
-            select q.id, c.destination, c.tenant, c.position from herald.queue q
-            join in_tenant c on c.id = q.id
-            where q.lease_token is null
+            select c.id, c.destination, c.tenant, c.position from in_tenant c
             order by c.load, c.position
             limit $1
-            for update of q skip locked
         ),
         -- The cursor for the next claim: the last lane in the rotation that this one served.
         last_served as (
