@@ -146,8 +146,24 @@ fn event_to(target: &AlertsTarget, event: &str, business_id: &str, payload: Valu
         .payload(payload)
 }
 
+/// The events of the dead notifications among `ids` (none for the alerts endpoint's own).
+pub async fn dead_events(
+    conn: &mut PgConnection,
+    target: &AlertsTarget,
+    ids: &[Uuid],
+) -> Result<Vec<Notification>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(dead_notifications(conn, ids)
+        .await?
+        .iter()
+        .filter_map(|n| dead_event(target, n))
+        .collect())
+}
+
 /// The dead notifications among `ids`, as their events describe them.
-pub async fn dead_notifications(
+async fn dead_notifications(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<DeadNotification>, sqlx::Error> {

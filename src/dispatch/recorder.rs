@@ -144,14 +144,7 @@ async fn record(
             .iter()
             .filter_map(|change| alerts::breaker_event(&target, change))
             .collect();
-        if !dead.is_empty() {
-            events.extend(
-                alerts::dead_notifications(&mut tx, &dead)
-                    .await?
-                    .iter()
-                    .filter_map(|n| alerts::dead_event(&target, n)),
-            );
-        }
+        events.extend(alerts::dead_events(&mut tx, &target, &dead).await?);
         alerts::enqueue(&mut tx, &events).await?;
     }
     tx.commit().await?;

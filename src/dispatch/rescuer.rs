@@ -60,11 +60,7 @@ async fn rescue_once(shared: &Shared) -> u64 {
         if !rescued.dead.is_empty()
             && let Some(target) = alerts::target(&mut tx, alerts_endpoint).await?
         {
-            let events: Vec<_> = alerts::dead_notifications(&mut tx, &rescued.dead)
-                .await?
-                .iter()
-                .filter_map(|n| alerts::dead_event(&target, n))
-                .collect();
+            let events = alerts::dead_events(&mut tx, &target, &rescued.dead).await?;
             alerts::enqueue(&mut tx, &events).await?;
         }
         tx.commit().await?;
@@ -105,12 +101,7 @@ async fn disable_broken_endpoints(shared: &Shared) {
                 .iter()
                 .filter_map(|d| alerts::disabled_event(&target, d.id, &d.tenant, &d.reason, d.at))
                 .collect();
-            events.extend(
-                alerts::dead_notifications(&mut tx, &dead)
-                    .await?
-                    .iter()
-                    .filter_map(|n| alerts::dead_event(&target, n)),
-            );
+            events.extend(alerts::dead_events(&mut tx, &target, &dead).await?);
             alerts::enqueue(&mut tx, &events).await?;
         }
         tx.commit().await?;
