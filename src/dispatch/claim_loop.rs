@@ -100,19 +100,25 @@ pub(super) async fn claim_loop(
 
 async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
     let config = &shared.config.dispatcher;
+    let tokens = store::lease_tokens(reservation.wanted);
     let result = async {
         let mut conn = shared.pool.acquire().await?;
+        hand_back_unanswered(&shared, &mut conn).await?;
         // Concurrent claims start from the same lane; one that served nothing leaves the
         // cursor where the other may have moved it.
         let mut cursor = super::lock(&shared.lane_cursor).clone();
-        let claimed = store::claim_from(
-            &mut conn,
-            &shared.owner,
-            reservation.wanted as i64,
-            config.lease,
-            &mut cursor,
-        )
-        .await?;
+        let claimed =
+            match store::claim_from(&mut conn, &shared.owner, &tokens, config.lease, &mut cursor)
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    // The claim may have committed with its answer lost: its rows would wait
+                    // out the lease unless handed back.
+                    lock(&shared.unanswered_claims).extend_from_slice(&tokens);
+                    return Err(e);
+                }
+            };
         if !claimed.is_empty() {
             *super::lock(&shared.lane_cursor) = cursor;
         }
@@ -120,6 +126,33 @@ async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
     }
     .await;
     (result, reservation)
+}
+
+/// Hands back what earlier claims whose answers were lost may have leased (nothing was sent
+/// for those rows), before claiming again. Kept for the next claim if this fails.
+async fn hand_back_unanswered(
+    shared: &Shared,
+    conn: &mut sqlx::PgConnection,
+) -> Result<(), sqlx::Error> {
+    let tokens = std::mem::take(&mut *lock(&shared.unanswered_claims));
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    match store::release(conn, &tokens).await {
+        Ok(released) => {
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "handed back notifications leased by a claim whose answer was lost"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            lock(&shared.unanswered_claims).extend(tokens);
+            Err(e)
+        }
+    }
 }
 
 fn start_deliveries(

@@ -124,6 +124,9 @@ struct Shared {
     owner: String,
     /// Leases this daemon holds: notification id → lease token.
     in_flight: Mutex<HashMap<Uuid, Uuid>>,
+    /// Lease tokens of claims that failed without an answer: the claim may have committed,
+    /// leasing rows to this daemon that it never heard of. The next claim hands them back.
+    unanswered_claims: Mutex<Vec<Uuid>>,
     /// Notifications this daemon scheduled a retry for (for `--until-idle`).
     retries_waiting: Mutex<HashSet<Uuid>>,
     /// Where this daemon's last claim's window of lanes ended (fair share, `store::dispatch`).
@@ -185,6 +188,7 @@ impl Dispatcher {
                 deliverer,
                 owner: owner_name(),
                 in_flight: Mutex::new(HashMap::new()),
+                unanswered_claims: Mutex::new(Vec::new()),
                 retries_waiting: Mutex::new(HashSet::new()),
                 lane_cursor: Mutex::new(store::LaneCursor::default()),
                 wake: Notify::new(),
@@ -248,13 +252,14 @@ impl Dispatcher {
 }
 
 async fn release_unfinished(shared: &Shared) -> u64 {
-    let held = shared.held_leases();
-    if held.is_empty() {
+    let mut tokens: Vec<Uuid> = lock(&shared.in_flight).values().copied().collect();
+    tokens.extend(lock(&shared.unanswered_claims).iter());
+    if tokens.is_empty() {
         return 0;
     }
     let result = async {
         let mut conn = shared.pool.acquire().await?;
-        store::release(&mut conn, &held).await
+        store::release(&mut conn, &tokens).await
     }
     .await;
     match result {

@@ -6,7 +6,7 @@
 //!   seconds and added in SQL.
 //! - Claims, outcomes, rescues and releases touch the narrow `herald.queue` row; the wide
 //!   `herald.intents` row is read at the claim and written once, when the notification finishes.
-//! - A claim issues a new `lease_token`; every later change to a leased queue row is conditional
+//! - A claim issues a new `lease_token` (chosen by the claimer, random); every later change to a leased queue row is conditional
 //!   on `id` AND `lease_token`, so a worker whose lease expired and was taken over changes
 //!   nothing.
 //! - What is in flight is the leased queue rows; no counter is kept. Destinations without a
@@ -233,10 +233,14 @@ macro_rules! claimable_lane {
 ///   endpoint or a bursting tenant never holds every worker while anyone else has due work,
 ///   and a destination alone still gets every worker. They are locked in that order, skipping
 ///   rows a concurrent claim holds.
+///
+/// The claim takes at most one row per token in `tokens` and leases each to `owner` under one
+/// of them. The caller picks them so that it knows what to hand back ([`release`]) when the
+/// answer is lost: the claim may have committed all the same.
 pub async fn claim_from(
     conn: &mut PgConnection,
     owner: &str,
-    limit: i64,
+    tokens: &[Uuid],
     lease: Duration,
     cursor: &mut LaneCursor,
 ) -> Result<Vec<Delivery>, sqlx::Error> {
@@ -414,7 +418,9 @@ pub async fn claim_from(
         -- Locked in the order of choice, skipping rows another claim holds: a concurrent claim
         -- that ranked the same rows takes the next ones instead of coming back empty.
         chosen as (
-            select c.id, c.destination, c.tenant, c.position from in_tenant c
+            select c.id, c.destination, c.tenant, c.position,
+                   row_number() over (order by c.load, c.position) as n
+            from in_tenant c
             order by c.load, c.position
             limit $1
         ),
@@ -425,7 +431,7 @@ pub async fn claim_from(
         claimed as (
             update herald.queue q
             set attempts = q.attempts + 1,
-                lease_token = gen_random_uuid(),
+                lease_token = ($6::uuid[])[chosen.n],
                 lease_owner = $2,
                 run_at = now() + make_interval(secs => $3),
                 attempted_at = now()
@@ -474,11 +480,12 @@ pub async fn claim_from(
         None => (None, None),
     };
     let rows: Vec<ClaimedRow> = sqlx::query_as(SQL)
-        .bind(limit)
+        .bind(tokens.len() as i64)
         .bind(owner)
         .bind(lease.as_secs_f64())
         .bind(after_destination)
         .bind(after_tenant)
+        .bind(tokens)
         .fetch_all(conn)
         .await?;
     if let Some(row) = rows.first()
@@ -490,14 +497,21 @@ pub async fn claim_from(
     Ok(rows.into_iter().map(Delivery::from).collect())
 }
 
-/// Claims as [`claim_from`] does, starting from the first lane.
+/// Claims up to `limit` rows as [`claim_from`] does, starting from the first lane, under new
+/// random tokens.
 pub async fn claim_due(
     conn: &mut PgConnection,
     owner: &str,
-    limit: i64,
+    limit: usize,
     lease: Duration,
 ) -> Result<Vec<Delivery>, sqlx::Error> {
-    claim_from(conn, owner, limit, lease, &mut LaneCursor::default()).await
+    let tokens = lease_tokens(limit);
+    claim_from(conn, owner, &tokens, lease, &mut LaneCursor::default()).await
+}
+
+/// `count` new lease tokens for a claim.
+pub fn lease_tokens(count: usize) -> Vec<Uuid> {
+    (0..count).map(|_| Uuid::new_v4()).collect()
 }
 
 /// Where the last claim's window of lanes ended: the next claim looks at the lanes after it.
@@ -859,13 +873,20 @@ pub struct Rescued {
     pub dead: Vec<Uuid>,
 }
 
-/// Shutdown: hands unfinished claims back at once, without spending their attempt (the
-/// delivery was interrupted by herald, not refused by the receiver; if it did reach the
-/// receiver, the retry carries the same delivery id). Returns how many were released.
-pub async fn release(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> Result<u64, sqlx::Error> {
+/// Hands leases back at once, without spending their attempt: at shutdown (the delivery was
+/// interrupted by herald, not refused by the receiver; if it did reach the receiver, the retry
+/// carries the same delivery id), and after a claim whose answer was lost (the database went
+/// down between the claim's commit and its reply: the rows are leased to a daemon that never
+/// learned of them, and nothing was sent). Returns how many were released.
+pub async fn release(conn: &mut PgConnection, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
     const SQL: &str = concat!(
-        locked_leases!(),
-        ",
+        "
+        with locked as (
+            select q.id, q.destination, q.lease_token from herald.queue q
+            where q.lease_token = any($1)
+            order by q.id
+            for update of q
+        ),
         released as (
             update herald.queue q
             set run_at = now(), attempts = q.attempts - 1, lease_token = null, lease_owner = null
@@ -876,12 +897,7 @@ pub async fn release(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> Result<u
         "
         select count(*) from locked"
     );
-    let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
-    let released: i64 = sqlx::query_scalar(SQL)
-        .bind(ids)
-        .bind(tokens)
-        .fetch_one(conn)
-        .await?;
+    let released: i64 = sqlx::query_scalar(SQL).bind(tokens).fetch_one(conn).await?;
     Ok(u64::try_from(released).unwrap_or(0))
 }
 

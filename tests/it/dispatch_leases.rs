@@ -264,6 +264,89 @@ async fn sigterm_past_the_grace_hands_deliveries_back_unspent(pool: PgPool) {
     );
 }
 
+/// A claim that committed while its answer was lost (the database went down in between)
+/// leased rows to a daemon that never heard of them; the daemon hands them back by the tokens
+/// it chose, unspent, and nothing else.
+#[sqlx::test(migrations = false)]
+async fn a_claim_whose_answer_was_lost_is_handed_back_by_its_tokens(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let probed = endpoint_at(&pool, "default", "http://127.0.0.1:9/").await;
+    let healthy = endpoint_at(&pool, "default", "http://127.0.0.1:9/").await;
+    for (i, hook) in [probed, healthy, healthy].into_iter().enumerate() {
+        herald::enqueue(
+            &pool,
+            &Notification::webhook("u", "t", format!("b{i}"), hook),
+        )
+        .await
+        .unwrap();
+    }
+    // One endpoint's breaker is open with a probe due: the lost claim takes the probe.
+    sqlx::query(
+        "update herald.destinations set breaker = 'open', next_probe_at = now(),
+                breaker_opened_at = now() where endpoint_id = $1",
+    )
+    .bind(probed)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let lost = store::lease_tokens(2);
+    let lease = Duration::from_secs(60);
+    let mut cursor = store::LaneCursor::default();
+    let answer = store::claim_from(&mut conn, "daemon-a", &lost, lease, &mut cursor)
+        .await
+        .unwrap();
+    let mut tokens: Vec<_> = answer.iter().map(|d| d.lease_token).collect();
+    tokens.sort();
+    let mut chosen = lost.clone();
+    chosen.sort();
+    assert_eq!(tokens, chosen, "leased under the tokens the claimer chose");
+    let probe = answer.iter().find(|d| d.probe).expect("the probe");
+    // Another daemon's lease is not this daemon's to hand back.
+    let other = store::claim_due(&mut conn, "daemon-b", 1, lease)
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+
+    assert_eq!(store::release(&mut conn, &lost).await.unwrap(), 2);
+    let rows: Vec<(uuid::Uuid, String, i32, Option<String>)> = sqlx::query_as(
+        "select id, state, attempts, lease_owner from herald.notifications order by id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for row in &rows {
+        let expected = if row.0 == other[0].id {
+            ("running", 1, Some("daemon-b"))
+        } else {
+            ("pending", 0, None)
+        };
+        assert_eq!(
+            (row.1.as_str(), row.2, row.3.as_deref()),
+            expected,
+            "handed back unspent, the other daemon's lease kept: {rows:?}"
+        );
+    }
+    let breaker: (String, bool, Option<uuid::Uuid>) = sqlx::query_as(
+        "select breaker, next_probe_at <= now(), probe_lease from herald.destinations
+         where key = $1",
+    )
+    .bind(probe.destination())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        breaker,
+        ("open".to_owned(), true, None),
+        "the unsent probe leaves the breaker open with a probe due at once"
+    );
+    assert_eq!(
+        store::release(&mut conn, &lost).await.unwrap(),
+        0,
+        "handing back twice changes nothing"
+    );
+}
+
 #[sqlx::test(migrations = false)]
 async fn until_idle_exits_at_once_when_there_is_nothing_to_do(pool: PgPool) {
     let pool = migrated(pool).await;
