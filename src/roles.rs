@@ -116,7 +116,8 @@ pub const ROLES: [GroupRole; 5] = [
             "grant select, update on herald.webhook_endpoints to herald_daemon",
             "grant execute on function herald.applied_migrations(), herald.wake(), \
              herald.next_attempt_number(uuid), herald.fingerprint(text, text, jsonb), \
-             herald.destination_key(text, text) to herald_daemon",
+             herald.destination_key(text, text), \
+             herald.claim(bigint, text, double precision, text, text, uuid[]) to herald_daemon",
         ],
     },
 ];
