@@ -64,7 +64,9 @@ mod payload;
 mod raw_payload;
 mod roles;
 
-pub use enqueue::{Enqueued, enqueue, enqueue_many, enqueue_many_with_limits, enqueue_with_limits};
+pub use enqueue::{
+    EnqueueTarget, Enqueued, enqueue, enqueue_many, enqueue_many_with_limits, enqueue_with_limits,
+};
 pub use error::EnqueueError;
 pub use key::Key;
 #[doc(hidden)]

@@ -15,10 +15,15 @@
 //! - `enqueue_many` is all or nothing: it runs in a transaction (a savepoint inside the caller's),
 //!   rolled back if any item is refused, with one statement for the whole batch.
 //! - Both join the caller's transaction when given `&mut *tx`: a rollback leaves no row.
+//! - `enqueue(&pool, …)` calls of one process that overlap share a statement and a commit
+//!   ([`group_commit`]); each caller still gets exactly its own result.
+
+mod group_commit;
 
 use futures_util::future::BoxFuture;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgDatabaseError;
-use sqlx::{Acquire, Postgres};
+use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::error::EnqueueError;
@@ -26,6 +31,34 @@ use crate::notification::{Limits, Notification, Validated};
 use crate::state::State;
 use crate::store::enqueue::{self as sql, Decision, EnqueueRow};
 use crate::wake;
+
+/// Where [`enqueue`] runs: `&pool` (a transaction of its own; calls that overlap share one
+/// statement and one commit), or a connection: `&mut *tx` (the caller's transaction), `&mut tx`,
+/// `&mut conn`. Implemented for those and nothing else.
+pub trait EnqueueTarget<'a>: Acquire<'a, Database = Postgres> + Send + 'a + sealed::Sealed {
+    /// The pool, when the enqueue runs on one (and may join others).
+    #[doc(hidden)]
+    fn pool(&self) -> Option<&PgPool> {
+        None
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for &PgPool {}
+impl<'a> EnqueueTarget<'a> for &'a PgPool {
+    fn pool(&self) -> Option<&PgPool> {
+        Some(self)
+    }
+}
+impl sealed::Sealed for &mut PgConnection {}
+impl<'a> EnqueueTarget<'a> for &'a mut PgConnection {}
+impl sealed::Sealed for &mut Transaction<'_, Postgres> {}
+impl<'a> EnqueueTarget<'a> for &'a mut Transaction<'_, Postgres> {}
+impl sealed::Sealed for &mut PoolConnection<Postgres> {}
+impl<'a> EnqueueTarget<'a> for &'a mut PoolConnection<Postgres> {}
 
 /// What an enqueue did.
 ///
@@ -130,7 +163,7 @@ pub fn enqueue<'a, A>(
     notification: &'a Notification,
 ) -> BoxFuture<'a, Result<Enqueued, EnqueueError>>
 where
-    A: Acquire<'a, Database = Postgres> + Send + 'a,
+    A: EnqueueTarget<'a>,
 {
     Box::pin(enqueue_one(conn, notification, Limits::default()))
 }
@@ -150,7 +183,7 @@ pub fn enqueue_with_limits<'a, A>(
     limits: &Limits,
 ) -> BoxFuture<'a, Result<Enqueued, EnqueueError>>
 where
-    A: Acquire<'a, Database = Postgres> + Send + 'a,
+    A: EnqueueTarget<'a>,
 {
     Box::pin(enqueue_one(conn, notification, *limits))
 }
@@ -207,22 +240,33 @@ async fn enqueue_one<'a, A>(
     limits: Limits,
 ) -> Result<Enqueued, EnqueueError>
 where
-    A: Acquire<'a, Database = Postgres> + Send + 'a,
+    A: EnqueueTarget<'a>,
 {
     let item = notification.validate(&limits)?;
+    if let Some(pool) = conn.pool() {
+        return group_commit::enqueue(pool, item).await;
+    }
     let mut conn = conn.acquire().await?;
+    enqueue_validated(&mut conn, &item).await
+}
+
+/// Enqueues one validated notification on `conn`.
+async fn enqueue_validated(
+    conn: &mut PgConnection,
+    item: &Validated,
+) -> Result<Enqueued, EnqueueError> {
     // Claimed before the call, so that concurrent enqueues of this process do not all notify;
     // one that created nothing gives the window back.
     let wake_claim = wake::claim_window();
-    let decision = sql::enqueue_one(&mut conn, &item, wake_claim.is_some())
+    let decision = sql::enqueue_one(conn, item, wake_claim.is_some())
         .await
-        .map_err(|e| refusal(e, std::slice::from_ref(&item)))?;
+        .map_err(|e| refusal(e, std::slice::from_ref(item)))?;
     if let Some(claim) = wake_claim
         && decision.status == "created"
     {
         claim.keep();
     }
-    decide(&item, decision)
+    decide(item, decision)
 }
 
 async fn enqueue_batch<'a, A>(

@@ -19,6 +19,7 @@ mod dispatch_outage;
 mod dispatch_ssrf;
 mod dispatch_webhook;
 mod enqueue_batch;
+mod enqueue_group_commit;
 mod enqueue_races;
 mod enqueue_semantics;
 mod enqueue_sql;
