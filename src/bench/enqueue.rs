@@ -1,5 +1,6 @@
-//! Enqueue throughput: `single` (each notification its own transaction, `clients` at once, as
-//! `herald::enqueue(&pool, …)` does it) and `batch` (`enqueue_many` of 1,000 per call).
+//! Enqueue throughput: `single` (`herald::enqueue(&pool, …)` of one notification per call,
+//! `clients` callers at once, which the library groups into shared commits as any application's
+//! concurrent calls are) and `batch` (`enqueue_many` of 1,000 per call).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,4 +86,78 @@ pub async fn clear_pending(pool: &PgPool) -> Result<(), BenchError> {
         sqlx::query(table).execute(pool).await?;
     }
     Ok(())
+}
+
+/// `total` notifications through the SQL entry point `herald.enqueue_many(jsonb)` in calls of
+/// [`BATCH`], as an application in another language sends them: one JSON array per call.
+pub async fn sql_batch(pool: &PgPool, phase: &str, total: u64) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    let mut done = 0;
+    while done < total {
+        let size = BATCH.min(total - done);
+        let items: Vec<serde_json::Value> = (done..done + size)
+            .map(|i| {
+                json!({
+                    "user_id": format!("user-{}", i % 100_000),
+                    "type": "order_shipped",
+                    "business_id": format!("{phase}-{i}"),
+                    "email": "ann@example.com",
+                    "payload": {"order": i, "items": [{"sku": "A-1", "qty": 2}]},
+                })
+            })
+            .collect();
+        sqlx::query("select count(*) from herald.enqueue_many($1::jsonb)")
+            .bind(serde_json::Value::Array(items))
+            .fetch_one(pool)
+            .await?;
+        done += size;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Rounds the two sides alternate in, so that drift in the machine's speed hits both alike.
+const OVERHEAD_ROUNDS: u64 = 10;
+
+/// What `herald::enqueue` adds to an application's transaction: the time of transactions that
+/// insert one application row and enqueue one notification, divided by the time of the same
+/// transactions without the enqueue. One connection, one transaction at a time, `transactions`
+/// (at most 2,000) on each side.
+pub async fn in_tx_overhead(
+    pool: &PgPool,
+    phase: &str,
+    transactions: u64,
+) -> Result<f64, BenchError> {
+    sqlx::query(
+        "create table if not exists public.bench_orders (id bigint primary key, body jsonb not null)",
+    )
+    .execute(pool)
+    .await?;
+    let mut conn = pool.acquire().await?;
+    let per_round = (transactions.min(2000) / OVERHEAD_ROUNDS).max(1);
+    let (mut without, mut with) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let mut next = 0u64;
+    for _ in 0..OVERHEAD_ROUNDS {
+        for enqueue in [false, true] {
+            let start = Instant::now();
+            for _ in 0..per_round {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::query("insert into public.bench_orders (id, body) values ($1, $2)")
+                    .bind(next as i64)
+                    .bind(json!({"order": next, "items": [{"sku": "A-1", "qty": 2}]}))
+                    .execute(&mut *tx)
+                    .await?;
+                if enqueue {
+                    crate::enqueue(&mut *tx, &email(phase, next)).await?;
+                }
+                tx.commit().await?;
+                next += 1;
+            }
+            *(if enqueue { &mut with } else { &mut without }) += start.elapsed();
+        }
+    }
+    drop(conn);
+    sqlx::query("drop table public.bench_orders")
+        .execute(pool)
+        .await?;
+    Ok(with.as_secs_f64() / without.as_secs_f64())
 }

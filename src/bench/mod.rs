@@ -50,6 +50,11 @@ pub struct Report {
     pub database: String,
     pub enqueue_single_per_s: f64,
     pub enqueue_batch_per_s: f64,
+    /// `herald.enqueue_many(jsonb)` called with SQL, 1,000 per call.
+    pub enqueue_sql_batch_per_s: f64,
+    /// Time of an application's transaction with `herald::enqueue` in it over the same
+    /// transaction without it.
+    pub enqueue_in_tx_overhead: f64,
     pub dispatch_null_per_s: f64,
     pub dispatch_webhook_per_s: f64,
     /// POSTs per second from a bare reqwest client to the same receiver, as many in flight as
@@ -125,6 +130,8 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
 
     let enqueue_single = enqueue::single(pool, "single", options.clients, n).await?;
     let enqueue_batch = enqueue::batch(pool, "batch", n).await?;
+    let enqueue_sql_batch = enqueue::sql_batch(pool, "sql-batch", n).await?;
+    let enqueue_in_tx_overhead = enqueue::in_tx_overhead(pool, "in-tx", n).await?;
     enqueue::clear_pending(pool).await?;
 
     let null = dispatch::drain_null(pool, &config, endpoint, n).await?;
@@ -142,6 +149,8 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
         database: String::new(),
         enqueue_single_per_s: enqueue_single,
         enqueue_batch_per_s: enqueue_batch,
+        enqueue_sql_batch_per_s: enqueue_sql_batch,
+        enqueue_in_tx_overhead,
         dispatch_null_per_s: null.per_s,
         dispatch_webhook_per_s: webhook.per_s,
         http_client_ceiling_per_s: ceiling,

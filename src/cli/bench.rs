@@ -96,7 +96,7 @@ fn render(r: &Report) -> String {
             "enqueue_single".into(),
             rate(r.enqueue_single_per_s),
             format!(
-                "notifications/s ({} clients, one transaction each)",
+                "notifications/s ({} clients, one notification per call; overlapping calls share commits)",
                 r.clients
             ),
         ],
@@ -104,6 +104,16 @@ fn render(r: &Report) -> String {
             "enqueue_batch".into(),
             rate(r.enqueue_batch_per_s),
             "notifications/s (enqueue_many of 1,000)".into(),
+        ],
+        vec![
+            "enqueue_sql_batch".into(),
+            rate(r.enqueue_sql_batch_per_s),
+            "notifications/s (SQL herald.enqueue_many of 1,000)".into(),
+        ],
+        vec![
+            "enqueue_in_tx_overhead".into(),
+            format!("{:.2}", r.enqueue_in_tx_overhead),
+            "x (an application transaction with herald::enqueue over the same without it)".into(),
         ],
         vec![
             "dispatch_null".into(),

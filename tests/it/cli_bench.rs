@@ -45,6 +45,7 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
     for rate in [
         "enqueue_single_per_s",
         "enqueue_batch_per_s",
+        "enqueue_sql_batch_per_s",
         "dispatch_null_per_s",
         "dispatch_webhook_per_s",
         "rss_mb",
@@ -54,6 +55,11 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
             .unwrap_or_else(|| panic!("{rate} is a number: {report}"));
         assert!(value > 0.0, "{rate} is positive: {report}");
     }
+    let overhead = report["enqueue_in_tx_overhead"].as_f64().expect("a ratio");
+    assert!(
+        overhead > 1.0,
+        "an enqueue adds to the application's transaction: {report}"
+    );
     let (p50, p99) = (
         report["latency_ms"]["p50"].as_f64().unwrap(),
         report["latency_ms"]["p99"].as_f64().unwrap(),
