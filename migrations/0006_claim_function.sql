@@ -58,9 +58,19 @@ as $$
         return query
 
         with recursive after_cursor(destination, tenant) as (
-            (select q.destination, q.tenant from herald.queue q
-             where p_after_destination::text is null or (q.destination, q.tenant) > (p_after_destination::text, p_after_tenant::text)
-             order by q.destination, q.tenant limit 1)
+            -- Two branches rather than one `is null or (…) > (…)`: in a generic plan an OR
+            -- cannot seek in the index, and the first lane after the cursor was found by
+            -- reading the queue from its start.
+            (select s.destination, s.tenant from (
+                (select q.destination, q.tenant from herald.queue q
+                 where p_after_destination is null
+                 order by q.destination, q.tenant limit 1)
+                union all
+                (select q.destination, q.tenant from herald.queue q
+                 where p_after_destination is not null
+                   and (q.destination, q.tenant) > (p_after_destination, p_after_tenant)
+                 order by q.destination, q.tenant limit 1)
+             ) s limit 1)
             union all
             select nxt.destination, nxt.tenant
             from after_cursor l
@@ -318,3 +328,41 @@ $$;
 
 revoke execute on function herald.claim(bigint, text, double precision, text, text, uuid[])
     from public;
+
+-- The library's group commit (src/enqueue/group_commit.rs): herald.enqueue_many for the items
+-- of several callers, which must never wait long on a key another transaction holds. A group
+-- holds every key it inserted while it waits, so an application transaction that enqueues one
+-- of them could deadlock with it, and every caller behind it would wait too. Past
+-- `lock_timeout` (well under the default `deadlock_timeout` of 1 s) the group gives up,
+-- rolled back whole, and each caller enqueues on its own. `p_wake`: the library debounces
+-- wake-ups per process and passes whether this group holds the window.
+create function herald._enqueue_group(notifications jsonb, max_payload_bytes integer, p_wake boolean)
+    returns table (id uuid, status text, state text)
+    language plpgsql volatile
+    set search_path = pg_catalog, pg_temp
+    set lock_timeout = '50ms'
+as $$
+    begin
+        if not p_wake then
+            perform set_config('herald.quiet', 'on', true);
+        end if;
+        return query select * from herald.enqueue_many(notifications, max_payload_bytes);
+    end
+$$;
+
+-- As in 0002, with one more case for staying quiet: a group commit that does not hold the
+-- library's wake-up window (`herald.quiet`, set for the rest of its transaction).
+create or replace function herald._wake_unless_another_will() returns void
+    language plpgsql volatile
+    set search_path = pg_catalog, pg_temp
+as $$
+    begin
+        if coalesce(current_setting('herald.quiet', true), '') <> 'on'
+           and pg_try_advisory_xact_lock(7522544515348191051) then
+            perform herald.wake();
+        end if;
+    end
+$$;
+
+revoke execute on function herald._enqueue_group(jsonb, integer, boolean) from public;
+revoke execute on function herald._wake_unless_another_will() from public;

@@ -54,6 +54,7 @@ pub const ROLES: [GroupRole; 5] = [
             "grant execute on function \
              herald.enqueue(text, text, text, text, uuid, jsonb, text, timestamptz, integer, integer), \
              herald.enqueue_many(jsonb, integer), \
+             herald._enqueue_group(jsonb, integer, boolean), \
              herald._enqueue_or_refuse(text, text, text, text, text, uuid, jsonb, timestamptz, integer, integer, \
              boolean), \
              herald.applied_migrations() \

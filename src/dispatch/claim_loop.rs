@@ -115,7 +115,9 @@ async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
                 Err(e) => {
                     // The claim may have committed with its answer lost: its rows would wait
                     // out the lease unless handed back.
-                    lock(&shared.unanswered_claims).extend_from_slice(&tokens);
+                    if answer_may_be_lost(&e) {
+                        lock(&shared.unanswered_claims).extend_from_slice(&tokens);
+                    }
                     return Err(e);
                 }
             };
@@ -126,6 +128,21 @@ async fn claim(shared: Arc<Shared>, reservation: Reservation) -> ClaimResult {
     }
     .await;
     (result, reservation)
+}
+
+/// Whether a claim that failed with `error` may have committed all the same: the connection
+/// broke (or the server was shutting down) before the answer was complete. Not when the
+/// answer arrived and could not be read: handing those rows back spends no attempt, so a row
+/// that fails every claim would come back forever; its lease expires and counts the attempt.
+fn answer_may_be_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        // Connection exceptions (08) and operator intervention (57: shutdown, crash).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        _ => false,
+    }
 }
 
 /// Hands back what earlier claims whose answers were lost may have leased (nothing was sent
@@ -208,4 +225,21 @@ async fn work_left_anywhere(shared: &Shared) -> bool {
     .await;
     // Cannot tell: keep waiting rather than exit early.
     result.unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_may_be_lost;
+
+    #[test]
+    fn only_a_broken_connection_may_have_lost_a_committed_answer() {
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "expected 5 bytes");
+        assert!(answer_may_be_lost(&sqlx::Error::Io(eof)));
+        // Nothing was sent, or the answer arrived and could not be read.
+        assert!(!answer_may_be_lost(&sqlx::Error::PoolTimedOut));
+        assert!(!answer_may_be_lost(&sqlx::Error::Decode("bad row".into())));
+        assert!(!answer_may_be_lost(&sqlx::Error::ColumnNotFound(
+            "lease_token".into()
+        )));
+    }
 }

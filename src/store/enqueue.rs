@@ -82,13 +82,39 @@ pub async fn enqueue_many(
     const SQL: &str = "
         select e.id, e.status, e.state
         from herald.enqueue_many($1::pg_catalog.jsonb, $2::pg_catalog.int4) as e";
-    let batch: Vec<BatchItem> = items.iter().map(BatchItem::from).collect();
-    let limit = items.first().map_or(i32::MAX, payload_limit);
     sqlx::query_as(SQL)
-        .bind(Json(batch))
-        .bind(limit)
+        .bind(Json(batch_of(items)))
+        .bind(batch_limit(items))
         .fetch_all(conn)
         .await
+}
+
+/// [`enqueue_many`] for a group commit (`herald._enqueue_group`): gives up after a short
+/// wait on a key another transaction holds, and wakes listeners only with `wake`.
+pub async fn enqueue_group(
+    conn: &mut PgConnection,
+    items: &[&Validated],
+    wake: bool,
+) -> Result<Vec<EnqueueRow>, sqlx::Error> {
+    const SQL: &str = "
+        select e.id, e.status, e.state
+        from herald._enqueue_group($1::pg_catalog.jsonb, $2::pg_catalog.int4,
+                                   $3::pg_catalog.bool) as e";
+    sqlx::query_as(SQL)
+        .bind(Json(batch_of(items.iter().copied())))
+        .bind(batch_limit(items.iter().copied()))
+        .bind(wake)
+        .fetch_all(conn)
+        .await
+}
+
+fn batch_of<'a>(items: impl IntoIterator<Item = &'a Validated>) -> Vec<BatchItem<'a>> {
+    items.into_iter().map(BatchItem::from).collect()
+}
+
+/// The batch's payload limit: its items share one.
+fn batch_limit<'a>(items: impl IntoIterator<Item = &'a Validated>) -> i32 {
+    items.into_iter().next().map_or(i32::MAX, payload_limit)
 }
 
 /// A payload limit past `i32::MAX` bytes is no limit PostgreSQL could reach (jsonb values are

@@ -146,3 +146,237 @@ async fn callers_that_give_up_stop_no_one_else(pool: PgPool) {
     let after = herald::enqueue(&pool, &welcome("after".into())).await;
     assert!(matches!(after, Ok(Enqueued::Created { .. })), "{after:?}");
 }
+
+/// A backend of this database waits on a lock (an enqueue blocked by a key another transaction
+/// holds).
+const SOMEONE_WAITS_ON_A_LOCK: &str = "select exists (select 1 from pg_stat_activity
+     where datname = current_database() and wait_event_type = 'Lock')";
+
+#[sqlx::test(migrations = false)]
+async fn a_group_gives_up_at_once_on_a_key_another_transaction_holds(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let mut holder = pool.begin().await.unwrap();
+    herald::enqueue(&mut *holder, &welcome("held".into()))
+        .await
+        .unwrap();
+    let items = json!([
+        {"user_id": "user-1", "type": "welcome", "business_id": "free", "email": "ann@example.com"},
+        {"user_id": "user-1", "type": "welcome", "business_id": "held", "email": "ann@example.com",
+         "payload": {"n": 1}},
+    ]);
+    let error = sqlx::query("select * from herald._enqueue_group($1, 65536, false)")
+        .bind(items)
+        .fetch_all(&pool)
+        .await
+        .unwrap_err();
+    let code = error.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("55P03"), "lock_timeout: {error}");
+    holder.commit().await.unwrap();
+    let free: i64 =
+        sqlx::query_scalar("select count(*) from herald.intents where business_id = 'free'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(free, 0, "a group that gave up wrote nothing");
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_enqueue_waiting_on_a_held_key_holds_up_no_other(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let mut holder = pool.begin().await.unwrap();
+    herald::enqueue(&mut *holder, &welcome("held".into()))
+        .await
+        .unwrap();
+    let blocked = {
+        let pool = pool.clone();
+        tokio::spawn(async move { herald::enqueue(&pool, &welcome("held".into())).await })
+    };
+    crate::support::wait_for_sql(
+        &pool,
+        "the replay to wait on the key",
+        SOMEONE_WAITS_ON_A_LOCK,
+    )
+    .await;
+    // The holder itself enqueues on the pool while its key blocks the replay: with a leader
+    // stuck behind the replay, this would wait for the holder, which waits for it.
+    let unrelated = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        herald::enqueue(&pool, &welcome("unrelated".into())),
+    )
+    .await;
+    assert!(
+        matches!(unrelated, Ok(Ok(Enqueued::Created { .. }))),
+        "{unrelated:?}"
+    );
+    holder.commit().await.unwrap();
+    let replay = blocked.await.unwrap();
+    assert!(
+        matches!(replay, Ok(Enqueued::Duplicate { .. })),
+        "{replay:?}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn callers_of_an_unanswering_server_each_wait_one_acquire_timeout(_pool: PgPool) {
+    // A server that accepts connections and never says anything.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let timeout = std::time::Duration::from_millis(500);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(timeout)
+        .connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/nowhere"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let callers: Vec<_> = (0..10)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move { herald::enqueue(&pool, &welcome(format!("b{i}"))).await })
+        })
+        .collect();
+    for caller in callers {
+        let result = caller.await.unwrap();
+        assert!(
+            matches!(result, Err(EnqueueError::Database(_))),
+            "{result:?}"
+        );
+    }
+    // One after another would take ten timeouts.
+    assert!(
+        started.elapsed() < timeout * 5,
+        "the last caller failed after {:?}",
+        started.elapsed()
+    );
+    silent.abort();
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_leader_gone_with_its_runtime_leaves_the_pool_working(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let mut holder = pool.begin().await.unwrap();
+    herald::enqueue(&mut *holder, &welcome("held".into()))
+        .await
+        .unwrap();
+    let other = pool.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let held = welcome("held".into());
+            let replays = (0..4).map(|_| herald::enqueue(&other, &held));
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(30),
+                futures_util::future::join_all(replays),
+            )
+            .await;
+        });
+        drop(runtime);
+    })
+    .join()
+    .unwrap();
+    holder.commit().await.unwrap();
+    let after = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        herald::enqueue(&pool, &welcome("after".into())),
+    )
+    .await;
+    assert!(
+        matches!(after, Ok(Ok(Enqueued::Created { .. }))),
+        "{after:?}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_enqueue_outside_a_runtime_leaves_the_pool_working(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let other = pool.clone();
+    // Polled once without a runtime: whatever that call does, it starts no leader that
+    // nobody runs.
+    let _ = std::thread::spawn(move || {
+        let notification = welcome("outside".into());
+        let mut call = herald::enqueue(&other, &notification);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = call.as_mut().poll(&mut cx);
+    })
+    .join();
+    let after = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        herald::enqueue(&pool, &welcome("after".into())),
+    )
+    .await;
+    assert!(
+        matches!(after, Ok(Ok(Enqueued::Created { .. }))),
+        "{after:?}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_pool_whose_options_changed_keeps_its_notifications(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let other_db = format!("herald_group_other_{}", std::process::id());
+    let admin = &pool;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {other_db} with (force)"
+    )))
+    .execute(admin)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {other_db}")))
+        .execute(admin)
+        .await
+        .unwrap();
+    let b_options: sqlx::postgres::PgConnectOptions =
+        crate::support::url_for(&other_db).parse().unwrap();
+    {
+        let b = PgPool::connect_with(b_options.clone()).await.unwrap();
+        herald::migrate(&b).await.unwrap();
+        b.close().await;
+    }
+    // A leader of pool A busy on a held key while A's options are replaced (credentials
+    // rotated) and pool B is made: B's options may land where A's old ones were.
+    let mut holder = pool.begin().await.unwrap();
+    herald::enqueue(&mut *holder, &welcome("held".into()))
+        .await
+        .unwrap();
+    let replays: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { herald::enqueue(&pool, &welcome("held".into())).await })
+        })
+        .collect();
+    pool.set_connect_options((*pool.connect_options()).clone());
+    let b = sqlx::postgres::PgPoolOptions::new().connect_lazy_with(b_options);
+    let for_b = herald::enqueue(&b, &welcome("for-b".into())).await;
+    holder.commit().await.unwrap();
+    for replay in replays {
+        replay.await.unwrap().unwrap();
+    }
+    let count = |p: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from herald.intents where business_id = 'for-b'",
+        )
+        .fetch_one(&p)
+        .await
+        .unwrap()
+    };
+    let (in_a, in_b) = (count(pool.clone()).await, count(b.clone()).await);
+    b.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {other_db} with (force)"
+    )))
+    .execute(admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        (in_a, in_b),
+        (0, 1),
+        "B's notification ({for_b:?}) went to its own database"
+    );
+}
