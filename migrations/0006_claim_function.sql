@@ -366,3 +366,24 @@ $$;
 
 revoke execute on function herald._enqueue_group(jsonb, integer, boolean) from public;
 revoke execute on function herald._wake_unless_another_will() from public;
+
+-- A group commit of one (most of them under light load): herald._enqueue_or_refuse with the
+-- group's short lock_timeout, so that the leader never waits long on a held key either.
+create function herald._enqueue_one_in_group(
+    p_tenant text, p_user_id text, p_type text, p_business_id text, p_email text, p_webhook uuid,
+    p_payload jsonb, p_run_at timestamptz, p_max_attempts integer, p_max_payload_bytes integer,
+    p_wake boolean,
+    out o_status text, out o_id uuid, out o_state text, out o_field text, out o_message text
+)
+    language sql volatile
+    set search_path = pg_catalog, pg_temp
+    set lock_timeout = '50ms'
+as $$
+    select e.o_status, e.o_id, e.o_state, e.o_field, e.o_message
+    from herald._enqueue_or_refuse(p_tenant, p_user_id, p_type, p_business_id, p_email,
+                                   p_webhook, p_payload, p_run_at, p_max_attempts,
+                                   p_max_payload_bytes, p_wake) as e
+$$;
+
+revoke execute on function herald._enqueue_one_in_group(text, text, text, text, text, uuid, jsonb,
+    timestamptz, integer, integer, boolean) from public;

@@ -55,6 +55,8 @@ pub const ROLES: [GroupRole; 5] = [
              herald.enqueue(text, text, text, text, uuid, jsonb, text, timestamptz, integer, integer), \
              herald.enqueue_many(jsonb, integer), \
              herald._enqueue_group(jsonb, integer, boolean), \
+             herald._enqueue_one_in_group(text, text, text, text, text, uuid, jsonb, timestamptz, \
+             integer, integer, boolean), \
              herald._enqueue_or_refuse(text, text, text, text, text, uuid, jsonb, timestamptz, integer, integer, \
              boolean), \
              herald.applied_migrations() \

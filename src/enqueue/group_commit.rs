@@ -7,10 +7,10 @@
 //! leader starts one.
 //!
 //! Invariants:
-//! - Every caller gets what a lone enqueue would have told it. The leader only ever runs
-//!   groups; whatever it cannot settle as a group (a group of one, a group that fails for any
-//!   reason: one item refused, a key held by another transaction, no connection) it hands back,
-//!   and each of those callers enqueues on its own, concurrently, as a lone enqueue does. The one
+//! - Every caller gets what a lone enqueue would have told it. A group of one runs the single
+//!   enqueue's statement. Whatever the leader cannot settle as a group (a group that fails for
+//!   any reason: one item refused, a key held by another transaction, no connection) it hands
+//!   back, and each of those callers enqueues on its own, concurrently, as a lone enqueue does. The one
 //!   visible difference: an item of a group that committed but whose answer was lost comes back
 //!   `Duplicate` of the notification that group made, as any replay would.
 //! - The leader never waits long: a group gives up on a key another transaction holds after
@@ -35,7 +35,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::oneshot;
 
-use super::{Enqueued, enqueue_validated, enqueued};
+use super::{Enqueued, decide, enqueue_validated, enqueued};
 use crate::error::EnqueueError;
 use crate::notification::Validated;
 use crate::store::enqueue as sql;
@@ -171,10 +171,9 @@ impl Leader {
 
 /// One statement for the group, or every caller back to enqueue on its own.
 async fn settle(pool: &PgPool, group: Vec<Waiter>) {
-    let results = if group.len() > 1 {
-        together(pool, &group).await
-    } else {
-        None
+    let results = match &group[..] {
+        [one] => by_itself(pool, &one.item).await.map(|result| vec![result]),
+        _ => together(pool, &group).await,
     };
     match results {
         Some(results) => {
@@ -209,6 +208,22 @@ async fn together(pool: &PgPool, group: &[Waiter]) -> Option<Vec<Result<Enqueued
         claim.keep();
     }
     Some(rows.into_iter().map(enqueued).collect())
+}
+
+/// A group of one: the single enqueue's statement, with the group's short wait on a held key;
+/// `None` when it failed (a refusal is a result, not a failure).
+async fn by_itself(pool: &PgPool, item: &Validated) -> Option<Result<Enqueued, EnqueueError>> {
+    let mut conn = pool.acquire().await.ok()?;
+    let wake_claim = crate::wake::claim_window();
+    let decision = sql::enqueue_one_in_group(&mut conn, item, wake_claim.is_some())
+        .await
+        .ok()?;
+    if let Some(claim) = wake_claim
+        && decision.status == "created"
+    {
+        claim.keep();
+    }
+    Some(decide(item, decision))
 }
 
 /// One item on its own connection: the lone enqueue.

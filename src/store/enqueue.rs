@@ -57,7 +57,34 @@ pub async fn enqueue_one(
             $5::pg_catalog.text, $6::pg_catalog.uuid, $7::pg_catalog.jsonb,
             $8::pg_catalog.timestamptz, $9::pg_catalog.int4, $10::pg_catalog.int4,
             $11::pg_catalog.bool) as e";
-    sqlx::query_as(SQL)
+    single(conn, SQL, item, wake).await
+}
+
+/// [`enqueue_one`] for a group commit of one (`herald._enqueue_one_in_group`): gives up after
+/// a short wait on a key another transaction holds.
+pub async fn enqueue_one_in_group(
+    conn: &mut PgConnection,
+    item: &Validated,
+    wake: bool,
+) -> Result<Decision, sqlx::Error> {
+    const SQL: &str = "
+        select e.o_status as status, e.o_id as id, e.o_state as state,
+               e.o_field as field, e.o_message as message
+        from herald._enqueue_one_in_group(
+            $1::pg_catalog.text, $2::pg_catalog.text, $3::pg_catalog.text, $4::pg_catalog.text,
+            $5::pg_catalog.text, $6::pg_catalog.uuid, $7::pg_catalog.jsonb,
+            $8::pg_catalog.timestamptz, $9::pg_catalog.int4, $10::pg_catalog.int4,
+            $11::pg_catalog.bool) as e";
+    single(conn, SQL, item, wake).await
+}
+
+async fn single(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    item: &Validated,
+    wake: bool,
+) -> Result<Decision, sqlx::Error> {
+    sqlx::query_as(sql)
         .bind(&item.key.tenant)
         .bind(&item.key.user_id)
         .bind(&item.key.type_)
