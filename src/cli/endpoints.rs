@@ -26,13 +26,14 @@ pub enum EndpointsCommand {
     Add(AddArgs),
     /// List endpoints with their limits and breakers (never their secrets).
     List(ListArgs),
-    /// Show one endpoint: its limits, its breaker and what it has in flight (never its secret).
-    Show(EndpointIdArgs),
+    /// Show one endpoint: its limits, its breaker and what it has in flight (never its secret);
+    /// `smtp` shows the relay's breaker.
+    Show(DestinationArgs),
     /// Set or clear an endpoint's limits (at least one of --rate and --max-in-flight).
     Set(SetArgs),
     /// Close a destination's circuit breaker and forget its failures: an endpoint id, or
     /// `smtp` for the relay.
-    Reset(ResetArgs),
+    Reset(DestinationArgs),
     /// Disable an endpoint: new notifications to it are refused, pending ones go dead.
     Disable(DisableArgs),
     /// Enable a disabled endpoint and close its circuit breaker.
@@ -131,7 +132,7 @@ pub struct SetArgs {
     json: bool,
 }
 
-/// What `reset` closes the breaker of.
+/// What `show` and `reset` are about.
 #[derive(Debug, Clone, Copy)]
 enum Destination {
     Relay,
@@ -148,7 +149,7 @@ fn parse_destination(text: &str) -> Result<Destination, String> {
 }
 
 #[derive(Debug, Args)]
-pub struct ResetArgs {
+pub struct DestinationArgs {
     /// An endpoint id, or `smtp` for the SMTP relay.
     #[arg(value_name = "ID|smtp", value_parser = parse_destination)]
     destination: Destination,
@@ -357,15 +358,39 @@ async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn show(ctx: &Context, args: EndpointIdArgs) -> Result<(), CliError> {
+async fn show(ctx: &Context, args: DestinationArgs) -> Result<(), CliError> {
     let pool = ctx.pool(false).await?;
-    let row = store::get(&mut *pool.acquire().await?, args.id)
+    let mut conn = pool.acquire().await?;
+    let optional = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".into(), time);
+    let id = match args.destination {
+        Destination::Endpoint(id) => id,
+        Destination::Relay => {
+            let row = store::get_relay(&mut conn)
+                .await?
+                .ok_or_else(|| CliError::not_found("destination smtp not found"))?;
+            if args.json {
+                return print_json(&row);
+            }
+            out!(
+                "{}",
+                fields(&[
+                    ("destination", row.destination.clone()),
+                    ("in_flight", row.in_flight.to_string()),
+                    ("breaker", row.breaker.clone()),
+                    ("consecutive_failures", row.consecutive_failures.to_string()),
+                    ("breaker_opened_at", optional(row.breaker_opened_at)),
+                    ("next_probe_at", optional(row.next_probe_at)),
+                ])
+            );
+            return Ok(());
+        }
+    };
+    let row = store::get(&mut conn, id)
         .await?
-        .ok_or_else(|| not_found(args.id))?;
+        .ok_or_else(|| not_found(id))?;
     if args.json {
         return print_json(&row);
     }
-    let optional = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".into(), time);
     out!(
         "{}",
         fields(&[
@@ -407,7 +432,7 @@ async fn set(ctx: &Context, args: SetArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn reset(ctx: &Context, args: ResetArgs) -> Result<(), CliError> {
+async fn reset(ctx: &Context, args: DestinationArgs) -> Result<(), CliError> {
     let pool = ctx.pool(false).await?;
     let mut conn = pool.acquire().await?;
     match args.destination {

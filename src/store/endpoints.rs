@@ -209,6 +209,27 @@ pub async fn reset_breaker(
     sqlx::query_as(SQL).bind(id).fetch_optional(conn).await
 }
 
+/// The relay's columns of a [`RelayRow`], from `herald.destinations d`.
+macro_rules! relay_columns {
+    () => {
+        "d.key as destination, d.breaker, d.consecutive_failures, d.breaker_opened_at,
+         d.next_probe_at,
+         (select count(*)::int4 from herald.queue q
+          where q.destination = 'smtp' and q.lease_token is not null) as in_flight"
+    };
+}
+
+/// The SMTP relay's breaker and what it has in flight. `None` only when its row is missing
+/// (the schema creates it).
+pub async fn get_relay(conn: &mut PgConnection) -> Result<Option<RelayRow>, sqlx::Error> {
+    const SQL: &str = concat!(
+        "select ",
+        relay_columns!(),
+        " from herald.destinations d where d.key = 'smtp'"
+    );
+    sqlx::query_as(SQL).fetch_optional(conn).await
+}
+
 /// Closes the SMTP relay's breaker and forgets its failures. `None` only when its row is
 /// missing (the schema creates it).
 pub async fn reset_relay_breaker(conn: &mut PgConnection) -> Result<Option<RelayRow>, sqlx::Error> {
@@ -217,10 +238,8 @@ pub async fn reset_relay_breaker(conn: &mut PgConnection) -> Result<Option<Relay
         close_breaker!(),
         "
         where d.key = 'smtp'
-        returning d.key as destination, d.breaker, d.consecutive_failures, d.breaker_opened_at,
-                  d.next_probe_at,
-                  (select count(*)::int4 from herald.queue q
-                   where q.destination = 'smtp' and q.lease_token is not null) as in_flight"
+        returning ",
+        relay_columns!()
     );
     sqlx::query_as(SQL).fetch_optional(conn).await
 }

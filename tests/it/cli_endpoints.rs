@@ -508,6 +508,48 @@ async fn reset_and_enable_close_a_breaker(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
+async fn show_smtp_is_the_relays_breaker(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let closed = endpoints_json(&pool, &["show", "smtp"]).await;
+    assert_eq!(
+        (
+            &closed["destination"],
+            &closed["breaker"],
+            &closed["in_flight"]
+        ),
+        (&json!("smtp"), &json!("closed"), &json!(0))
+    );
+    open_breaker(&pool, "smtp").await;
+    let open = endpoints_json(&pool, &["show", "smtp"]).await;
+    assert_eq!(
+        (&open["breaker"], &open["consecutive_failures"]),
+        (&json!("open"), &json!(7))
+    );
+    assert!(open["next_probe_at"].is_string(), "{open}");
+    let out = herald(&pool)
+        .args(&["endpoints", "show", "smtp"])
+        .run()
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let breaker_line = out.stdout.lines().find(|l| l.starts_with("breaker:"));
+    assert!(
+        breaker_line.is_some_and(|l| l.trim_end().ends_with("open")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("url"),
+        "the relay has no URL: {}",
+        out.stdout
+    );
+    herald(&pool)
+        .args(&["endpoints", "show", "relay"])
+        .run()
+        .await
+        .assert_error(2, "expected an endpoint id or smtp");
+}
+
+#[sqlx::test(migrations = false)]
 async fn show_of_a_missing_endpoint_is_not_found(pool: PgPool) {
     let pool = migrated(pool).await;
     let unknown = Uuid::now_v7().to_string();
