@@ -561,12 +561,23 @@ async fn until_idle_never_exits_with_a_rescued_row_pending(pool: PgPool) {
         .await
         .unwrap();
         if unfinished > 0 {
-            left_behind.push(round);
+            // What was left, and what the daemon said, for the report.
+            let rows: Vec<(String, i32, Option<String>, Option<String>)> = sqlx::query_as(
+                "select state, attempts, lease_owner, last_error from herald.notifications
+                 where state in ('pending', 'running')",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let log: Vec<&str> = run.stderr.lines().rev().take(20).collect();
+            left_behind.push(format!(
+                "round {round}: {rows:?}; daemon log (last lines first): {log:#?}"
+            ));
             assert_eq!(run_until_idle(&pool, &env).await.code, 0);
         }
     }
     assert!(
         left_behind.is_empty(),
-        "--until-idle exited with a rescued row pending in rounds {left_behind:?}"
+        "--until-idle exited with a rescued row pending: {left_behind:#?}"
     );
 }
