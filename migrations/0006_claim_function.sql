@@ -95,49 +95,34 @@ as $$
             ) nxt
         ),
         -- The window: the next lanes after the cursor (wrapping around) that have work a claim
-        -- could take now. Both walks stop as soon as the window is full.
+        -- could take now. The walks are read lazily, so both stop as soon as the window is full.
+        -- A lane has such work when it has a due, unleased row and its destination (if it has
+        -- a row) is not throttled, its breaker admits work (closed, or open with a probe due),
+        -- its bucket holds a token and it has room under its cap, as this statement's snapshot
+        -- sees them (the destination is checked again below, under its lock).
         due_lanes as materialized (
             select w.destination, w.tenant, w.part from (
-                (select a.destination, a.tenant, 0 as part from after_cursor a
-                 where exists (select 1 from herald.queue q
-                     where q.destination = a.destination and q.tenant = a.tenant
-                       and q.run_at <= now() and q.lease_token is null)
-             and not exists (
-                 select 1 from herald.destinations d
-                 where d.key = a.destination
-                   and not (coalesce(d.throttled_until <= now(), true)
-                            and (d.breaker = 'closed'
-                                 or (d.breaker = 'open' and d.next_probe_at <= now()))
-                            and (d.rate_count is null or d.tokens is null
-                                 or d.tokens + extract(epoch from now() - d.tokens_at)::float8
-                                    * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end)
-                                    >= 1)
-                            and (d.max_in_flight is null
-                                 or d.max_in_flight > (select count(*) from herald.queue x
-                                                       where x.destination = d.key
-                                                         and x.lease_token is not null))))
-                 limit greatest(2 * p_limit, 64))
+                select a.destination, a.tenant, 0 as part from after_cursor a
                 union all
-                (select b.destination, b.tenant, 1 as part from up_to_cursor b
-                 where exists (select 1 from herald.queue q
-                     where q.destination = b.destination and q.tenant = b.tenant
-                       and q.run_at <= now() and q.lease_token is null)
-             and not exists (
-                 select 1 from herald.destinations d
-                 where d.key = b.destination
-                   and not (coalesce(d.throttled_until <= now(), true)
-                            and (d.breaker = 'closed'
-                                 or (d.breaker = 'open' and d.next_probe_at <= now()))
-                            and (d.rate_count is null or d.tokens is null
-                                 or d.tokens + extract(epoch from now() - d.tokens_at)::float8
-                                    * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end)
-                                    >= 1)
-                            and (d.max_in_flight is null
-                                 or d.max_in_flight > (select count(*) from herald.queue x
-                                                       where x.destination = d.key
-                                                         and x.lease_token is not null))))
-                 limit greatest(2 * p_limit, 64))
+                select b.destination, b.tenant, 1 as part from up_to_cursor b
             ) w
+            where exists (select 1 from herald.queue q
+                          where q.destination = w.destination and q.tenant = w.tenant
+                            and q.run_at <= now() and q.lease_token is null)
+              and not exists (
+                  select 1 from herald.destinations d
+                  where d.key = w.destination
+                    and not (coalesce(d.throttled_until <= now(), true)
+                             and (d.breaker = 'closed'
+                                  or (d.breaker = 'open' and d.next_probe_at <= now()))
+                             and (d.rate_count is null or d.tokens is null
+                                  or d.tokens + extract(epoch from now() - d.tokens_at)::float8
+                                     * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end)
+                                     >= 1)
+                             and (d.max_in_flight is null
+                                  or d.max_in_flight > (select count(*) from herald.queue x
+                                                        where x.destination = d.key
+                                                          and x.lease_token is not null))))
             limit greatest(2 * p_limit, 64)
         ),
         leased as materialized (

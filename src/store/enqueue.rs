@@ -41,6 +41,25 @@ pub struct Decision {
     pub message: Option<String>,
 }
 
+/// A call of `$function`, which takes the single enqueue's arguments and returns its decision
+/// (`herald._enqueue_or_refuse` or its group-commit form).
+macro_rules! single_call {
+    ($function:literal) => {
+        concat!(
+            "
+        select e.o_status as status, e.o_id as id, e.o_state as state,
+               e.o_field as field, e.o_message as message
+        from ",
+            $function,
+            "(
+            $1::pg_catalog.text, $2::pg_catalog.text, $3::pg_catalog.text, $4::pg_catalog.text,
+            $5::pg_catalog.text, $6::pg_catalog.uuid, $7::pg_catalog.jsonb,
+            $8::pg_catalog.timestamptz, $9::pg_catalog.int4, $10::pg_catalog.int4,
+            $11::pg_catalog.bool) as e"
+        )
+    };
+}
+
 /// Enqueues one validated notification. A refusal is returned, not raised, so that the
 /// caller's transaction stays usable. With `wake`, a created row wakes listening dispatchers
 /// when the transaction commits.
@@ -49,14 +68,7 @@ pub async fn enqueue_one(
     item: &Validated,
     wake: bool,
 ) -> Result<Decision, sqlx::Error> {
-    const SQL: &str = "
-        select e.o_status as status, e.o_id as id, e.o_state as state,
-               e.o_field as field, e.o_message as message
-        from herald._enqueue_or_refuse(
-            $1::pg_catalog.text, $2::pg_catalog.text, $3::pg_catalog.text, $4::pg_catalog.text,
-            $5::pg_catalog.text, $6::pg_catalog.uuid, $7::pg_catalog.jsonb,
-            $8::pg_catalog.timestamptz, $9::pg_catalog.int4, $10::pg_catalog.int4,
-            $11::pg_catalog.bool) as e";
+    const SQL: &str = single_call!("herald._enqueue_or_refuse");
     single(conn, SQL, item, wake).await
 }
 
@@ -67,14 +79,7 @@ pub async fn enqueue_one_in_group(
     item: &Validated,
     wake: bool,
 ) -> Result<Decision, sqlx::Error> {
-    const SQL: &str = "
-        select e.o_status as status, e.o_id as id, e.o_state as state,
-               e.o_field as field, e.o_message as message
-        from herald._enqueue_one_in_group(
-            $1::pg_catalog.text, $2::pg_catalog.text, $3::pg_catalog.text, $4::pg_catalog.text,
-            $5::pg_catalog.text, $6::pg_catalog.uuid, $7::pg_catalog.jsonb,
-            $8::pg_catalog.timestamptz, $9::pg_catalog.int4, $10::pg_catalog.int4,
-            $11::pg_catalog.bool) as e";
+    const SQL: &str = single_call!("herald._enqueue_one_in_group");
     single(conn, SQL, item, wake).await
 }
 

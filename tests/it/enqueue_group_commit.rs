@@ -147,6 +147,16 @@ async fn callers_that_give_up_stop_no_one_else(pool: PgPool) {
     assert!(matches!(after, Ok(Enqueued::Created { .. })), "{after:?}");
 }
 
+/// An application transaction that enqueued the key `held` and has not committed yet: any
+/// other enqueue of that key waits for it.
+async fn holding_the_held_key(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = pool.begin().await.unwrap();
+    herald::enqueue(&mut *holder, &welcome("held".into()))
+        .await
+        .unwrap();
+    holder
+}
+
 /// A backend of this database waits on a lock (an enqueue blocked by a key another transaction
 /// holds).
 const SOMEONE_WAITS_ON_A_LOCK: &str = "select exists (select 1 from pg_stat_activity
@@ -155,10 +165,7 @@ const SOMEONE_WAITS_ON_A_LOCK: &str = "select exists (select 1 from pg_stat_acti
 #[sqlx::test(migrations = false)]
 async fn a_group_gives_up_at_once_on_a_key_another_transaction_holds(pool: PgPool) {
     let pool = migrated(pool).await;
-    let mut holder = pool.begin().await.unwrap();
-    herald::enqueue(&mut *holder, &welcome("held".into()))
-        .await
-        .unwrap();
+    let holder = holding_the_held_key(&pool).await;
     let items = json!([
         {"user_id": "user-1", "type": "welcome", "business_id": "free", "email": "ann@example.com"},
         {"user_id": "user-1", "type": "welcome", "business_id": "held", "email": "ann@example.com",
@@ -183,10 +190,7 @@ async fn a_group_gives_up_at_once_on_a_key_another_transaction_holds(pool: PgPoo
 #[sqlx::test(migrations = false)]
 async fn an_enqueue_waiting_on_a_held_key_holds_up_no_other(pool: PgPool) {
     let pool = migrated(pool).await;
-    let mut holder = pool.begin().await.unwrap();
-    herald::enqueue(&mut *holder, &welcome("held".into()))
-        .await
-        .unwrap();
+    let holder = holding_the_held_key(&pool).await;
     let blocked = {
         let pool = pool.clone();
         tokio::spawn(async move { herald::enqueue(&pool, &welcome("held".into())).await })
@@ -258,10 +262,7 @@ async fn callers_of_an_unanswering_server_each_wait_one_acquire_timeout(_pool: P
 #[sqlx::test(migrations = false)]
 async fn a_leader_gone_with_its_runtime_leaves_the_pool_working(pool: PgPool) {
     let pool = migrated(pool).await;
-    let mut holder = pool.begin().await.unwrap();
-    herald::enqueue(&mut *holder, &welcome("held".into()))
-        .await
-        .unwrap();
+    let holder = holding_the_held_key(&pool).await;
     let other = pool.clone();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -341,10 +342,7 @@ async fn a_pool_whose_options_changed_keeps_its_notifications(pool: PgPool) {
     }
     // A leader of pool A busy on a held key while A's options are replaced (credentials
     // rotated) and pool B is made: B's options may land where A's old ones were.
-    let mut holder = pool.begin().await.unwrap();
-    herald::enqueue(&mut *holder, &welcome("held".into()))
-        .await
-        .unwrap();
+    let holder = holding_the_held_key(&pool).await;
     let replays: Vec<_> = (0..3)
         .map(|_| {
             let pool = pool.clone();
