@@ -102,7 +102,8 @@ pub const ROLES: [GroupRole; 5] = [
             "grant insert, update (enabled, disabled_reason) on herald.webhook_endpoints \
              to herald_admin",
             "grant execute on function herald.wake(), herald.destination_key(text, text), \
-             herald.rotate_endpoint_secret(uuid, text, double precision) to herald_admin",
+             herald.rotate_endpoint_secret(uuid, text, double precision), \
+             herald._uuid_v7_floor(timestamptz) to herald_admin",
         ],
     },
     GroupRole {
@@ -119,7 +120,7 @@ pub const ROLES: [GroupRole; 5] = [
             "grant select, update on herald.webhook_endpoints to herald_daemon",
             "grant execute on function herald.applied_migrations(), herald.wake(), \
              herald.next_attempt_number(uuid), herald.fingerprint(text, text, jsonb), \
-             herald.destination_key(text, text), \
+             herald.destination_key(text, text), herald._uuid_v7_floor(timestamptz), \
              herald.claim(bigint, text, double precision, text, text, uuid[]) to herald_daemon",
         ],
     },

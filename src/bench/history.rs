@@ -75,7 +75,7 @@ async fn load(pool: &PgPool, rows: u64) -> Result<(), BenchError> {
             insert into herald.intents
                 (id, tenant, user_id, type, business_id, fingerprint, channel, destination,
                  payload, max_attempts, attempts, state, run_at, created_at, finished_at)
-            select gen_random_uuid(), 'default', 'user-' || (g % 100000), 'order_shipped',
+            select herald._uuid_v7_at(now() - interval '1 day'), 'default', 'user-' || (g % 100000), 'order_shipped',
                    'history-' || g, sha256(('history-' || g)::bytea), 'email', 'ann@example.com',
                    jsonb_build_object('order', g), 8, 1, 'delivered',
                    now() - interval '1 day', now() - interval '1 day', now() - interval '1 day'

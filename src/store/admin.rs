@@ -136,7 +136,18 @@ pub struct Recent {
 }
 
 pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
+    // The latencies read the intents that a recent attempt delivered, by id: no index covers
+    // `finished_at` (it would make every terminal update rewrite the indexes).
     const SQL: &str = "
+        with recent as (
+            select notification_id, outcome from herald.attempts
+            where finished_at > now() - interval '1 hour'),
+        latency as (
+            select extract(epoch from n.finished_at - n.run_at) * 1000 as ms
+            from herald.intents n
+            where n.id in (select notification_id from recent where outcome = 'delivered')
+              and n.state = 'delivered' and n.finished_at > now() - interval '1 hour'
+              and isfinite(n.run_at) and isfinite(n.finished_at))
         select
             -- An infinite run_at (stored before migration 0004) cannot be subtracted: it
             -- counts as due since the earliest time herald accepts.
@@ -144,19 +155,11 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
                  then timestamptz '0001-01-01 00:00:00+00' else min(run_at) end)::float8
                from herald.queue where lease_token is null and run_at <= now())
                 as oldest_due_age_seconds,
-            count(*) filter (where a.outcome = 'delivered') as delivered,
-            count(*) filter (where a.outcome = 'failed') as failed,
-            count(*) filter (where a.outcome = 'unknown') as unknown,
-            (select percentile_cont(0.5) within group (order by extract(epoch from finished_at - run_at) * 1000)
-               from herald.notifications
-              where state = 'delivered' and finished_at > now() - interval '1 hour'
-                and isfinite(run_at) and isfinite(finished_at)) as latency_p50_ms,
-            (select percentile_cont(0.99) within group (order by extract(epoch from finished_at - run_at) * 1000)
-               from herald.notifications
-              where state = 'delivered' and finished_at > now() - interval '1 hour'
-                and isfinite(run_at) and isfinite(finished_at)) as latency_p99_ms
-        from herald.attempts a
-        where a.finished_at > now() - interval '1 hour'";
+            (select count(*) from recent where outcome = 'delivered') as delivered,
+            (select count(*) from recent where outcome = 'failed') as failed,
+            (select count(*) from recent where outcome = 'unknown') as unknown,
+            (select percentile_cont(0.5) within group (order by ms) from latency) as latency_p50_ms,
+            (select percentile_cont(0.99) within group (order by ms) from latency) as latency_p99_ms";
     sqlx::query_as(SQL).fetch_one(conn).await
 }
 

@@ -4,6 +4,12 @@
 //! Invariants: only rows with `finished_at` set are candidates (a CHECK makes that exactly the
 //! delivered, dead and cancelled ones), so pending and running rows are never touched; attempts
 //! go with their notification (`on delete cascade`); each batch is one short transaction.
+//!
+//! Expired rows are found by their id, not by an index on `finished_at` (which would make every
+//! terminal update rewrite the table's indexes): an id is a UUIDv7 minted at enqueue on the
+//! database clock, before the row finished, so every row that finished before the cutoff of
+//! the shortest window has an id below that cutoff's smallest UUIDv7 (migration 0007). A sweep
+//! walks that range once, in id order, carried from batch to batch by a [`SweepCursor`].
 
 use std::time::Duration;
 
@@ -21,7 +27,7 @@ impl Retention {
         let types = self.by_type.iter().map(|(t, _)| t.clone()).collect();
         let secs = self.by_type.iter().map(|(_, d)| d.as_secs_f64()).collect();
         let default = self.default.as_secs_f64();
-        // The shortest window bounds the index range scan; each row's own window filters it.
+        // The shortest window bounds the id range; each row's own window filters it.
         let shortest = self
             .by_type
             .iter()
@@ -37,32 +43,44 @@ impl Retention {
 const SWEEP_LOCK: i64 = 0x6865_7261_6c64_5357; // "heraldSW"
 
 /// Finished rows past their window, matched by type (case-insensitively: the configuration
-/// loader lowercases table keys). A literal, so that `concat!` can build both queries with it.
+/// loader lowercases table keys), among the ids after `$5` (null: from the start) and below
+/// the smallest UUIDv7 of the shortest window's cutoff. A literal, so that `concat!` can build
+/// both queries with it.
 macro_rules! expired_rows {
     () => {
         "
     from herald.intents n
     left join unnest($1::text[], $2::float8[]) as rule(type, secs) on rule.type = lower(n.type)
-    where n.finished_at is not null
+    where n.id < herald._uuid_v7_floor(now() - make_interval(secs => $4))
+      and n.id > coalesce($5::uuid, '00000000-0000-0000-0000-000000000000')
+      and n.finished_at is not null
       and n.finished_at < now() - make_interval(secs => $4)
       and n.finished_at < now() - make_interval(secs => coalesce(rule.secs, $3))"
     };
 }
 
-/// Deletes one batch inside its own transaction. `None` when another sweeper holds the lock.
+/// Where a sweep has got to in the id range: the batches of one sweep read it once, in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepCursor(Option<uuid::Uuid>);
+
+/// Deletes one batch, after `cursor`, inside its own transaction, and moves the cursor past it.
+/// `None` when another sweeper holds the lock.
 pub async fn delete_batch(
     conn: &mut PgConnection,
     retention: &Retention,
     batch_size: u32,
+    cursor: &mut SweepCursor,
 ) -> Result<Option<u64>, sqlx::Error> {
     const SQL: &str = concat!(
         "with victims as (select n.id",
         expired_rows!(),
         "
-            order by n.finished_at
-            limit $5
-            for update of n skip locked)
-        delete from herald.intents n using victims where n.id = victims.id"
+            order by n.id
+            limit $6
+            for update of n skip locked),
+        deleted as (delete from herald.intents n using victims where n.id = victims.id
+                    returning n.id)
+        select (select count(*) from deleted), (select id from deleted order by id desc limit 1)"
     );
     let mut tx = conn.begin().await?;
     let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
@@ -74,17 +92,20 @@ pub async fn delete_batch(
         return Ok(None);
     }
     let (types, secs, default, shortest) = retention.binds();
-    let deleted = sqlx::query(SQL)
+    let (deleted, last): (i64, Option<uuid::Uuid>) = sqlx::query_as(SQL)
         .bind(types)
         .bind(secs)
         .bind(default)
         .bind(shortest)
+        .bind(cursor.0)
         .bind(batch_size as i64)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(Some(deleted))
+    if last.is_some() {
+        cursor.0 = last;
+    }
+    Ok(Some(deleted as u64))
 }
 
 /// How many rows a sweep would delete now.
@@ -99,6 +120,7 @@ pub async fn count_expired(
         .bind(secs)
         .bind(default)
         .bind(shortest)
+        .bind(None::<uuid::Uuid>)
         .fetch_one(conn)
         .await
 }

@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{SweeperConfig, schedule};
-use crate::store::sweep::{self as store, Retention};
+use crate::store::sweep::{self as store, Retention, SweepCursor};
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,10 +50,11 @@ pub async fn sweep(
 ) -> Result<SweepReport, sqlx::Error> {
     let retention = retention(config);
     let mut report = SweepReport::default();
+    let mut cursor = SweepCursor::default();
     while !stop.is_cancelled() {
         let batch = async {
             let mut conn = pool.acquire().await?;
-            store::delete_batch(&mut conn, &retention, config.batch_size).await
+            store::delete_batch(&mut conn, &retention, config.batch_size, &mut cursor).await
         }
         .await?;
         match batch {

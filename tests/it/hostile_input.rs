@@ -238,7 +238,7 @@ async fn a_payload_too_deep_to_read_fails_only_its_own_notification(pool: PgPool
     let deep = nested_text(200);
     let insert = "insert into herald.intents
             (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
-        values (gen_random_uuid(), 'default', 'u', 't', $1, decode(repeat('00', 32), 'hex'),
+        values (herald.uuid_v7(), 'default', 'u', 't', $1, decode(repeat('00', 32), 'hex'),
                 'webhook', $2, $3::jsonb, 3)
         returning id";
     let mut ids = Vec::new();
@@ -288,7 +288,7 @@ async fn a_created_at_chrono_cannot_hold_is_still_delivered(pool: PgPool) {
         "insert into herald.intents
             (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload,
              max_attempts, created_at)
-         values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'),
+         values (herald.uuid_v7(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'),
                  'webhook', $1, '{}', 3, 'infinity')
          returning id",
     )

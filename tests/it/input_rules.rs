@@ -89,7 +89,7 @@ async fn an_out_of_range_run_at_is_refused_by_every_entry_point(pool: PgPool) {
             &pool,
             "insert into herald.intents (id, tenant, user_id, type, business_id, fingerprint,
                  channel, destination, payload, max_attempts, run_at)
-             values (gen_random_uuid(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'),
+             values (herald.uuid_v7(), 'default', 'u', 't', 'b', decode(repeat('00', 32), 'hex'),
                  'email', 'ann@example.com', '{}', 3, $1::timestamptz)",
             value,
         )

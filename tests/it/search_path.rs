@@ -171,7 +171,7 @@ async fn herald_own_connections_never_run_them(pool: PgPool) {
     let rescued: uuid::Uuid = sqlx::query_scalar(
         "insert into herald.intents (id, tenant, user_id, type, business_id, fingerprint,
              channel, destination, payload, max_attempts)
-         values (gen_random_uuid(), 'default', 'u', 't', 'rescued', decode(repeat('00', 32), 'hex'),
+         values (herald.uuid_v7(), 'default', 'u', 't', 'rescued', decode(repeat('00', 32), 'hex'),
                  'webhook', $1, '{}', 3)
          returning id",
     )

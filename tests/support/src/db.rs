@@ -72,7 +72,7 @@ pub async fn insert_raw(
 ) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar(
         "insert into herald.intents (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts)
-         values (gen_random_uuid(), 'default', $1, 't', 'raw-' || gen_random_uuid(), decode(repeat('00', 32), 'hex'), $2, $3, '{}', 3)
+         values (herald.uuid_v7(), 'default', $1, 't', 'raw-' || gen_random_uuid(), decode(repeat('00', 32), 'hex'), $2, $3, '{}', 3)
          returning id",
     )
     .bind(user_id)
@@ -102,7 +102,7 @@ pub async fn finished_rows(pool: &PgPool, n: i64, type_: &str, state: &str, age:
     sqlx::query(
         "with made as (
            insert into herald.intents (id, tenant, user_id, type, business_id, fingerprint, channel, destination, payload, max_attempts, attempts, state, finished_at)
-           select gen_random_uuid(), 'default', 'u', $2, $2 || '-' || $3 || '-' || $4 || '-' || g, decode(repeat('00', 32), 'hex'),
+           select herald._uuid_v7_at(now() - $4::interval), 'default', 'u', $2, $2 || '-' || $3 || '-' || $4 || '-' || g, decode(repeat('00', 32), 'hex'),
                   'email', 'a@b.co', '{}', 3, 1, $3, now() - $4::interval
            from generate_series(1, $1) g
            returning id)
@@ -187,6 +187,10 @@ macro_rules! target {
 /// `cancelled`) and `finished_at` on the intent, and its queue row gone. What the queue row
 /// counted (attempts, the start of the latest one, the last error) stays on the intent. Returns
 /// how many notifications it finished.
+///
+/// A notification finished before it was created was created then too: its `created_at` and
+/// its id (a UUIDv7, whose time the sweep relies on) move back to `finished_at`, so a test can
+/// finish a notification as if weeks had passed. Such a row must have no attempts yet.
 pub async fn finish(
     pool: &PgPool,
     rows: impl Into<Rows<'_>>,
@@ -202,6 +206,10 @@ pub async fn finish(
         )
         update herald.intents i
         set state = $3, finished_at = coalesce($4::timestamptz, now() + $5::interval),
+            id = case when coalesce($4::timestamptz, now() + $5::interval) < i.created_at
+                      then herald._uuid_v7_at(coalesce($4::timestamptz, now() + $5::interval))
+                      else i.id end,
+            created_at = least(i.created_at, coalesce($4::timestamptz, now() + $5::interval)),
             attempts = coalesce(q.attempts, i.attempts),
             attempted_at = coalesce(q.attempted_at, i.attempted_at),
             last_error = case when q.id is null then i.last_error else q.last_error end
