@@ -25,7 +25,7 @@ mod enqueue_semantics;
 mod enqueue_sql;
 mod enqueue_validation;
 mod exact_numbers;
-mod history_writes;
+mod fewer_writes;
 mod hostile_input;
 mod input_rules;
 mod isolation_breaker;

@@ -183,7 +183,7 @@ async fn an_unmigrated_database_and_an_absent_smtp_server_are_problems(pool: PgP
     assert_eq!(status, "problem");
     assert_eq!(
         detail,
-        "0 of 7 applied; pending: 1 create herald, 2 enqueue in sql, 3 search path and entry points, 4 input rules, 5 queue and destinations, 6 claim function, 7 hot history (run `herald migrate`)"
+        "0 of 7 applied; pending: 1 create herald, 2 enqueue in sql, 3 search path and entry points, 4 input rules, 5 queue and destinations, 6 claim function, 7 fewer writes (run `herald migrate`)"
     );
     let (status, detail) = check(&report, "smtp");
     assert_eq!(status, "problem");

@@ -1,5 +1,6 @@
-//! The history's writes (migration 0007): an intent's terminal update touches no index, so it
-//! can be heap-only; the sweep finds expired rows by their UUIDv7 id, and only by a bound.
+//! The writes of a notification (migration 0007): an intent's terminal update touches no index,
+//! so it can be heap-only; the sweep finds expired rows by their UUIDv7 id, and only by a bound;
+//! a single enqueue writes its queue row itself, and every other insert still gets one.
 
 use herald::config::SweeperConfig;
 use sqlx::PgPool;
@@ -139,4 +140,93 @@ async fn an_old_notification_finished_recently_is_kept_and_old_pending_work_is_p
             .unwrap(),
         4
     );
+}
+
+/// A plain-SQL writer's insert, in the caller's transaction: its queue row comes from the
+/// statement trigger.
+const PLAIN_INSERT: &str = "insert into herald.intents (tenant, user_id, type, business_id,
+        fingerprint, channel, destination, payload, max_attempts)
+    values ('default', 'u', 't', $1, decode(repeat('00', 32), 'hex'), 'email', 'a@b.co', '{}', 3)
+    returning id";
+
+async fn queued(conn: &mut sqlx::PgConnection, id: uuid::Uuid) -> bool {
+    sqlx::query_scalar("select exists (select from herald.queue where id = $1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn every_new_intent_is_queued_whoever_inserted_it(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let mut tx = pool.begin().await.unwrap();
+    // The single enqueue writes its own queue row; a refusal and a duplicate write none.
+    let (created, status): (uuid::Uuid, String) =
+        sqlx::query_as("select id, status from herald.enqueue('u', 't', 'one', email => 'a@b.co')")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(status, "created");
+    let (again, status): (uuid::Uuid, String) =
+        sqlx::query_as("select id, status from herald.enqueue('u', 't', 'one', email => 'a@b.co')")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!((again, status.as_str()), (created, "duplicate"));
+    assert!(queued(&mut tx, created).await);
+    // Whatever the enqueue did, the next plain insert in the transaction is queued too.
+    let plain: uuid::Uuid = sqlx::query_scalar(PLAIN_INSERT)
+        .bind("plain")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert!(queued(&mut tx, plain).await, "the trigger queued it");
+    let rows: i64 = sqlx::query_scalar("select count(*) from herald.queue")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "one queue row each, none twice");
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_enqueue_that_fails_in_its_insert_leaves_later_inserts_queued(pool: PgPool) {
+    let pool = migrated(pool).await;
+    // Another transaction holds the key: the group's enqueue gives up on its lock_timeout in
+    // the middle of its insert.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("select herald.enqueue('u', 't', 'held', email => 'a@b.co')")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("savepoint before_enqueue")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = sqlx::query(
+        "select * from herald._enqueue_one_in_group('default', 'u', 't', 'held', 'a@b.co', null,
+             '{}', null, 8, 65536, false)",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("55P03"),
+        "{err}"
+    );
+    sqlx::query("rollback to savepoint before_enqueue")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let plain: uuid::Uuid = sqlx::query_scalar(PLAIN_INSERT)
+        .bind("after-the-failure")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert!(queued(&mut tx, plain).await, "the trigger queued it");
+    tx.commit().await.unwrap();
+    holder.rollback().await.unwrap();
 }
