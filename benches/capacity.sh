@@ -19,6 +19,7 @@
 #   vacuum              `VACUUM herald.queue, herald.intents, herald.attempts` after dispatch
 #   sweep               `herald sweep` with retention 0 s: deletes every finished notification
 #                       and its attempt (per row deleted)
+#   vacuum_after_sweep  the same VACUUM again: the dead rows and index entries the sweep left
 #
 # and, between vacuum and sweep, the bytes a finished notification (intent + one attempt) keeps
 # on disk. Notifications go to TENANTS tenants, each with one webhook endpoint; each carries the
@@ -357,6 +358,10 @@ for RUN in $(seq 1 "$RUNS"); do
   end_phase sweep "$total"
   left="$(psql_in "$DB" -c "select count(*) from herald.intents")"
   [[ "$left" == "0" ]] || die "the sweep left $left rows"
+
+  begin_phase
+  psql_in "$DB" -c "vacuum herald.queue, herald.intents, herald.attempts" >/dev/null
+  end_phase vacuum_after_sweep "$total"
 
   psql_in postgres -c "drop database \"$DB\" with (force)" >/dev/null
   DB=""
