@@ -15,11 +15,16 @@
 -- past their window: the range is a bound, the retention rule is unchanged.
 --
 -- Invariants:
--- - Every new intent's id is a UUIDv7 (checked): an id of another version carries no creation
---   time and could sit above every sweep range forever. The check is NOT VALID: herald always
---   minted UUIDv7 ids, but a plain-SQL writer that bypassed the enqueue functions may have
---   stored another kind, and such a row must not fail the upgrade. The sweep leaves those rows
---   alone (the CHANGELOG says how to find and delete them).
+-- - Every intent inserted from now on has a UUIDv7 id (a trigger refuses others): an id of
+--   another version carries no creation time and could sit above every sweep range forever.
+--   Inserts only: herald always minted UUIDv7 ids, but a plain-SQL writer that bypassed the
+--   enqueue functions may have stored another kind, and such a row must still be delivered,
+--   cancelled, retried and rescued (a CHECK, even NOT VALID, refuses every update of it). The
+--   sweep never reaches those rows (the CHANGELOG says how to find and delete them).
+-- - A notification finishes after it was created, so its id's time is at most its
+--   `finished_at` give or take the length of one transaction (`finished_at` is the finishing
+--   transaction's start, the id the clock at insert): such a row is swept that much later, never
+--   earlier.
 -- - No index of herald.intents covers a column that changes after enqueue (`state`,
 --   `finished_at`, `attempts`, `attempted_at`, `last_error`, `run_at`), so those updates stay
 --   heap-only while the page has room.
@@ -33,8 +38,24 @@ alter table herald.intents set (fillfactor = 80);
 -- Ids minted by herald always were UUIDv7 (the library's, then `herald.uuid_v7()`); a plain-SQL
 -- writer may now leave the id out.
 alter table herald.intents alter column id set default herald.uuid_v7();
-alter table herald.intents add constraint intents_id_is_uuid_v7
-    check (pg_catalog.substr(id::pg_catalog.text, 15, 1) OPERATOR(pg_catalog.=) '7') not valid;
+
+-- Raised as the check violation it is, naming the rule as a constraint would. The trigger's
+-- WHEN makes it cost nothing for a UUIDv7.
+create function herald._refuse_id_not_uuid_v7() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+    as $$
+    begin
+        raise exception 'herald.intents: id % is not a UUIDv7', new.id
+            using errcode = 'check_violation', constraint = 'intents_id_is_uuid_v7',
+                  table = 'intents', schema = 'herald',
+                  hint = 'leave the id out: it defaults to herald.uuid_v7()';
+    end
+    $$;
+create trigger intents_id_is_uuid_v7 before insert on herald.intents
+    for each row
+    when (pg_catalog.substr(new.id::pg_catalog.text, 15, 1) OPERATOR(pg_catalog.<>) '7')
+    execute function herald._refuse_id_not_uuid_v7();
 
 -- A UUIDv7 at a given time, with random bits after its timestamp: for writers of history with a
 -- creation time in the past (the bench's history, tests).
@@ -56,14 +77,15 @@ create function herald._uuid_v7_at(at timestamptz) returns uuid
     $$;
 
 -- The smallest UUIDv7 of the millisecond of `at`: every id minted before that millisecond is
--- below it.
+-- below it. Times before 1970 have the smallest of all (a negative count of milliseconds has
+-- no 48-bit form; unclamped, its hex would put the bound near the top of the id space).
 create function herald._uuid_v7_floor(at timestamptz) returns uuid
     language sql immutable parallel safe
     set search_path = pg_catalog, pg_temp
     as $$
-        select (pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.floor(
-                    pg_catalog.extract('epoch'::pg_catalog.text, at)
-                    OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric)::pg_catalog.int8), 12, '0')
+        select (pg_catalog.lpad(pg_catalog.to_hex(greatest(0::pg_catalog.int8,
+                    pg_catalog.floor(pg_catalog.extract('epoch'::pg_catalog.text, at)
+                    OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric)::pg_catalog.int8)), 12, '0')
                 OPERATOR(pg_catalog.||) '70008000000000000000')::pg_catalog.uuid
     $$;
 
@@ -73,16 +95,19 @@ create function herald._uuid_v7_floor(at timestamptz) returns uuid
 -- row, whoever inserted it; a trigger with a transition table costs a single-row insert more
 -- than the row itself (its query over the transition table is planned anew at each firing).
 -- It stays, for plain-SQL writers and for the batch (one firing per batch), and is skipped
--- while `herald.queues_itself` is on: only this function sets it, around its own insert, and
--- sets it off again before anything else runs (an error rolls the setting back with the
--- (sub)transaction it was made in), so no other insert is ever left without its queue row. A
--- function SET clause would scope it more plainly, but PostgreSQL 15 lets only superusers
--- name a custom setting there. A writer that sets it by hand gets intents no daemon claims.
+-- only while `herald.queues_itself` holds the id of the current transaction: this function
+-- sets it so around its own insert and to 'off' again before anything else runs (an error
+-- rolls the setting back with the (sub)transaction it was made in), so no other insert is ever
+-- left without its queue row. A value that names the transaction cannot be left over from a
+-- session, a role's or database's defaults or a pooler's options, as 'on' could, and make a
+-- batch skip its queue rows. (A function SET clause would scope it more plainly, but
+-- PostgreSQL 15 lets only superusers name a custom setting there.)
 drop trigger intents_queue on herald.intents;
 create trigger intents_queue after insert on herald.intents
     referencing new table as added
     for each statement
-    when (pg_catalog.current_setting('herald.queues_itself', true) is distinct from 'on')
+    when (pg_catalog.current_setting('herald.queues_itself', true)
+          is distinct from pg_catalog.pg_current_xact_id_if_assigned()::pg_catalog.text)
     execute function herald._queue_new_intents();
 
 -- As in 0005, with the queue row inserted here and the setting above.
@@ -106,7 +131,8 @@ create or replace function herald._enqueue_validated(
         -- pass always settles it, the bound is a safeguard.
         for pass in 1..3 loop
             -- Only for this insert (an error rolls it back with the statement that made it).
-            perform pg_catalog.set_config('herald.queues_itself', 'on', true);
+            perform pg_catalog.set_config('herald.queues_itself',
+                                          pg_catalog.pg_current_xact_id()::pg_catalog.text, true);
             insert into herald.intents as n
                 (id, tenant, user_id, type, business_id, fingerprint, channel, destination,
                  payload, run_at, max_attempts)
@@ -170,3 +196,4 @@ create or replace function herald._enqueue_validated(
 -- New functions are executable by PUBLIC until revoked (see 0003).
 revoke execute on function herald._uuid_v7_at(timestamptz) from public;
 revoke execute on function herald._uuid_v7_floor(timestamptz) from public;
+revoke execute on function herald._refuse_id_not_uuid_v7() from public;

@@ -188,7 +188,8 @@ pub const KEYS: &[Key] = &[
             examples: &[r#"order_shipped = "90d""#, r#"login_code = "1h""#],
         },
         doc: "Retention per notification type (type = duration), overriding `retention`; type \
-              names match case-insensitively (so two names differing only in case are refused).",
+              names match with ASCII letters case-insensitive (so two names differing only in \
+              that are refused).",
     },
     Key {
         key: "templates.dir",

@@ -193,8 +193,8 @@ pub struct SweeperConfig {
     pub retention: Duration,
     /// Rows deleted per short transaction.
     pub batch_size: u32,
-    /// Retention per notification type, overriding `retention` (type names match
-    /// case-insensitively).
+    /// Retention per notification type, overriding `retention` (type names match with ASCII
+    /// letters case-insensitive).
     #[serde(deserialize_with = "duration_map")]
     pub retention_by_type: BTreeMap<String, Duration>,
 }
@@ -221,7 +221,7 @@ fn duration_map<'de, D: serde::Deserializer<'de>>(
 fn colliding_type_names(by_type: &BTreeMap<String, Duration>) -> Option<(&str, &str)> {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for name in by_type.keys() {
-        if let Some(first) = seen.insert(name.to_lowercase(), name) {
+        if let Some(first) = seen.insert(name.to_ascii_lowercase(), name) {
             return Some((first, name));
         }
     }

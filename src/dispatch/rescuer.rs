@@ -80,7 +80,7 @@ async fn rescue_once(shared: &Shared) -> u64 {
         }
         Err(e) => {
             crate::metrics::database_error(crate::metrics::DbOperation::Rescue);
-            tracing::debug!(error = %crate::database::reason_of(&e), "lease rescue skipped");
+            tracing::warn!(error = %crate::database::reason_of(&e), "lease rescue failed; retried at the next tick");
             0
         }
     }

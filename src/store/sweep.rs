@@ -42,15 +42,15 @@ impl Retention {
 /// a session lock could be left on a server connection that another client then uses.
 const SWEEP_LOCK: i64 = 0x6865_7261_6c64_5357; // "heraldSW"
 
-/// Finished rows past their window, matched by type (case-insensitively: the configuration
-/// loader lowercases table keys), among the ids after `$5` (null: from the start) and below
+/// Finished rows past their window, matched by type (ASCII letters case-insensitively: the
+/// sweeper lowercases the configuration's keys the same way), among the ids after `$5` (null: from the start) and below
 /// the smallest UUIDv7 of the shortest window's cutoff. A literal, so that `concat!` can build
 /// both queries with it.
 macro_rules! expired_rows {
     () => {
         "
     from herald.intents n
-    left join unnest($1::text[], $2::float8[]) as rule(type, secs) on rule.type = lower(n.type)
+    left join unnest($1::text[], $2::float8[]) as rule(type, secs) on rule.type = lower(n.type collate \"C\")
     where n.id < herald._uuid_v7_floor(now() - make_interval(secs => $4))
       and n.id > coalesce($5::uuid, '00000000-0000-0000-0000-000000000000')
       and n.finished_at is not null

@@ -32,7 +32,9 @@ pub fn retention(config: &SweeperConfig) -> Retention {
     let mut by_type: Vec<(String, Duration)> = config
         .retention_by_type
         .iter()
-        .map(|(type_, window)| (type_.to_lowercase(), *window))
+        // ASCII letters only, as the sweep's SQL folds the rows' types (`lower(… collate "C")`):
+        // Unicode case folding differs between Rust and the database's locale.
+        .map(|(type_, window)| (type_.to_ascii_lowercase(), *window))
         .collect();
     by_type.sort();
     Retention {

@@ -26,6 +26,7 @@ mod enqueue_sql;
 mod enqueue_validation;
 mod exact_numbers;
 mod fewer_writes;
+mod fewer_writes_hostile;
 mod hostile_input;
 mod input_rules;
 mod isolation_breaker;
