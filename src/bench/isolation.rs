@@ -258,7 +258,7 @@ fn notification(healthy: Uuid, phase: &str, i: u64) -> Notification {
 /// A wake-up for listening daemons, sent when `conn`'s transaction commits (see the module
 /// docs for why the bench does not leave it to the enqueue's debounce).
 async fn wake<'c>(conn: impl PgExecutor<'c>) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_notify($1, '')")
+    crate::pooling::query("select pg_notify($1, '')")
         .bind(crate::wake::CHANNEL)
         .execute(conn)
         .await
@@ -269,13 +269,18 @@ async fn wake<'c>(conn: impl PgExecutor<'c>) -> Result<(), sqlx::Error> {
 /// vacuums, as [`super::enqueue::clear_pending`] does, so that later phases neither drain nor
 /// walk them.
 async fn clear(pool: &PgPool) -> Result<(), BenchError> {
-    sqlx::query("delete from herald.intents where tenant in ($1, $2, $3)")
-        .bind(TENANT)
-        .bind(SLOW_TENANT)
-        .bind(BURST_TENANT)
-        .execute(pool)
-        .await?;
-    sqlx::query("vacuum analyze herald.intents, herald.queue")
+    const SQL: &str = "delete from herald.intents where tenant in ($1, $2, $3)";
+    crate::pooling::in_transaction(&mut *pool.acquire().await?, async |conn| {
+        crate::pooling::query(SQL)
+            .bind(TENANT)
+            .bind(SLOW_TENANT)
+            .bind(BURST_TENANT)
+            .execute(conn)
+            .await
+    })
+    .await?;
+    // VACUUM cannot run in a transaction: one simple-protocol message.
+    sqlx::raw_sql("vacuum analyze herald.intents, herald.queue")
         .execute(pool)
         .await?;
     Ok(())
