@@ -87,7 +87,9 @@ const BEGIN_PINNED: &str = "begin; set local search_path = pg_catalog, pg_temp";
 /// Opens a transaction on `conn` (a savepoint when it is in one already); while pooling is on
 /// it also pins `search_path` for the transaction, as [`crate::database::pool_options`] does
 /// for a session.
-pub(crate) async fn begin(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+pub(crate) async fn begin(
+    conn: &mut PgConnection,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
     if transaction_pooling() && !conn.is_in_transaction() {
         conn.begin_with(BEGIN_PINNED).await
     } else {

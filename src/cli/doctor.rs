@@ -217,10 +217,8 @@ async fn check_listen_url(ctx: &Context) -> Option<Finding> {
         Err(e) => return Some(finding(CHECK, Status::Problem, e.to_string())),
     };
     let (_, target) = database::parse_url(url).ok()?;
-    let reached = async {
-        store::health::current_database(&mut *direct.acquire().await?).await
-    }
-    .await;
+    let reached =
+        async { store::health::current_database(&mut *direct.acquire().await?).await }.await;
     direct.close().await;
     let reached = match reached {
         Ok(name) => name,
@@ -229,11 +227,9 @@ async fn check_listen_url(ctx: &Context) -> Option<Finding> {
     // What the URL reaches (through the pooler); the `database` row reports a failure.
     let pooled = match database::connect(&ctx.database_url, 1, false).await {
         Ok(pool) => {
-            let name = async {
-                store::health::current_database(&mut *pool.acquire().await?).await
-            }
-            .await
-            .ok();
+            let name = async { store::health::current_database(&mut *pool.acquire().await?).await }
+                .await
+                .ok();
             pool.close().await;
             name
         }

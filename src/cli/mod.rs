@@ -164,15 +164,13 @@ impl Context {
     /// cannot keep), else the database URL's, as [`Self::pool`].
     pub async fn migration_pool(&self) -> Result<PgPool, CliError> {
         match self.listen_url() {
-            Some(url) => database::connect(url, 2, true)
-                .await
-                .map_err(|e| {
-                    let e = CliError::from(e);
-                    CliError {
-                        message: format!("database.listen_url: {}", e.message),
-                        ..e
-                    }
-                }),
+            Some(url) => database::connect(url, 2, true).await.map_err(|e| {
+                let e = CliError::from(e);
+                CliError {
+                    message: format!("database.listen_url: {}", e.message),
+                    ..e
+                }
+            }),
             None => self.pool(true).await,
         }
     }

@@ -74,7 +74,9 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
         }
     };
     if ctx.listen_url().is_some() {
-        tracing::info!("transaction pooling: statements unnamed, each in a transaction; LISTEN and migrations on database.listen_url");
+        tracing::info!(
+            "transaction pooling: statements unnamed, each in a transaction; LISTEN and migrations on database.listen_url"
+        );
     }
     // Logged once the database answered, so a start that fails prints only its error.
     if loaded.is_empty() {

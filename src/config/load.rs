@@ -513,7 +513,10 @@ mod tests {
         assert_eq!(Config::default().database.listen_url(), None);
         let config = load_text(
             "",
-            &[("HERALD_DATABASE__LISTEN_URL", "postgres://a:CANARY@h:5432/d")],
+            &[(
+                "HERALD_DATABASE__LISTEN_URL",
+                "postgres://a:CANARY@h:5432/d",
+            )],
         )
         .unwrap();
         assert_eq!(

@@ -56,9 +56,15 @@ async fn subscribe(shared: &Shared) -> Result<PgListener, sqlx::Error> {
     // as long as it listens, and must not take one from the claims and the recorder. Behind a
     // transaction-mode pooler, LISTEN needs a direct connection: `database.listen_url`.
     let options = match shared.config.database.listen_url() {
-        Some(url) => crate::database::parse_url(url)
-            .map_err(|e| sqlx::Error::Configuration(format!("database.listen_url: {}", e.problem()).into()))?
-            .0,
+        Some(url) => {
+            crate::database::parse_url(url)
+                .map_err(|e| {
+                    sqlx::Error::Configuration(
+                        format!("database.listen_url: {}", e.problem()).into(),
+                    )
+                })?
+                .0
+        }
         None => (*shared.pool.connect_options()).clone(),
     };
     let own = crate::database::pool_options()

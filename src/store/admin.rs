@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
-use sqlx::types::Json;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::notifications::NotificationRow;
@@ -123,7 +123,10 @@ pub async fn counts(conn: &mut PgConnection) -> Result<Vec<StateCount>, sqlx::Er
     const SQL: &str = "
         select state, channel, count(*) as count from herald.notifications
         group by state, channel";
-    pooling::in_transaction(conn, async |conn| pooling::query_as(SQL).fetch_all(conn).await).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).fetch_all(conn).await
+    })
+    .await
 }
 
 /// The last hour, and the oldest due notification.
@@ -161,7 +164,10 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
                 and isfinite(run_at) and isfinite(finished_at)) as latency_p99_ms
         from herald.attempts a
         where a.finished_at > now() - interval '1 hour'";
-    pooling::in_transaction(conn, async |conn| pooling::query_as(SQL).fetch_one(conn).await).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).fetch_one(conn).await
+    })
+    .await
 }
 
 /// A destination whose breaker is open or half-open.
@@ -179,7 +185,10 @@ pub async fn open_breakers(conn: &mut PgConnection) -> Result<Vec<OpenBreaker>, 
         select key as destination, breaker_opened_at as opened_at, next_probe_at
         from herald.destinations where breaker <> 'closed'
         order by breaker_opened_at, key";
-    pooling::in_transaction(conn, async |conn| pooling::query_as(SQL).fetch_all(conn).await).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).fetch_all(conn).await
+    })
+    .await
 }
 
 /// An endpoint with notifications waiting (due or not, not being delivered).

@@ -658,7 +658,10 @@ pub async fn release(conn: &mut PgConnection, tokens: &[Uuid]) -> Result<u64, sq
         select count(*) from locked"
     );
     let released: i64 = pooling::in_transaction(conn, async |conn| {
-        pooling::query_scalar(SQL).bind(tokens).fetch_one(conn).await
+        pooling::query_scalar(SQL)
+            .bind(tokens)
+            .fetch_one(conn)
+            .await
     })
     .await?;
     Ok(u64::try_from(released).unwrap_or(0))
@@ -732,7 +735,10 @@ pub async fn disable_broken_endpoints(
             return Ok((disabled, Vec::new()));
         }
         let ids: Vec<Uuid> = disabled.iter().map(|d| d.id).collect();
-        let dead = pooling::query_scalar(DEAD).bind(ids).fetch_all(conn).await?;
+        let dead = pooling::query_scalar(DEAD)
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
         Ok((disabled, dead))
     })
     .await
@@ -748,7 +754,11 @@ pub async fn disable_endpoint(
         update herald.webhook_endpoints set enabled = false, disabled_reason = $2
         where id = $1 and enabled";
     let done = pooling::in_transaction(conn, async |conn| {
-        pooling::query(SQL).bind(id).bind(reason).execute(conn).await
+        pooling::query(SQL)
+            .bind(id)
+            .bind(reason)
+            .execute(conn)
+            .await
     })
     .await?;
     Ok(done.rows_affected() == 1)
@@ -776,8 +786,10 @@ pub async fn any_work_left(conn: &mut PgConnection) -> Result<bool, sqlx::Error>
                                 or d.tokens + extract(epoch from now() - d.tokens_at)::float8
                                    * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end)
                                    >= 1))))";
-    pooling::in_transaction(conn, async |conn| pooling::query_scalar(SQL).fetch_one(conn).await)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL).fetch_one(conn).await
+    })
+    .await
 }
 
 /// How many of `ids` are still waiting for a retry or being delivered, leaving out those held

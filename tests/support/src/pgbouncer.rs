@@ -68,7 +68,11 @@ impl PgBouncer {
             pid = path("pgbouncer.pid"),
         );
         std::fs::write(dir.path().join("pgbouncer.ini"), config).unwrap();
-        std::fs::write(dir.path().join("userlist.txt"), format!("\"{user}\" \"\"\n")).unwrap();
+        std::fs::write(
+            dir.path().join("userlist.txt"),
+            format!("\"{user}\" \"\"\n"),
+        )
+        .unwrap();
         let status = std::process::Command::new("chown")
             .args(["-R", "postgres:postgres", dir.path().to_str().unwrap()])
             .status()
@@ -108,7 +112,10 @@ impl PgBouncer {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("pgbouncer exited at start ({status}); its log:\n{}", self.log());
+                panic!(
+                    "pgbouncer exited at start ({status}); its log:\n{}",
+                    self.log()
+                );
             }
             // A query that reaches the server (a simple-protocol message: fine in any mode).
             let answered = async {
