@@ -137,7 +137,12 @@ mod tests {
         sources(&root.join("src"), &mut files);
         let mut offenders = Vec::new();
         for file in files {
-            let name = file.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+            let name = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
             if name == "src/pooling.rs" || PENDING.contains(&name.as_str()) {
                 continue;
             }
