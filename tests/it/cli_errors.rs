@@ -102,11 +102,15 @@ async fn a_bad_listen_url_is_refused_naming_the_key() {
         let file = dir.path().join("herald.toml");
         std::fs::write(&file, format!("[database]\nlisten_url = \"{url}\"\n")).unwrap();
         let file = file.to_str().unwrap();
-        let ways: [(Vec<&str>, Vec<(&str, &str)>); 2] = [
-            (vec!["--config", file], vec![]),
-            (vec![], vec![("HERALD_DATABASE__LISTEN_URL", url)]),
+        let ways: [Way; 2] = [
+            (vec!["--config", file], vec![], "the file"),
+            (
+                vec![],
+                vec![("HERALD_DATABASE__LISTEN_URL", url)],
+                "the environment",
+            ),
         ];
-        for (prefix, env) in &ways {
+        for (prefix, env, from) in &ways {
             for command in ["migrate", "run", "list"] {
                 let args = [
                     &prefix[..],
@@ -115,7 +119,7 @@ async fn a_bad_listen_url_is_refused_naming_the_key() {
                 .concat();
                 let out = Cli::new().args(&args).envs(env).run().await;
                 out.assert_error(2, &format!("config: database.listen_url: {problem}"));
-                assert!(!out.stderr.contains("CANARY"), "{out:?}");
+                assert!(!out.stderr.contains("CANARY"), "from {from}: {out:?}");
             }
         }
     }
