@@ -114,3 +114,33 @@ async fn admin_commands_work_through_pgbouncer(pool: PgPool) {
         assert_eq!(status(check), "ok", "{check}: {report}");
     }
 }
+
+/// `herald bench` behind PgBouncer: its scratch database is created, migrated and dropped
+/// through `database.listen_url`, and every phase's statements go through the pooler.
+#[sqlx::test(migrations = false)]
+async fn bench_runs_through_pgbouncer(pool: PgPool) {
+    let bouncer = PgBouncer::start(4).await;
+    let out = through(&bouncer, &pool)
+        .args(&["bench", "--json", "--notifications", "40", "--clients", "4"])
+        .run()
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    for rate in [
+        "enqueue_single_per_s",
+        "enqueue_batch_per_s",
+        "enqueue_sql_batch_per_s",
+        "dispatch_null_per_s",
+        "dispatch_webhook_per_s",
+    ] {
+        assert!(report[rate].as_f64().unwrap() > 0.0, "{rate}: {report}");
+    }
+    let scratch = report["database"].as_str().unwrap();
+    let left: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(scratch)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!left, "the scratch database {scratch} is dropped");
+}
