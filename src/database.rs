@@ -134,13 +134,25 @@ pub async fn connect(
 /// built-in (`public.||(text, integer)`, `public.<>(oid, regrole)`) and run its code as the
 /// daemon (which reads endpoint secrets), an operator, or the superuser running `herald migrate`
 /// (CVE-2018-1058). Nothing herald uses lives outside `pg_catalog` and `herald`.
+///
+/// Behind a transaction-mode pooler ([`crate::pooling`]) a session setting would land on
+/// whichever server connection the pooler chose, and stay there for its other clients: there
+/// each transaction herald opens pins the path for itself instead (`pooling::begin`).
 pub fn pool_options() -> PgPoolOptions {
-    PgPoolOptions::new().after_connect(|conn, _| Box::pin(pin_search_path(conn)))
+    PgPoolOptions::new().after_connect(|conn, _| {
+        Box::pin(async move {
+            if crate::pooling::transaction_pooling() {
+                return Ok(());
+            }
+            pin_search_path(conn).await
+        })
+    })
 }
 
-/// Sets the session's `search_path` to `pg_catalog, pg_temp` (see [`pool_options`]).
+/// Sets the session's `search_path` to `pg_catalog, pg_temp` (see [`pool_options`]). One
+/// simple-protocol message: no statement is prepared.
 pub async fn pin_search_path(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+    sqlx::raw_sql("select pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
         .execute(conn)
         .await
         .map(|_| ())

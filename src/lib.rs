@@ -31,6 +31,7 @@ mod error;
 mod key;
 mod migrate;
 mod notification;
+pub(crate) mod pooling;
 mod state;
 
 #[doc(hidden)]
@@ -75,4 +76,5 @@ pub use migrate::migrate;
 pub use notification::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_TENANT, Destination, Limits, MAX_PAYLOAD_DEPTH, Notification,
 };
+pub use pooling::{set_transaction_pooling, transaction_pooling};
 pub use state::{Channel, State, UnknownName};

@@ -16,6 +16,8 @@
 
 use sqlx::PgConnection;
 
+use crate::pooling;
+
 /// Owns every herald object.
 pub const OWNER: &str = "herald_owner";
 /// May only call the enqueue functions.
@@ -191,7 +193,7 @@ pub fn roles_sql() -> String {
 /// this login may act as it, and grants each existing role its rights in this database.
 pub async fn apply(conn: &mut PgConnection) -> Result<Report, sqlx::Error> {
     let mut report = Report::default();
-    let may_create: bool = sqlx::query_scalar(
+    let may_create: bool = pooling::query_scalar(
         "select r.rolsuper or r.rolcreaterole from pg_catalog.pg_roles r \
          where r.rolname = pg_catalog.current_user()",
     )
@@ -213,13 +215,13 @@ pub async fn apply(conn: &mut PgConnection) -> Result<Report, sqlx::Error> {
                 continue;
             }
             if !is_member(conn, role.name, included).await? {
-                tolerate_concurrent_creator(sqlx::query(*grant).execute(&mut *conn).await)?;
+                tolerate_concurrent_creator(pooling::query(*grant).execute(&mut *conn).await)?;
             }
         }
     }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     // Concurrent GRANTs on one object fail with "tuple concurrently updated".
-    sqlx::query("select pg_catalog.pg_advisory_xact_lock(7522544515348191052)")
+    pooling::query("select pg_catalog.pg_advisory_xact_lock(7522544515348191052)")
         .execute(&mut *tx)
         .await?;
     if report.missing.contains(&OWNER) {
@@ -228,22 +230,22 @@ pub async fn apply(conn: &mut PgConnection) -> Result<Report, sqlx::Error> {
         report.owner_not_transferred = transfer_ownership(&mut tx).await?;
     }
     for statement in grants(&report.missing) {
-        sqlx::query(statement).execute(&mut *tx).await?;
+        pooling::query(statement).execute(&mut *tx).await?;
     }
-    sqlx::query(REVOKE_FROM_OTHERS).execute(&mut *tx).await?;
+    pooling::query(REVOKE_FROM_OTHERS).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(report)
 }
 
 async fn role_exists(conn: &mut PgConnection, role: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists (select 1 from pg_catalog.pg_roles where rolname = $1)")
+    pooling::query_scalar("select exists (select 1 from pg_catalog.pg_roles where rolname = $1)")
         .bind(role)
         .fetch_one(conn)
         .await
 }
 
 async fn is_member(conn: &mut PgConnection, member: &str, of: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+    pooling::query_scalar(
         "select exists (select 1 from pg_catalog.pg_auth_members m \
          where m.member = $1::pg_catalog.regrole and m.roleid = $2::pg_catalog.regrole)",
     )
@@ -255,7 +257,7 @@ async fn is_member(conn: &mut PgConnection, member: &str, of: &str) -> Result<bo
 
 /// Creates `role`; `false` when another session created it first.
 async fn create_role(conn: &mut PgConnection, role: &GroupRole) -> Result<bool, sqlx::Error> {
-    tolerate_concurrent_creator(sqlx::query(role.create).execute(conn).await)
+    tolerate_concurrent_creator(pooling::query(role.create).execute(conn).await)
 }
 
 /// `Ok(true)` when the statement ran, `Ok(false)` when another session (migrating another
@@ -277,7 +279,7 @@ fn tolerate_concurrent_creator<T>(result: Result<T, sqlx::Error>) -> Result<bool
 /// superuser nor a member of `herald_owner` becomes one when it may grant that (it created the
 /// role); otherwise the objects stay its own, and the reason is returned.
 async fn transfer_ownership(conn: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
-    let (is_super, is_member, may_grant): (bool, bool, bool) = sqlx::query_as(
+    let (is_super, is_member, may_grant): (bool, bool, bool) = pooling::query_as(
         "select r.rolsuper, pg_catalog.pg_has_role(r.oid, $1::pg_catalog.name, 'MEMBER'), \
                 r.rolcreaterole \
          from pg_catalog.pg_roles r where r.rolname = pg_catalog.current_user()",
@@ -291,7 +293,7 @@ async fn transfer_ownership(conn: &mut PgConnection) -> Result<Option<String>, s
                 "this login is not a member of {OWNER} (grant {OWNER} to it, then run herald migrate again)"
             )));
         }
-        sqlx::query(
+        pooling::query(
             "do $$ begin execute pg_catalog.format('grant herald_owner to %I', \
              pg_catalog.current_user()); end $$",
         )
@@ -299,7 +301,7 @@ async fn transfer_ownership(conn: &mut PgConnection) -> Result<Option<String>, s
         .await?;
     }
     // The schema first: a new owner of a function must be able to create in its schema.
-    sqlx::query(
+    pooling::query(
         "do $$
          declare
              statement text;

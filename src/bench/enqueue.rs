@@ -12,6 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::BenchError;
 use crate::Notification;
+use crate::pooling;
 
 /// Notifications per `enqueue_many` call.
 pub const BATCH: u64 = 1000;
@@ -76,14 +77,16 @@ pub async fn batch(pool: &PgPool, phase: &str, total: u64) -> Result<f64, BenchE
 /// their own, and vacuums so that the claim does not walk their dead index entries.
 pub async fn clear_pending(pool: &PgPool) -> Result<(), BenchError> {
     // Deleting the intents takes their queue rows with them (the foreign key cascades).
-    sqlx::query("delete from herald.intents where state = 'pending'")
+    // Statements without parameters, each one simple-protocol message (VACUUM cannot run in a
+    // transaction): fine through a transaction-mode pooler too.
+    sqlx::raw_sql("delete from herald.intents where state = 'pending'")
         .execute(pool)
         .await?;
     for table in [
         "vacuum analyze herald.intents",
         "vacuum analyze herald.queue",
     ] {
-        sqlx::query(table).execute(pool).await?;
+        sqlx::raw_sql(table).execute(pool).await?;
     }
     Ok(())
 }
@@ -91,6 +94,8 @@ pub async fn clear_pending(pool: &PgPool) -> Result<(), BenchError> {
 /// `total` notifications through the SQL entry point `herald.enqueue_many(jsonb)` in calls of
 /// [`BATCH`], as an application in another language sends them: one JSON array per call.
 pub async fn sql_batch(pool: &PgPool, phase: &str, total: u64) -> Result<f64, BenchError> {
+    const SQL: &str = "select count(*) from herald.enqueue_many($1::jsonb)";
+    let mut conn = pool.acquire().await?;
     let start = Instant::now();
     let mut done = 0;
     while done < total {
@@ -106,10 +111,13 @@ pub async fn sql_batch(pool: &PgPool, phase: &str, total: u64) -> Result<f64, Be
                 })
             })
             .collect();
-        sqlx::query("select count(*) from herald.enqueue_many($1::jsonb)")
-            .bind(serde_json::Value::Array(items))
-            .fetch_one(pool)
-            .await?;
+        pooling::in_transaction(&mut conn, async |conn| {
+            pooling::query(SQL)
+                .bind(serde_json::Value::Array(items))
+                .fetch_one(conn)
+                .await
+        })
+        .await?;
         done += size;
     }
     Ok(total as f64 / start.elapsed().as_secs_f64())
@@ -127,7 +135,7 @@ pub async fn in_tx_overhead(
     phase: &str,
     transactions: u64,
 ) -> Result<f64, BenchError> {
-    sqlx::query(
+    sqlx::raw_sql(
         "create table if not exists public.bench_orders (id bigint primary key, body jsonb not null)",
     )
     .execute(pool)
@@ -140,8 +148,9 @@ pub async fn in_tx_overhead(
         for enqueue in [false, true] {
             let start = Instant::now();
             for _ in 0..per_round {
+                // The application's own transaction, as it would open it.
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                sqlx::query("insert into public.bench_orders (id, body) values ($1, $2)")
+                pooling::query("insert into public.bench_orders (id, body) values ($1, $2)")
                     .bind(next as i64)
                     .bind(json!({"order": next, "items": [{"sku": "A-1", "qty": 2}]}))
                     .execute(&mut *tx)
@@ -156,7 +165,7 @@ pub async fn in_tx_overhead(
         }
     }
     drop(conn);
-    sqlx::query("drop table public.bench_orders")
+    sqlx::raw_sql("drop table public.bench_orders")
         .execute(pool)
         .await?;
     Ok(with.as_secs_f64() / without.as_secs_f64())

@@ -83,23 +83,29 @@ async fn load(pool: &PgPool, rows: u64) -> Result<(), BenchError> {
             returning id, finished_at)
         insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome, status)
         select id, 1, finished_at, finished_at, 'delivered', 204 from made";
+    let mut conn = pool.acquire().await?;
     let mut from = 0;
     while from < rows {
         let to = (from + LOAD_CHUNK).min(rows);
-        sqlx::query(SQL)
-            .bind(from as i64)
-            .bind(to as i64 - 1)
-            .execute(pool)
-            .await?;
+        crate::pooling::in_transaction(&mut conn, async |conn| {
+            crate::pooling::query(SQL)
+                .bind(from as i64)
+                .bind(to as i64 - 1)
+                .execute(conn)
+                .await
+        })
+        .await?;
         from = to;
     }
-    sqlx::query("vacuum analyze herald.intents")
+    drop(conn);
+    // VACUUM cannot run in a transaction: one simple-protocol message each.
+    sqlx::raw_sql("vacuum analyze herald.intents")
         .execute(pool)
         .await?;
-    sqlx::query("vacuum analyze herald.attempts")
+    sqlx::raw_sql("vacuum analyze herald.attempts")
         .execute(pool)
         .await?;
-    sqlx::query("checkpoint").execute(pool).await?;
+    sqlx::raw_sql("checkpoint").execute(pool).await?;
     Ok(())
 }
 

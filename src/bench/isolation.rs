@@ -26,7 +26,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
@@ -140,7 +140,7 @@ async fn measure(
             .tenant(SLOW_TENANT)
     })
     .await?;
-    wake(pool).await?;
+    wake(&mut *pool.acquire().await?).await?;
     // Saturated: a request at the slow endpoint for every worker, or two seconds of trying (a
     // daemon that caps an endpoint's share never gets there). Under SLOW_DELAY, so none of
     // them has been answered yet.
@@ -155,7 +155,7 @@ async fn measure(
             .tenant(BURST_TENANT)
     })
     .await?;
-    wake(pool).await?;
+    wake(&mut *pool.acquire().await?).await?;
     let noisy = latencies(pool, receiver, healthy, "healthy", samples).await?;
 
     Ok(IsolationReport {
@@ -178,7 +178,7 @@ async fn warm_up(pool: &PgPool, receiver: &Receiver, healthy: Uuid) -> Result<()
     let id = crate::enqueue(pool, &notification(healthy, "warm-up", 0))
         .await?
         .id();
-    wake(pool).await?;
+    wake(&mut *pool.acquire().await?).await?;
     tokio::time::timeout(Duration::from_secs(30), receiver.wait_for_arrivals(&[id]))
         .await
         .map_err(|_| BenchError::Setup("no webhook arrived within 30 s of its enqueue".into()))?;
@@ -206,7 +206,7 @@ async fn latencies(
         let id = crate::enqueue(&mut *tx, &notification(healthy, phase, i))
             .await?
             .id();
-        wake(&mut *tx).await?;
+        wake(&mut tx).await?;
         let committed = Instant::now();
         tx.commit().await?;
         sent.push((id, committed));
@@ -255,27 +255,36 @@ fn notification(healthy: Uuid, phase: &str, i: u64) -> Notification {
     .tenant(TENANT)
 }
 
-/// A wake-up for listening daemons, sent when `conn`'s transaction commits (see the module
-/// docs for why the bench does not leave it to the enqueue's debounce).
-async fn wake<'c>(conn: impl PgExecutor<'c>) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_notify($1, '')")
-        .bind(crate::wake::CHANNEL)
-        .execute(conn)
-        .await
-        .map(drop)
+/// A wake-up for listening daemons, sent when `conn`'s transaction commits, or at once on a
+/// connection outside one (see the module docs for why the bench does not leave it to the
+/// enqueue's debounce).
+async fn wake(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    crate::pooling::in_transaction(conn, async |conn| {
+        crate::pooling::query("select pg_notify($1, '')")
+            .bind(crate::wake::CHANNEL)
+            .execute(conn)
+            .await
+    })
+    .await
+    .map(drop)
 }
 
 /// Deletes every row of the phase's tenants (their queue rows and attempts go by cascade) and
 /// vacuums, as [`super::enqueue::clear_pending`] does, so that later phases neither drain nor
 /// walk them.
 async fn clear(pool: &PgPool) -> Result<(), BenchError> {
-    sqlx::query("delete from herald.intents where tenant in ($1, $2, $3)")
-        .bind(TENANT)
-        .bind(SLOW_TENANT)
-        .bind(BURST_TENANT)
-        .execute(pool)
-        .await?;
-    sqlx::query("vacuum analyze herald.intents, herald.queue")
+    const SQL: &str = "delete from herald.intents where tenant in ($1, $2, $3)";
+    crate::pooling::in_transaction(&mut *pool.acquire().await?, async |conn| {
+        crate::pooling::query(SQL)
+            .bind(TENANT)
+            .bind(SLOW_TENANT)
+            .bind(BURST_TENANT)
+            .execute(conn)
+            .await
+    })
+    .await?;
+    // VACUUM cannot run in a transaction: one simple-protocol message.
+    sqlx::raw_sql("vacuum analyze herald.intents, herald.queue")
         .execute(pool)
         .await?;
     Ok(())

@@ -1,5 +1,10 @@
 //! The bench's scratch database: `herald_bench_<random>` on the configured server, created and
 //! migrated at start, dropped (with its connections) at the end.
+//!
+//! Behind a transaction-mode pooler (`database.listen_url` set), CREATE, DROP and the
+//! migrations go to the server directly through `listen_url`, and the phases' traffic through
+//! the configured URL with the scratch database's name: the pooler must route that name to the
+//! same server (PgBouncer: a `*` fallback entry in `[databases]`).
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{PgPool, Postgres};
@@ -10,20 +15,33 @@ pub struct Scratch {
     /// A database on the same server to run CREATE and DROP from.
     admin_url: String,
     pub name: String,
+    /// The scratch database, directly: CREATE, DROP, migrations, LISTEN.
     pub url: String,
+    /// The scratch database as the phases reach it: through the pooler when there is one.
+    pub traffic_url: String,
 }
 
 impl Scratch {
-    /// Creates the database on the server of `configured_url`. The configured database need not
-    /// exist: the server's `postgres` database serves for CREATE and DROP then.
+    /// Creates the database on the server of `configured_url`, which the phases use too. The
+    /// configured database need not exist: the server's `postgres` database serves for CREATE
+    /// and DROP then.
     pub async fn create(configured_url: &str) -> Result<Scratch, ConnectError> {
-        let (_, target) = database::parse_url(configured_url)?;
-        let admin_url = match database::connect(configured_url, 1, false).await {
+        Self::create_beside(configured_url, configured_url).await
+    }
+
+    /// [`Self::create`] through `direct_url` (`database.listen_url`), with the phases' traffic
+    /// through `configured_url` (a transaction-mode pooler in front of the same server).
+    pub async fn create_beside(
+        configured_url: &str,
+        direct_url: &str,
+    ) -> Result<Scratch, ConnectError> {
+        let (_, target) = database::parse_url(direct_url)?;
+        let admin_url = match database::connect(direct_url, 1, false).await {
             Ok(pool) => {
                 pool.close().await;
-                configured_url.to_owned()
+                direct_url.to_owned()
             }
-            Err(ConnectError::MissingDatabase { .. }) => with_database(configured_url, "postgres")?,
+            Err(ConnectError::MissingDatabase { .. }) => with_database(direct_url, "postgres")?,
             Err(e) => return Err(e),
         };
         let mut random = [0u8; 4];
@@ -35,7 +53,8 @@ impl Scratch {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let url = with_database(configured_url, &name)?;
+        let url = with_database(direct_url, &name)?;
+        let traffic_url = with_database(configured_url, &name)?;
         // sqlx's own CREATE DATABASE quotes the name, so no SQL is spliced here (herald's
         // sources never use `AssertSqlSafe`: see tests/it/sql_injection.rs).
         Postgres::create_database(&url).await.map_err(|e| {
@@ -51,12 +70,18 @@ impl Scratch {
             admin_url,
             name,
             url,
+            traffic_url,
         })
     }
 
-    /// A migrated pool of the scratch database.
+    /// A pool of the scratch database for the phases (through the pooler when there is one).
     pub async fn pool(&self, max_connections: u32) -> Result<PgPool, ConnectError> {
-        database::connect(&self.url, max_connections, false).await
+        database::connect(&self.traffic_url, max_connections, false).await
+    }
+
+    /// A pool of the scratch database that bypasses any pooler, for the migrations.
+    pub async fn direct_pool(&self) -> Result<PgPool, ConnectError> {
+        database::connect(&self.url, 2, false).await
     }
 
     /// Drops the database, ending whatever connections still use it. The phases abort their

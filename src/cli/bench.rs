@@ -39,7 +39,8 @@ pub async fn run(ctx: &Context, args: BenchArgs) -> Result<(), CliError> {
         history: args.history,
     };
     let mut interrupts = Interrupts::listen()?;
-    let scratch = Scratch::create(&ctx.database_url).await?;
+    let direct_url = ctx.listen_url().unwrap_or(&ctx.database_url);
+    let scratch = Scratch::create_beside(&ctx.database_url, direct_url).await?;
     let measured = tokio::select! {
         measured = measure(ctx, &scratch, options) => measured,
         signal = interrupts.received() => Err(CliError::runtime(format!("interrupted by {signal}"))),
@@ -69,8 +70,17 @@ pub async fn run(ctx: &Context, args: BenchArgs) -> Result<(), CliError> {
 async fn measure(ctx: &Context, scratch: &Scratch, options: Options) -> Result<Report, CliError> {
     let connections = ctx.config.database.max_connections.max(options.clients + 2);
     let pool = scratch.pool(connections).await?;
-    crate::migrate(&pool).await?;
-    let report = bench::run(&pool, &ctx.config, options)
+    let mut config = ctx.config.clone();
+    if ctx.listen_url().is_some() {
+        // Migrations and the dispatchers' LISTEN bypass the pooler.
+        let direct = scratch.direct_pool().await?;
+        crate::migrate(&direct).await?;
+        direct.close().await;
+        config.database.listen_url = scratch.url.clone().into();
+    } else {
+        crate::migrate(&pool).await?;
+    }
+    let report = bench::run(&pool, &config, options)
         .await
         .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
     pool.close().await;

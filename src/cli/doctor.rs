@@ -1,6 +1,7 @@
 //! `herald doctor`: every check an operator would otherwise run by hand before starting (or
 //! when a daemon misbehaves), in one table: the configuration, the database and its
-//! migrations, SMTP, each email template, the sweeper's schedule.
+//! migrations (and, when `database.listen_url` is set, the direct connection beside the
+//! pooler), SMTP, each email template, the sweeper's schedule.
 //!
 //! Invariants: every check runs, whatever the others found (a check that needs what an earlier
 //! one could not provide is `skipped`, not silently dropped); nothing is written anywhere; exit
@@ -123,6 +124,7 @@ async fn examine(ctx: &Context) -> Vec<Finding> {
         Err(e) => finding("config", Status::Problem, e.to_string()),
     }];
     findings.extend(check_database(ctx).await);
+    findings.extend(check_listen_url(ctx).await);
     findings.push(check_smtp(config).await);
     findings.extend(check_templates(&config.templates.dir));
     findings.push(check_schedule(&config.sweeper.schedule));
@@ -202,6 +204,54 @@ async fn check_database(ctx: &Context) -> Vec<Finding> {
         )
     };
     vec![database, migrations]
+}
+
+/// The `listen_url` row, only when `database.listen_url` is set: the direct connection that
+/// LISTEN and migrations use while `database.url` goes through a transaction-mode pooler. It
+/// must answer, and reach the same database as the URL.
+async fn check_listen_url(ctx: &Context) -> Option<Finding> {
+    const CHECK: &str = "listen_url";
+    let url = ctx.listen_url()?;
+    let direct = match database::connect(url, 1, false).await {
+        Ok(pool) => pool,
+        Err(e) => return Some(finding(CHECK, Status::Problem, e.to_string())),
+    };
+    let (_, target) = database::parse_url(url).ok()?;
+    let reached =
+        async { store::health::current_database(&mut *direct.acquire().await?).await }.await;
+    direct.close().await;
+    let reached = match reached {
+        Ok(name) => name,
+        Err(e) => return Some(finding(CHECK, Status::Problem, database::reason_of(&e))),
+    };
+    // What the URL reaches (through the pooler); the `database` row reports a failure.
+    let pooled = match database::connect(&ctx.database_url, 1, false).await {
+        Ok(pool) => {
+            let name = async { store::health::current_database(&mut *pool.acquire().await?).await }
+                .await
+                .ok();
+            pool.close().await;
+            name
+        }
+        Err(_) => None,
+    };
+    if let Some(pooled) = pooled.filter(|pooled| *pooled != reached) {
+        return Some(finding(
+            CHECK,
+            Status::Problem,
+            format!(
+                "reaches database {reached:?}, but the database URL reaches {pooled:?}: both must name the same database"
+            ),
+        ));
+    }
+    Some(finding(
+        CHECK,
+        Status::Ok,
+        format!(
+            "transaction pooling: LISTEN and migrations connect directly to {}:{}, database {:?}; other statements are unnamed, each in a transaction",
+            target.host, target.port, reached
+        ),
+    ))
 }
 
 async fn check_smtp(config: &crate::config::Config) -> Finding {

@@ -153,6 +153,27 @@ impl Context {
         .await?;
         Ok(pool)
     }
+
+    /// `database.listen_url`: set when `database.url` goes through a transaction-mode pooler.
+    pub fn listen_url(&self) -> Option<&str> {
+        self.config.database.listen_url()
+    }
+
+    /// A pool to migrate with, creating the database if missing: `database.listen_url` when
+    /// set (sqlx's migrator holds a session advisory lock, which a transaction-mode pooler
+    /// cannot keep), else the database URL's, as [`Self::pool`].
+    pub async fn migration_pool(&self) -> Result<PgPool, CliError> {
+        match self.listen_url() {
+            Some(url) => database::connect(url, 2, true).await.map_err(|e| {
+                let e = CliError::from(e);
+                CliError {
+                    message: format!("database.listen_url: {}", e.message),
+                    ..e
+                }
+            }),
+            None => self.pool(true).await,
+        }
+    }
 }
 
 /// Entry point of the binary.
@@ -256,6 +277,8 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
         },
     };
     let ctx = &ctx;
+    // Behind a transaction-mode pooler, every statement is unnamed and runs in a transaction.
+    crate::set_transaction_pooling(ctx.listen_url().is_some());
     // `doctor` reports a bad URL as one of its findings.
     if !matches!(command, Command::Doctor(_)) {
         ctx.check_database_url()?;
@@ -279,7 +302,7 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
 }
 
 async fn migrate(ctx: &Context) -> Result<(), CliError> {
-    let pool = ctx.pool(true).await?;
+    let pool = ctx.migration_pool().await?;
     let report = crate::migrate::migrate_and_grant(&pool).await?;
     run::record_payload_ceiling(&pool, ctx.config.limits.max_payload_bytes).await?;
     let (_, target) = database::parse_url(&ctx.database_url)?;

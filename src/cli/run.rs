@@ -53,15 +53,30 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
         None => None,
     };
 
-    let pool = ctx.pool(!args.no_migrate).await?;
-    if args.no_migrate {
-        // Fail at start, not in the claim loop, when the schema is not there.
-        sqlx::query("select 1 from herald.notifications limit 0")
+    let pool = if args.no_migrate {
+        let pool = ctx.pool(false).await?;
+        // Fail at start, not in the claim loop, when the schema is not there. One
+        // simple-protocol message: fine through a transaction-mode pooler too.
+        sqlx::raw_sql("select 1 from herald.notifications limit 0")
             .execute(&pool)
             .await?;
+        pool
     } else {
-        crate::migrate(&pool).await?;
-        record_payload_ceiling(&pool, config.limits.max_payload_bytes).await?;
+        let direct = ctx.migration_pool().await?;
+        crate::migrate(&direct).await?;
+        record_payload_ceiling(&direct, config.limits.max_payload_bytes).await?;
+        match ctx.listen_url() {
+            Some(_) => {
+                direct.close().await;
+                ctx.pool(false).await?
+            }
+            None => direct,
+        }
+    };
+    if ctx.listen_url().is_some() {
+        tracing::info!(
+            "transaction pooling: statements unnamed, each in a transaction; LISTEN and migrations on database.listen_url"
+        );
     }
     // Logged once the database answered, so a start that fails prints only its error.
     if loaded.is_empty() {

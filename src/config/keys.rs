@@ -54,6 +54,16 @@ pub const KEYS: &[Key] = &[
               connection of its own on top of these).",
     },
     Key {
+        key: "database.listen_url",
+        value: Toml(r#""""#),
+        doc: "A direct connection to the same database, for when `url` goes through a \
+              transaction-mode pooler such as PgBouncer (`pool_mode = transaction`). Setting it \
+              turns on transaction pooling: the daemon's LISTEN and the migrations (which hold a \
+              session advisory lock) use this URL, and every other statement is unnamed and \
+              runs inside a transaction (`docs/pgbouncer.md`). Checked like `url`: it must name \
+              its database; never printed. Empty: off, everything uses `url`.",
+    },
+    Key {
         key: "dispatcher.workers",
         value: Toml("64"),
         doc: "Concurrent deliveries per daemon, at least 1. Claimed rows count from the moment \

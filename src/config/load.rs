@@ -509,6 +509,39 @@ mod tests {
     }
 
     #[test]
+    fn listen_url_is_off_when_empty_and_checked_like_url() {
+        assert_eq!(Config::default().database.listen_url(), None);
+        let config = load_text(
+            "",
+            &[(
+                "HERALD_DATABASE__LISTEN_URL",
+                "postgres://a:CANARY@h:5432/d",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            config.database.listen_url(),
+            Some("postgres://a:CANARY@h:5432/d")
+        );
+        assert!(!format!("{config:?}").contains("CANARY"));
+        for (text, problem) in [
+            (
+                "[database]\nlisten_url = \"mysql://a:CANARY@h/d\"\n",
+                "config: database.listen_url: must start with postgres:// or postgresql://",
+            ),
+            (
+                "[database]\nlisten_url = \"postgres://a:CANARY@h:5432/\"\n",
+                "config: database.listen_url: no database name: add one after the host and port",
+            ),
+        ] {
+            let err = load_text(text, &[]).unwrap_err();
+            assert!(err.starts_with(problem), "{err}");
+            assert!(!err.contains("CANARY"), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused_by_name() {
         let err = load_text("[smtp]\nprot = 25\n", &[]).unwrap_err();
         assert!(err.contains("prot"), "{err}");

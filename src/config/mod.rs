@@ -94,6 +94,17 @@ pub struct DatabaseConfig {
     /// May carry a password: never printed (errors name host, port and database only).
     pub url: SecretString,
     pub max_connections: u32,
+    /// A direct connection (LISTEN, migrations) when `url` goes through a transaction-mode
+    /// pooler; empty: off. May carry a password, like `url`.
+    pub listen_url: SecretString,
+}
+
+impl DatabaseConfig {
+    /// `listen_url` when set: herald then runs behind a transaction-mode pooler.
+    pub fn listen_url(&self) -> Option<&str> {
+        let url = self.listen_url.expose_secret().trim();
+        (!url.is_empty()).then_some(url)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -358,6 +369,11 @@ impl Config {
         };
         if let Err(e) = crate::database::parse_url(self.database.url.expose_secret()) {
             return bad("database.url", e.problem());
+        }
+        if let Some(url) = self.database.listen_url()
+            && let Err(e) = crate::database::parse_url(url)
+        {
+            return bad("database.listen_url", e.problem());
         }
         if self.database.max_connections < 2 {
             // `herald run` needs one for claims and one for recording outcomes at the same time.

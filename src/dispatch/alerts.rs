@@ -17,6 +17,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::notification::Notification;
+use crate::pooling;
 use crate::store::dispatch::BreakerChange;
 
 /// `herald.endpoint.breaker_opened`: a closed breaker opened.
@@ -171,7 +172,10 @@ async fn dead_notifications(
         select id, tenant, user_id, type, business_id, channel, destination, attempts,
                last_error, finished_at
         from herald.intents where id = any($1) and state = 'dead'";
-    sqlx::query_as(SQL).bind(ids).fetch_all(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).bind(ids).fetch_all(conn).await
+    })
+    .await
 }
 
 /// The alerts endpoint's tenant, `None` when it does not exist.
@@ -179,11 +183,14 @@ pub async fn target(
     conn: &mut PgConnection,
     endpoint_id: Uuid,
 ) -> Result<Option<AlertsTarget>, sqlx::Error> {
-    let tenant: Option<String> =
-        sqlx::query_scalar("select tenant from herald.webhook_endpoints where id = $1")
+    const SQL: &str = "select tenant from herald.webhook_endpoints where id = $1";
+    let tenant: Option<String> = pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL)
             .bind(endpoint_id)
             .fetch_optional(conn)
-            .await?;
+            .await
+    })
+    .await?;
     Ok(tenant.map(|tenant| AlertsTarget {
         endpoint_id,
         tenant,

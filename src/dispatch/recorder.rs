@@ -9,7 +9,7 @@
 //! with `alerts.endpoint` set, its event (and each dead notification's) is enqueued in the
 //! outcome's own transaction.
 
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -129,7 +129,7 @@ async fn record(
     let Some(alerts_endpoint) = settings.alerts else {
         return store::record_outcomes(&mut conn, attempts, settings.breaker).await;
     };
-    let mut tx = conn.begin().await?;
+    let mut tx = crate::pooling::begin(&mut conn).await?;
     let recorded = store::record_outcomes(&mut tx, attempts, settings.breaker).await?;
     let dead: Vec<Uuid> = attempts
         .iter()

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, alerts};
@@ -55,7 +54,7 @@ async fn rescue_once(shared: &Shared) -> u64 {
         let Some(alerts_endpoint) = shared.config.alerts.endpoint_id() else {
             return store::rescue_expired(&mut conn, BATCH).await;
         };
-        let mut tx = conn.begin().await?;
+        let mut tx = crate::pooling::begin(&mut conn).await?;
         let rescued = store::rescue_expired(&mut tx, BATCH).await?;
         if !rescued.dead.is_empty()
             && let Some(target) = alerts::target(&mut tx, alerts_endpoint).await?
@@ -90,7 +89,7 @@ async fn rescue_once(shared: &Shared) -> u64 {
 async fn disable_broken_endpoints(shared: &Shared) {
     let result = async {
         let mut conn = shared.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = crate::pooling::begin(&mut conn).await?;
         let (disabled, dead) =
             store::disable_broken_endpoints(&mut tx, shared.config.breaker.disable_after).await?;
         if let Some(alerts_endpoint) = shared.config.alerts.endpoint_id()

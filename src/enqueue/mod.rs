@@ -15,6 +15,9 @@
 //! - `enqueue_many` is all or nothing: it runs in a transaction (a savepoint inside the caller's),
 //!   rolled back if any item is refused, with one statement for the whole batch.
 //! - Both join the caller's transaction when given `&mut *tx`: a rollback leaves no row.
+//! - Behind a transaction-mode pooler ([`crate::set_transaction_pooling`]) their statements are
+//!   unnamed; in the caller's transaction they stay in it, on `&pool` they run in one of their
+//!   own (`crate::pooling`), group commits included.
 //! - `enqueue(&pool, …)` calls of one process that overlap share a statement and a commit
 //!   ([`group_commit`]); each caller still gets exactly its own result.
 
@@ -285,7 +288,8 @@ where
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = conn.begin().await?;
+    let mut conn = conn.acquire().await?;
+    let mut tx = crate::pooling::begin(&mut conn).await?;
     match sql::enqueue_many(&mut tx, &items).await {
         Ok(rows) => {
             tx.commit().await?;

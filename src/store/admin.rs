@@ -3,12 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
+use sqlx::PgConnection;
 use sqlx::types::Json;
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::notifications::NotificationRow;
 use crate::key::Key;
+use crate::pooling;
 use crate::state::{Channel, State};
 
 /// What an operator action found.
@@ -77,8 +78,8 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<Transition, sql
             returning n.id
         )
         select current.state, exists (select 1 from cancelled) as done from current";
-    let mut tx = conn.begin().await?;
-    sqlx::query("select 1 from herald.queue where id = $1 for update")
+    let mut tx = pooling::begin(conn).await?;
+    pooling::query("select 1 from herald.queue where id = $1 for update")
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -92,7 +93,10 @@ async fn transition(
     sql: &'static str,
     id: Uuid,
 ) -> Result<Transition, sqlx::Error> {
-    let row: Option<(String, bool)> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
+    let row: Option<(String, bool)> = pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(sql).bind(id).fetch_optional(conn).await
+    })
+    .await?;
     Ok(match row {
         None => Transition::NotFound,
         Some((_, true)) => Transition::Done,
@@ -119,7 +123,10 @@ pub async fn counts(conn: &mut PgConnection) -> Result<Vec<StateCount>, sqlx::Er
     const SQL: &str = "
         select state, channel, count(*) as count from herald.notifications
         group by state, channel";
-    sqlx::query_as(SQL).fetch_all(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).fetch_all(conn).await
+    })
+    .await
 }
 
 /// The last hour, and the oldest due notification.
@@ -160,7 +167,10 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
             (select count(*) from recent where outcome = 'unknown') as unknown,
             (select percentile_cont(0.5) within group (order by ms) from latency) as latency_p50_ms,
             (select percentile_cont(0.99) within group (order by ms) from latency) as latency_p99_ms";
-    sqlx::query_as(SQL).fetch_one(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).fetch_one(conn).await
+    })
+    .await
 }
 
 /// A destination whose breaker is open or half-open.
@@ -178,7 +188,10 @@ pub async fn open_breakers(conn: &mut PgConnection) -> Result<Vec<OpenBreaker>, 
         select key as destination, breaker_opened_at as opened_at, next_probe_at
         from herald.destinations where breaker <> 'closed'
         order by breaker_opened_at, key";
-    sqlx::query_as(SQL).fetch_all(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).fetch_all(conn).await
+    })
+    .await
 }
 
 /// An endpoint with notifications waiting (due or not, not being delivered).
@@ -199,7 +212,10 @@ pub async fn busiest_endpoints(
         group by destination
         order by waiting desc, destination
         limit $1";
-    sqlx::query_as(SQL).bind(limit).fetch_all(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).bind(limit).fetch_all(conn).await
+    })
+    .await
 }
 
 /// The notification holding `key`, with the fingerprint the decision needs.
@@ -219,13 +235,16 @@ pub async fn holder_of(
         notification: NotificationRow,
         fingerprint: Vec<u8>,
     }
-    let row: Option<Row> = sqlx::query_as(SQL)
-        .bind(&key.tenant)
-        .bind(&key.user_id)
-        .bind(&key.type_)
-        .bind(&key.business_id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<Row> = pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(&key.tenant)
+            .bind(&key.user_id)
+            .bind(&key.type_)
+            .bind(&key.business_id)
+            .fetch_optional(conn)
+            .await
+    })
+    .await?;
     Ok(row.map(|r| (r.notification, r.fingerprint)))
 }
 
@@ -238,13 +257,16 @@ pub async fn is_fingerprint_of(
     destination: &str,
     payload: &RawValue,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select herald.fingerprint($1, $2, $3) = $4")
-        .bind(channel.as_str())
-        .bind(destination)
-        .bind(Json(payload))
-        .bind(stored)
-        .fetch_one(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar("select herald.fingerprint($1, $2, $3) = $4")
+            .bind(channel.as_str())
+            .bind(destination)
+            .bind(Json(payload))
+            .bind(stored)
+            .fetch_one(conn)
+            .await
+    })
+    .await
 }
 
 /// Whether notification `id` holds `payload`, as jsonb compares them: numbers by value, keys
@@ -254,12 +276,16 @@ pub async fn holds_payload(
     id: Uuid,
     payload: &RawValue,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select n.payload = $2::jsonb from herald.notifications n where n.id = $1")
-        .bind(id)
-        .bind(Json(payload))
-        .fetch_optional(conn)
-        .await
-        .map(|same| same.unwrap_or(false))
+    const SQL: &str = "select n.payload = $2::jsonb from herald.notifications n where n.id = $1";
+    let same: Option<bool> = pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL)
+            .bind(id)
+            .bind(Json(payload))
+            .fetch_optional(conn)
+            .await
+    })
+    .await?;
+    Ok(same.unwrap_or(false))
 }
 
 /// The size of `payload` in jsonb's text form: what the payload limit counts.
@@ -267,14 +293,20 @@ pub async fn payload_size(
     conn: &mut PgConnection,
     payload: &RawValue,
 ) -> Result<usize, sqlx::Error> {
-    let size: i32 = sqlx::query_scalar("select octet_length($1::jsonb::text)")
-        .bind(Json(payload))
-        .fetch_one(conn)
-        .await?;
+    let size: i32 = pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar("select octet_length($1::jsonb::text)")
+            .bind(Json(payload))
+            .fetch_one(conn)
+            .await
+    })
+    .await?;
     Ok(size as usize)
 }
 
 /// The database's clock, for answers that compare times.
 pub async fn now(conn: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::Error> {
-    sqlx::query_scalar("select now()").fetch_one(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar("select now()").fetch_one(conn).await
+    })
+    .await
 }

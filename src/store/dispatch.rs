@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::delivery::{Delivery, Endpoint, Target};
 use crate::key::Key;
 use crate::payload::Payload;
+use crate::pooling;
 use crate::state::{AttemptKind, Channel, State};
 
 /// A claimed row as the claim returns it; [`Delivery`] is what the rest of herald sees.
@@ -223,15 +224,18 @@ pub async fn claim_from(
         Some((destination, tenant)) => (Some(destination.as_str()), Some(tenant.as_str())),
         None => (None, None),
     };
-    let rows: Vec<ClaimedRow> = sqlx::query_as(SQL)
-        .bind(tokens.len() as i64)
-        .bind(owner)
-        .bind(lease.as_secs_f64())
-        .bind(after_destination)
-        .bind(after_tenant)
-        .bind(tokens)
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<ClaimedRow> = pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(tokens.len() as i64)
+            .bind(owner)
+            .bind(lease.as_secs_f64())
+            .bind(after_destination)
+            .bind(after_tenant)
+            .bind(tokens)
+            .fetch_all(conn)
+            .await
+    })
+    .await?;
     if let Some(row) = rows.first()
         && let (Some(destination), Some(tenant)) =
             (&row.last_served_destination, &row.last_served_tenant)
@@ -279,12 +283,15 @@ pub async fn extend_leases(
         returning q.lease_token"
     );
     let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
-    sqlx::query_scalar(SQL)
-        .bind(ids)
-        .bind(tokens)
-        .bind(lease.as_secs_f64())
-        .fetch_all(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL)
+            .bind(ids)
+            .bind(tokens)
+            .bind(lease.as_secs_f64())
+            .fetch_all(conn)
+            .await
+    })
+    .await
 }
 
 /// One attempt's outcome to write, fenced by the lease it was made under (the dispatcher's
@@ -501,22 +508,25 @@ pub async fn record_outcomes(
         signals.push(a.signal);
         throttles.push(a.throttle_secs);
     }
-    let rows: Vec<Row> = sqlx::query_as(SQL)
-        .bind(ids)
-        .bind(tokens)
-        .bind(states)
-        .bind(retry)
-        .bind(last_errors)
-        .bind(outcomes)
-        .bind(statuses)
-        .bind(errors)
-        .bind(signals)
-        .bind(throttles)
-        .bind(i32::try_from(policy.failures).unwrap_or(i32::MAX))
-        .bind(policy.probe_interval.as_secs_f64())
-        .bind(policy.max_probe_interval.as_secs_f64())
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<Row> = pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(ids)
+            .bind(tokens)
+            .bind(states)
+            .bind(retry)
+            .bind(last_errors)
+            .bind(outcomes)
+            .bind(statuses)
+            .bind(errors)
+            .bind(signals)
+            .bind(throttles)
+            .bind(i32::try_from(policy.failures).unwrap_or(i32::MAX))
+            .bind(policy.probe_interval.as_secs_f64())
+            .bind(policy.max_probe_interval.as_secs_f64())
+            .fetch_all(conn)
+            .await
+    })
+    .await?;
     let mut recorded = Recorded::default();
     for row in rows {
         match (row.id, row.token, row.destination) {
@@ -547,11 +557,14 @@ pub async fn attempt_logged(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "
         select exists (select 1 from herald.attempts where notification_id = $1 and lease_token = $2)";
-    sqlx::query_scalar(SQL)
-        .bind(id)
-        .bind(lease_token)
-        .fetch_one(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL)
+            .bind(id)
+            .bind(lease_token)
+            .fetch_one(conn)
+            .await
+    })
+    .await
 }
 
 /// Returns running notifications whose lease expired (their daemon crashed or lost the
@@ -598,7 +611,10 @@ pub async fn rescue_expired(conn: &mut PgConnection, limit: i64) -> Result<Rescu
         )
         select id, last from expired"
     );
-    let rows: Vec<(Uuid, bool)> = sqlx::query_as(SQL).bind(limit).fetch_all(conn).await?;
+    let rows: Vec<(Uuid, bool)> = pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).bind(limit).fetch_all(conn).await
+    })
+    .await?;
     Ok(Rescued {
         count: rows.len() as u64,
         dead: rows
@@ -641,7 +657,13 @@ pub async fn release(conn: &mut PgConnection, tokens: &[Uuid]) -> Result<u64, sq
         "
         select count(*) from locked"
     );
-    let released: i64 = sqlx::query_scalar(SQL).bind(tokens).fetch_one(conn).await?;
+    let released: i64 = pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL)
+            .bind(tokens)
+            .fetch_one(conn)
+            .await
+    })
+    .await?;
     Ok(u64::try_from(released).unwrap_or(0))
 }
 
@@ -704,16 +726,22 @@ pub async fn disable_broken_endpoints(
         from waiting w
         where n.id = w.id
         returning n.id";
-    let disabled: Vec<DisabledEndpoint> = sqlx::query_as(DISABLE)
-        .bind(disable_after.as_secs_f64())
-        .fetch_all(&mut *conn)
-        .await?;
-    if disabled.is_empty() {
-        return Ok((disabled, Vec::new()));
-    }
-    let ids: Vec<Uuid> = disabled.iter().map(|d| d.id).collect();
-    let dead = sqlx::query_scalar(DEAD).bind(ids).fetch_all(conn).await?;
-    Ok((disabled, dead))
+    pooling::in_transaction(conn, async |conn| {
+        let disabled: Vec<DisabledEndpoint> = pooling::query_as(DISABLE)
+            .bind(disable_after.as_secs_f64())
+            .fetch_all(&mut *conn)
+            .await?;
+        if disabled.is_empty() {
+            return Ok((disabled, Vec::new()));
+        }
+        let ids: Vec<Uuid> = disabled.iter().map(|d| d.id).collect();
+        let dead = pooling::query_scalar(DEAD)
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+        Ok((disabled, dead))
+    })
+    .await
 }
 
 /// Disables an endpoint (a receiver answered 410 Gone); returns whether it was enabled.
@@ -725,13 +753,15 @@ pub async fn disable_endpoint(
     const SQL: &str = "
         update herald.webhook_endpoints set enabled = false, disabled_reason = $2
         where id = $1 and enabled";
-    Ok(sqlx::query(SQL)
-        .bind(id)
-        .bind(reason)
-        .execute(conn)
-        .await?
-        .rows_affected()
-        == 1)
+    let done = pooling::in_transaction(conn, async |conn| {
+        pooling::query(SQL)
+            .bind(id)
+            .bind(reason)
+            .execute(conn)
+            .await
+    })
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Whether any daemon has work left: a notification being delivered (or one whose daemon
@@ -756,7 +786,10 @@ pub async fn any_work_left(conn: &mut PgConnection) -> Result<bool, sqlx::Error>
                                 or d.tokens + extract(epoch from now() - d.tokens_at)::float8
                                    * d.rate_count / (case d.rate_unit when 'm' then 60.0 else 1.0 end)
                                    >= 1))))";
-    sqlx::query_scalar(SQL).fetch_one(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL).fetch_one(conn).await
+    })
+    .await
 }
 
 /// How many of `ids` are still waiting for a retry or being delivered, leaving out those held
@@ -767,5 +800,8 @@ pub async fn count_unfinished(conn: &mut PgConnection, ids: &[Uuid]) -> Result<i
         left join herald.destinations d on d.key = q.destination
         where q.id = any($1)
           and (q.lease_token is not null or d.key is null or d.breaker = 'closed')";
-    sqlx::query_scalar(SQL).bind(ids).fetch_one(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL).bind(ids).fetch_one(conn).await
+    })
+    .await
 }

@@ -12,7 +12,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
+
+use crate::pooling;
 use uuid::Uuid;
 
 /// The columns of [`EndpointRow`], from `e` (the endpoint's public columns) and `d` (its
@@ -111,8 +113,8 @@ pub async fn insert_with_limits(
     const SQL: &str = "
         insert into herald.webhook_endpoints (id, tenant, url, secret)
         values ($1, $2, $3, $4)";
-    let mut tx = conn.begin().await?;
-    sqlx::query(SQL)
+    let mut tx = pooling::begin(conn).await?;
+    pooling::query(SQL)
         .bind(id)
         .bind(tenant)
         .bind(url)
@@ -139,7 +141,10 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<EndpointRow
         left join herald.destinations d on d.endpoint_id = e.id
         where e.id = $1"
     );
-    sqlx::query_as(SQL).bind(id).fetch_optional(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).bind(id).fetch_optional(conn).await
+    })
+    .await
 }
 
 /// Oldest first, optionally of one tenant.
@@ -156,7 +161,10 @@ pub async fn list(
         where $1::text is null or e.tenant = $1
         order by e.created_at, e.id"
     );
-    sqlx::query_as(SQL).bind(tenant).fetch_all(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).bind(tenant).fetch_all(conn).await
+    })
+    .await
 }
 
 /// Changes an endpoint's limits in one statement; setting or clearing the rate refills its
@@ -180,15 +188,18 @@ pub async fn set_limits(
         endpoint_columns!()
     );
     let rate = limits.rate.flatten();
-    sqlx::query_as(SQL)
-        .bind(id)
-        .bind(limits.rate.is_some())
-        .bind(rate.map(|(count, _)| count))
-        .bind(rate.map(|(_, unit)| unit))
-        .bind(limits.max_in_flight.is_some())
-        .bind(limits.max_in_flight.flatten())
-        .fetch_optional(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(id)
+            .bind(limits.rate.is_some())
+            .bind(rate.map(|(count, _)| count))
+            .bind(rate.map(|(_, unit)| unit))
+            .bind(limits.max_in_flight.is_some())
+            .bind(limits.max_in_flight.flatten())
+            .fetch_optional(conn)
+            .await
+    })
+    .await
 }
 
 /// Closes an endpoint's breaker and forgets its failures. `None` when there is no such
@@ -206,7 +217,10 @@ pub async fn reset_breaker(
         returning ",
         endpoint_columns!()
     );
-    sqlx::query_as(SQL).bind(id).fetch_optional(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).bind(id).fetch_optional(conn).await
+    })
+    .await
 }
 
 /// The relay's columns of a [`RelayRow`], from `herald.destinations d`.
@@ -227,7 +241,10 @@ pub async fn get_relay(conn: &mut PgConnection) -> Result<Option<RelayRow>, sqlx
         relay_columns!(),
         " from herald.destinations d where d.key = 'smtp'"
     );
-    sqlx::query_as(SQL).fetch_optional(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).fetch_optional(conn).await
+    })
+    .await
 }
 
 /// Closes the SMTP relay's breaker and forgets its failures. `None` only when its row is
@@ -241,7 +258,10 @@ pub async fn reset_relay_breaker(conn: &mut PgConnection) -> Result<Option<Relay
         returning ",
         relay_columns!()
     );
-    sqlx::query_as(SQL).fetch_optional(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).fetch_optional(conn).await
+    })
+    .await
 }
 
 /// Enables (`disabled_reason` `None`) or disables an endpoint; enabling also closes its breaker,
@@ -271,11 +291,11 @@ pub async fn set_enabled(
         from e
         left join herald.destinations d on d.endpoint_id = e.id"
     );
-    let mut tx = conn.begin().await?;
+    let mut tx = pooling::begin(conn).await?;
     if disabled_reason.is_none() {
-        sqlx::query(CLOSE).bind(id).execute(&mut *tx).await?;
+        pooling::query(CLOSE).bind(id).execute(&mut *tx).await?;
     }
-    let row = sqlx::query_as(SQL)
+    let row = pooling::query_as(SQL)
         .bind(id)
         .bind(disabled_reason)
         .fetch_optional(&mut *tx)
@@ -308,11 +328,14 @@ pub async fn rotate_secret(
         endpoint: EndpointRow,
         previous_secret_expires_at: DateTime<Utc>,
     }
-    let row: Option<Row> = sqlx::query_as(SQL)
-        .bind(id)
-        .bind(new_secret)
-        .bind(grace.as_secs_f64())
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<Row> = pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(id)
+            .bind(new_secret)
+            .bind(grace.as_secs_f64())
+            .fetch_optional(conn)
+            .await
+    })
+    .await?;
     Ok(row.map(|r| (r.endpoint, r.previous_secret_expires_at)))
 }

@@ -18,6 +18,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::notification::Validated;
+use crate::pooling;
 
 /// One result row of `herald.enqueue_many`.
 #[derive(Debug, sqlx::FromRow)]
@@ -89,20 +90,23 @@ async fn single(
     item: &Validated,
     wake: bool,
 ) -> Result<Decision, sqlx::Error> {
-    sqlx::query_as(sql)
-        .bind(&item.key.tenant)
-        .bind(&item.key.user_id)
-        .bind(&item.key.type_)
-        .bind(&item.key.business_id)
-        .bind(item.email())
-        .bind(item.endpoint_id)
-        .bind(Json(&*item.payload))
-        .bind(item.run_at)
-        .bind(item.max_attempts)
-        .bind(payload_limit(item))
-        .bind(wake)
-        .fetch_one(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(sql)
+            .bind(&item.key.tenant)
+            .bind(&item.key.user_id)
+            .bind(&item.key.type_)
+            .bind(&item.key.business_id)
+            .bind(item.email())
+            .bind(item.endpoint_id)
+            .bind(Json(&*item.payload))
+            .bind(item.run_at)
+            .bind(item.max_attempts)
+            .bind(payload_limit(item))
+            .bind(wake)
+            .fetch_one(conn)
+            .await
+    })
+    .await
 }
 
 /// Enqueues validated notifications with `herald.enqueue_many(jsonb)`: all or nothing, one
@@ -114,11 +118,14 @@ pub async fn enqueue_many(
     const SQL: &str = "
         select e.id, e.status, e.state
         from herald.enqueue_many($1::pg_catalog.jsonb, $2::pg_catalog.int4) as e";
-    sqlx::query_as(SQL)
-        .bind(Json(batch_of(items)))
-        .bind(batch_limit(items))
-        .fetch_all(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(Json(batch_of(items)))
+            .bind(batch_limit(items))
+            .fetch_all(conn)
+            .await
+    })
+    .await
 }
 
 /// [`enqueue_many`] for a group commit (`herald._enqueue_group`): gives up after a short
@@ -132,12 +139,15 @@ pub async fn enqueue_group(
         select e.id, e.status, e.state
         from herald._enqueue_group($1::pg_catalog.jsonb, $2::pg_catalog.int4,
                                    $3::pg_catalog.bool) as e";
-    sqlx::query_as(SQL)
-        .bind(Json(batch_of(items.iter().copied())))
-        .bind(batch_limit(items.iter().copied()))
-        .bind(wake)
-        .fetch_all(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(Json(batch_of(items.iter().copied())))
+            .bind(batch_limit(items.iter().copied()))
+            .bind(wake)
+            .fetch_all(conn)
+            .await
+    })
+    .await
 }
 
 fn batch_of<'a>(items: impl IntoIterator<Item = &'a Validated>) -> Vec<BatchItem<'a>> {

@@ -4,6 +4,7 @@
 use sqlx::PgConnection;
 
 use super::admin::StateCount;
+use crate::pooling;
 
 /// What the state gauges show.
 #[derive(Debug, Clone, Default)]
@@ -25,12 +26,16 @@ pub struct StateGauges {
 /// passes over the narrow queue and the destinations. An infinite `run_at` (stored before
 /// migration 0004) counts as due since 0001-01-01, as in `herald stats`.
 pub async fn state_counts(conn: &mut PgConnection) -> Result<StateGauges, sqlx::Error> {
+    pooling::in_transaction(conn, read_state_counts).await
+}
+
+async fn read_state_counts(conn: &mut PgConnection) -> Result<StateGauges, sqlx::Error> {
     let counts = super::admin::counts(conn).await?;
     const OLDEST: &str = "
         select extract(epoch from now() - case when min(run_at) < timestamptz '0001-01-01 00:00:00+00'
                  then timestamptz '0001-01-01 00:00:00+00' else min(run_at) end)::float8
         from herald.queue where lease_token is null and run_at <= now()";
-    let oldest_due_age: Option<f64> = sqlx::query_scalar(OLDEST).fetch_one(&mut *conn).await?;
+    let oldest_due_age: Option<f64> = pooling::query_scalar(OLDEST).fetch_one(&mut *conn).await?;
     const HELD: &str = "
         select (select count(*) from herald.destinations where breaker <> 'closed'),
                count(*) filter (where d.breaker <> 'closed'),
@@ -45,7 +50,7 @@ pub async fn state_counts(conn: &mut PgConnection) -> Result<StateGauges, sqlx::
         from herald.queue q join herald.destinations d on d.key = q.destination
         where q.lease_token is null and q.run_at <= now()";
     let (open_breakers, held_by_breaker, held_by_throttle, held_by_limit): (i64, i64, i64, i64) =
-        sqlx::query_as(HELD).fetch_one(conn).await?;
+        pooling::query_as(HELD).fetch_one(conn).await?;
     Ok(StateGauges {
         counts,
         oldest_due_age,
@@ -67,16 +72,32 @@ pub async fn applied_migrations(conn: &mut PgConnection) -> Result<Vec<i64>, sql
     const BY_FUNCTION: &str = "select v from herald.applied_migrations() as v";
     const BY_TABLE: &str =
         "select version from herald._sqlx_migrations where success order by version";
-    let has_function: bool = sqlx::query_scalar(HAS_FUNCTION)
-        .fetch_one(&mut *conn)
-        .await?;
-    let sql = if has_function { BY_FUNCTION } else { BY_TABLE };
-    sqlx::query_scalar(sql).fetch_all(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        let has_function: bool = pooling::query_scalar(HAS_FUNCTION)
+            .fetch_one(&mut *conn)
+            .await?;
+        let sql = if has_function { BY_FUNCTION } else { BY_TABLE };
+        pooling::query_scalar(sql).fetch_all(conn).await
+    })
+    .await
 }
 
 /// The server's version, e.g. `15.18 (Debian 15.18-0+deb12u1)`.
 pub async fn server_version(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar("select current_setting('server_version')")
-        .fetch_one(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar("select current_setting('server_version')")
+            .fetch_one(conn)
+            .await
+    })
+    .await
+}
+
+/// The database a connection reached (through a pooler, the server's name for it).
+pub async fn current_database(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar("select pg_catalog.current_database()::pg_catalog.text")
+            .fetch_one(conn)
+            .await
+    })
+    .await
 }

@@ -5,6 +5,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::timestamp::Timestamp;
+use crate::pooling;
 use crate::state::{Channel, State};
 
 /// A notification as the CLI and its JSON show it (DESIGN.md, "Notification JSON").
@@ -79,14 +80,17 @@ pub async fn list(
           order by id desc
           limit $5"
     );
-    sqlx::query_as(SQL)
-        .bind(filter.state.map(State::as_str))
-        .bind(&filter.type_)
-        .bind(&filter.user_id)
-        .bind(&filter.tenant)
-        .bind(filter.limit)
-        .fetch_all(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(filter.state.map(State::as_str))
+            .bind(&filter.type_)
+            .bind(&filter.user_id)
+            .bind(&filter.tenant)
+            .bind(filter.limit)
+            .fetch_all(conn)
+            .await
+    })
+    .await
 }
 
 pub async fn get(
@@ -98,7 +102,10 @@ pub async fn get(
         notification_columns!(),
         " from herald.notifications where id = $1"
     );
-    sqlx::query_as(SQL).bind(id).fetch_optional(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).bind(id).fetch_optional(conn).await
+    })
+    .await
 }
 
 /// The attempt log of one notification, oldest first.
@@ -106,5 +113,8 @@ pub async fn attempts(conn: &mut PgConnection, id: Uuid) -> Result<Vec<AttemptRo
     const SQL: &str = "
         select attempt, started_at, finished_at, outcome, status, error
         from herald.attempts where notification_id = $1 order by attempt";
-    sqlx::query_as(SQL).bind(id).fetch_all(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL).bind(id).fetch_all(conn).await
+    })
+    .await
 }

@@ -2,6 +2,8 @@
 
 use sqlx::PgConnection;
 
+use crate::pooling;
+
 /// The first object in schema `herald` (the schema itself included) owned by neither this
 /// login nor `herald_owner`, as `function herald._invalid(text,text,text) (owned by mallory)`.
 ///
@@ -40,5 +42,8 @@ pub async fn foreign_object(conn: &mut PgConnection) -> Result<Option<String>, s
         where o.owner operator(pg_catalog.<>) all (select t.oid from trusted t)
         order by o.rank, o.name
         limit 1";
-    sqlx::query_scalar(SQL).fetch_optional(conn).await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL).fetch_optional(conn).await
+    })
+    .await
 }

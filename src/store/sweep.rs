@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
+
+use crate::pooling;
 
 /// Retention windows: a default, and overrides per notification type.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,8 +84,8 @@ pub async fn delete_batch(
                     returning n.id)
         select (select count(*) from deleted), (select id from deleted order by id desc limit 1)"
     );
-    let mut tx = conn.begin().await?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+    let mut tx = pooling::begin(conn).await?;
+    let locked: bool = pooling::query_scalar("select pg_try_advisory_xact_lock($1)")
         .bind(SWEEP_LOCK)
         .fetch_one(&mut *tx)
         .await?;
@@ -92,7 +94,7 @@ pub async fn delete_batch(
         return Ok(None);
     }
     let (types, secs, default, shortest) = retention.binds();
-    let (deleted, last): (i64, Option<uuid::Uuid>) = sqlx::query_as(SQL)
+    let (deleted, last): (i64, Option<uuid::Uuid>) = pooling::query_as(SQL)
         .bind(types)
         .bind(secs)
         .bind(default)
@@ -115,12 +117,15 @@ pub async fn count_expired(
 ) -> Result<i64, sqlx::Error> {
     const SQL: &str = concat!("select count(*)", expired_rows!());
     let (types, secs, default, shortest) = retention.binds();
-    sqlx::query_scalar(SQL)
-        .bind(types)
-        .bind(secs)
-        .bind(default)
-        .bind(shortest)
-        .bind(None::<uuid::Uuid>)
-        .fetch_one(conn)
-        .await
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(SQL)
+            .bind(types)
+            .bind(secs)
+            .bind(default)
+            .bind(shortest)
+            .bind(None::<uuid::Uuid>)
+            .fetch_one(conn)
+            .await
+    })
+    .await
 }

@@ -84,6 +84,47 @@ async fn a_database_url_without_a_database_name_is_refused_naming_where_it_came_
     }
 }
 
+/// `database.listen_url` is checked like `database.url`, before anything connects: from the
+/// file or the environment, a bad one is one line naming the key, exit 2, no password.
+#[tokio::test]
+async fn a_bad_listen_url_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, problem) in [
+        (
+            "mysql://ann:CANARY-PW@127.0.0.1:1/app",
+            "must start with postgres:// or postgresql://",
+        ),
+        (
+            "postgres://ann:CANARY-PW@127.0.0.1:1/",
+            "no database name: add one after the host and port",
+        ),
+    ] {
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, format!("[database]\nlisten_url = \"{url}\"\n")).unwrap();
+        let file = file.to_str().unwrap();
+        let ways: [Way; 2] = [
+            (vec!["--config", file], vec![], "the file"),
+            (
+                vec![],
+                vec![("HERALD_DATABASE__LISTEN_URL", url)],
+                "the environment",
+            ),
+        ];
+        for (prefix, env, from) in &ways {
+            for command in ["migrate", "run", "list"] {
+                let args = [
+                    &prefix[..],
+                    &["--database-url", "postgres://127.0.0.1:1/app", command],
+                ]
+                .concat();
+                let out = Cli::new().args(&args).envs(env).run().await;
+                out.assert_error(2, &format!("config: database.listen_url: {problem}"));
+                assert!(!out.stderr.contains("CANARY"), "from {from}: {out:?}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_missing_database_points_at_migrate() {
     let url = url_for("herald_no_such_database");

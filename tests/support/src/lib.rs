@@ -1,7 +1,8 @@
 //! What herald's two test suites share (the integration tests, `tests/it`, and the chaos suite,
 //! `tests/chaos`): migrated test databases and small queries ([`db`]), the `herald` binary as
 //! a user runs it ([`cli`]), daemons ([`daemon`]), HTTP receivers and SMTP sinks that behave or
-//! misbehave on purpose, throwaway PostgreSQL clusters, and waiting on conditions (never on
+//! misbehave on purpose, throwaway PostgreSQL clusters, a PgBouncer in transaction mode
+//! ([`pgbouncer`]), and waiting on conditions (never on
 //! fixed sleeps).
 //!
 //! A library rather than a module each suite includes: each suite uses the part it needs, and
@@ -13,6 +14,7 @@ pub mod daemon;
 pub mod db;
 pub mod email_cases;
 pub mod logins;
+pub mod pgbouncer;
 pub mod raw_http;
 pub mod receiver;
 pub mod scrape;
