@@ -193,6 +193,35 @@ create or replace function herald._enqueue_validated(
     end
     $$;
 
+-- `herald.quiet` (0006) names the current transaction too, for the reason given above for
+-- `herald.queues_itself`: set to 'on' by another client of a pooled server connection, it
+-- silenced the wake-up of every enqueue that then ran there.
+create or replace function herald._enqueue_group(notifications jsonb, max_payload_bytes integer, p_wake boolean)
+    returns table (id uuid, status text, state text)
+    language plpgsql volatile
+    set search_path = pg_catalog, pg_temp
+    set lock_timeout = '50ms'
+as $$
+    begin
+        if not p_wake then
+            perform set_config('herald.quiet', pg_current_xact_id()::text, true);
+        end if;
+        return query select * from herald.enqueue_many(notifications, max_payload_bytes);
+    end
+$$;
+
+create or replace function herald._wake_unless_another_will() returns void
+    language plpgsql volatile
+    set search_path = pg_catalog, pg_temp
+as $$
+    begin
+        if current_setting('herald.quiet', true) is distinct from pg_current_xact_id()::text
+           and pg_try_advisory_xact_lock(7522544515348191051) then
+            perform herald.wake();
+        end if;
+    end
+$$;
+
 -- New functions are executable by PUBLIC until revoked (see 0003).
 revoke execute on function herald._uuid_v7_at(timestamptz) from public;
 revoke execute on function herald._uuid_v7_floor(timestamptz) from public;

@@ -35,11 +35,18 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
 /// # Ok(()) }
 /// ```
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    let mut conn = own_connection(pool).await?;
+    // The status is read in a transaction whose `search_path` is pinned for it alone: called at
+    // every start on a pool that goes through a transaction-mode pooler, a current schema
+    // leaves no session setting behind on a server connection that other clients then get.
+    let mut conn = pool.acquire().await?.detach();
     let result = async {
-        if status(&mut conn).await?.is_current() {
+        let mut tx = crate::pooling::begin_pinned(&mut conn).await?;
+        let current = status(&mut tx).await?.is_current();
+        tx.commit().await?;
+        if current {
             return Ok(None);
         }
+        crate::database::pin_search_path(&mut conn).await?;
         migrate_on(&mut conn).await.map(Some)
     }
     .await;

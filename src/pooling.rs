@@ -97,6 +97,33 @@ pub(crate) async fn begin(
     }
 }
 
+/// A transaction with `search_path` pinned for itself alone, pooling on or off: for a read
+/// that must leave no session setting behind on a connection that may be a pooler's.
+pub(crate) async fn begin_pinned(
+    conn: &mut PgConnection,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    conn.begin_with(BEGIN_PINNED).await
+}
+
+/// Whether the server has `conn` inside a transaction block that sqlx did not open (a plain
+/// `BEGIN` sent as SQL): sqlx counts only its own, and herald's [`begin`] there would open no
+/// transaction of its own and its commit would end the caller's. One statement in the simple
+/// protocol (safe through a pooler outside a transaction): inside a block, a statement starts
+/// after its transaction did; on its own, a statement's transaction starts with it.
+pub(crate) async fn in_foreign_transaction(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Row;
+    if conn.is_in_transaction() {
+        return Ok(false);
+    }
+    sqlx::raw_sql(
+        "select pg_catalog.transaction_timestamp() \
+         OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp()",
+    )
+    .fetch_one(conn)
+    .await?
+    .try_get(0)
+}
+
 /// Runs `statements` on `conn`: as they are while pooling is off or `conn` is in a transaction
 /// already, otherwise inside a transaction of their own, committed when they succeed.
 pub(crate) async fn in_transaction<T>(

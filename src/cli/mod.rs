@@ -159,21 +159,57 @@ impl Context {
         self.config.database.listen_url()
     }
 
-    /// A pool to migrate with, creating the database if missing: `database.listen_url` when
-    /// set (sqlx's migrator holds a session advisory lock, which a transaction-mode pooler
-    /// cannot keep), else the database URL's, as [`Self::pool`].
+    /// A pool to migrate with: `database.listen_url` when set (sqlx's migrator holds a session
+    /// advisory lock, which a transaction-mode pooler cannot keep), once it is shown to reach
+    /// the database `database.url` reaches; else the database URL's, created if missing, as
+    /// [`Self::pool`]. Behind a pooler the database exists already: a `listen_url` that names
+    /// another is a mistake, never a database to create.
     pub async fn migration_pool(&self) -> Result<PgPool, CliError> {
-        match self.listen_url() {
-            Some(url) => database::connect(url, 2, true).await.map_err(|e| {
+        let Some(url) = self.listen_url() else {
+            return self.pool(true).await;
+        };
+        let direct = database::connect(url, 2, false).await.map_err(|e| match e {
+            database::ConnectError::MissingDatabase { target } => CliError::usage(format!(
+                "database.listen_url: database {:?} does not exist on {}:{}; listen_url must be \
+                 a direct connection to the database database.url reaches",
+                target.database, target.host, target.port
+            )),
+            e => {
                 let e = CliError::from(e);
                 CliError {
                     message: format!("database.listen_url: {}", e.message),
                     ..e
                 }
-            }),
-            None => self.pool(true).await,
+            }
+        })?;
+        let pooled = self.pool(false).await?;
+        let (through_url, through_listen) =
+            tokio::try_join!(database_identity(&pooled), database_identity(&direct))?;
+        pooled.close().await;
+        if through_url != through_listen {
+            direct.close().await;
+            return Err(CliError::usage(format!(
+                "database.listen_url reaches {through_listen}, but database.url reaches \
+                 {through_url}: listen_url must be a direct connection to the same database"
+            )));
         }
+        Ok(direct)
     }
+}
+
+/// Which database a pool reaches: its name and its server's start time, which tell two
+/// clusters apart. One simple-protocol message: fine through a transaction-mode pooler.
+async fn database_identity(pool: &PgPool) -> Result<String, CliError> {
+    use sqlx::Row;
+    let row = sqlx::raw_sql(
+        "select pg_catalog.format('database %I (server started %s)', \
+                pg_catalog.current_database(), \
+                pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.pg_postmaster_start_time()), \
+                                   'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(row.try_get(0)?)
 }
 
 /// Entry point of the binary.

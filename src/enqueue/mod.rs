@@ -250,7 +250,25 @@ where
         return group_commit::enqueue(pool, item).await;
     }
     let mut conn = conn.acquire().await?;
+    // Only transaction pooling wraps a single enqueue in a transaction of herald's own.
+    if crate::pooling::transaction_pooling() {
+        refuse_foreign_transaction(&mut conn).await?;
+    }
     enqueue_validated(&mut conn, &item).await
+}
+
+/// Refuses a connection inside a transaction that sqlx did not open (a plain `BEGIN` sent as
+/// SQL), where herald would otherwise begin and commit a transaction of its own and so commit
+/// the caller's writes early. Nothing is written; the caller's transaction stays usable.
+async fn refuse_foreign_transaction(conn: &mut PgConnection) -> Result<(), EnqueueError> {
+    if crate::pooling::in_foreign_transaction(conn).await? {
+        return Err(EnqueueError::Database(sqlx::Error::Configuration(
+            "the connection is inside a transaction opened with a plain BEGIN, which herald \
+             cannot join: open it with sqlx (`conn.begin()`) and pass `&mut *tx`"
+                .into(),
+        )));
+    }
+    Ok(())
 }
 
 /// Enqueues one validated notification on `conn`.
@@ -289,6 +307,7 @@ where
         return Ok(Vec::new());
     }
     let mut conn = conn.acquire().await?;
+    refuse_foreign_transaction(&mut conn).await?;
     let mut tx = crate::pooling::begin(&mut conn).await?;
     match sql::enqueue_many(&mut tx, &items).await {
         Ok(rows) => {

@@ -12,6 +12,7 @@ use herald_test_support as support;
 
 mod cli;
 mod daemon;
+mod hostile;
 mod library;
 
 use sqlx::PgPool;

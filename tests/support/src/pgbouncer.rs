@@ -78,23 +78,27 @@ impl PgBouncer {
             .status()
             .unwrap();
         assert!(status.success(), "chown of PgBouncer's directory");
-        let (uid, gid) = (id_of("-u"), id_of("-g"));
-        // pgbouncer itself, as `postgres` (no `runuser` in between, so that killing the child
-        // kills PgBouncer).
-        let child = tokio::process::Command::new(&binary)
-            .arg(path("pgbouncer.ini"))
-            .uid(uid)
-            .gid(gid)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let child = spawn(&binary, dir.path());
         let mut bouncer = PgBouncer { port, child, dir };
         bouncer.wait_until_ready(&user).await;
         bouncer
+    }
+
+    /// Kills PgBouncer (SIGKILL: every client and server connection drops at once), waits
+    /// `down`, and starts it again on the same port with the same configuration.
+    pub async fn kill_and_restart(&mut self, down: Duration) {
+        self.child.kill().await.ok();
+        let _ = self.child.wait().await;
+        tokio::time::sleep(down).await;
+        let _ = std::fs::remove_file(self.dir.path().join("pgbouncer.pid"));
+        self.child = spawn(&binary(), self.dir.path());
+        let user = url::Url::parse(&std::env::var("DATABASE_URL").unwrap())
+            .map(|u| match u.username() {
+                "" => "postgres".to_owned(),
+                user => user.to_owned(),
+            })
+            .unwrap();
+        self.wait_until_ready(&user).await;
     }
 
     /// The URL of `database` through PgBouncer.
@@ -135,6 +139,23 @@ impl PgBouncer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// pgbouncer itself, as `postgres` (no `runuser` in between, so that killing the child kills
+/// PgBouncer), with the configuration in `dir`.
+fn spawn(binary: &std::path::Path, dir: &std::path::Path) -> tokio::process::Child {
+    let (uid, gid) = (id_of("-u"), id_of("-g"));
+    tokio::process::Command::new(binary)
+        .arg(dir.join("pgbouncer.ini"))
+        .uid(uid)
+        .gid(gid)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
 }
 
 /// `pgbouncer` on the PATH, or where Debian puts it (`/usr/sbin`, not on every PATH).
