@@ -207,6 +207,14 @@ fn classify(e: sqlx::Error, target: &Target) -> ConnectError {
 /// A one-line reason from a sqlx error.
 pub fn reason_of(e: &sqlx::Error) -> String {
     let text = match e {
+        sqlx::Error::Database(db) if names_a_lost_statement(db.code().as_deref(), db.message()) => {
+            format!(
+                "{} (a prepared statement was missing or already there: database.url seems to go \
+                 through a transaction-mode pooler such as PgBouncer; set database.listen_url to a \
+                 direct connection)",
+                db.message()
+            )
+        }
         sqlx::Error::Database(db) => db.message().to_owned(),
         sqlx::Error::PoolTimedOut => format!(
             "no connection within {}s (the server does not answer, or every pooled connection is busy: see database.max_connections)",
@@ -215,6 +223,12 @@ pub fn reason_of(e: &sqlx::Error) -> String {
         other => other.to_string(),
     };
     text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A statement named by sqlx (`sqlx_s_…`) that the server connection does not have, or has
+/// already: what a transaction-mode pooler does to named statements of several clients.
+fn names_a_lost_statement(code: Option<&str>, message: &str) -> bool {
+    matches!(code, Some("42P05" | "26000")) && message.contains("\"sqlx_s_")
 }
 
 /// `text` with the password of every `scheme://user:password@host` in it replaced by `***`.
@@ -250,6 +264,23 @@ pub fn redact_passwords(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_named_statement_points_at_listen_url() {
+        assert!(names_a_lost_statement(
+            Some("42P05"),
+            "prepared statement \"sqlx_s_1\" already exists"
+        ));
+        assert!(names_a_lost_statement(
+            Some("26000"),
+            "prepared statement \"sqlx_s_12\" does not exist"
+        ));
+        assert!(!names_a_lost_statement(
+            Some("26000"),
+            "prepared statement \"mine\" does not exist"
+        ));
+        assert!(!names_a_lost_statement(Some("23505"), "\"sqlx_s_1\""));
+    }
 
     #[test]
     fn passwords_in_urls_are_redacted_wherever_they_appear() {

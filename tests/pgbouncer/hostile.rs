@@ -556,3 +556,25 @@ async fn migrate_with_listen_url_on_another_existing_database_is_refused(pool: P
     );
     assert!(!b_migrated, "nothing migrated");
 }
+
+/// `database.url` through the pooler without `listen_url`: herald's named statements collide
+/// on the shared server connection, and the daemon's warnings say what to set.
+#[sqlx::test(migrations = false)]
+async fn without_listen_url_the_daemon_says_to_set_it(pool: PgPool) {
+    let direct = migrated(pool).await;
+    let bouncer = PgBouncer::start(1).await;
+    for i in 0..20 {
+        herald::enqueue(&direct, &notification(&format!("no-listen-url-{i}")))
+            .await
+            .unwrap();
+    }
+    let env = env_with(&[("HERALD_DISPATCHER__POLL_INTERVAL", "100ms")]);
+    let mut daemon = Daemon::spawn_url(&bouncer.url(&database_of(&direct)), &[], &env);
+    crate::support::wait_until("a warning naming database.listen_url", || {
+        daemon
+            .log()
+            .contains("set database.listen_url to a direct connection")
+    })
+    .await;
+    daemon.kill9().await;
+}
