@@ -218,7 +218,7 @@ async fn check_listen_url(ctx: &Context) -> Option<Finding> {
     };
     let (_, target) = database::parse_url(url).ok()?;
     let reached =
-        async { store::health::current_database(&mut *direct.acquire().await?).await }.await;
+        async { store::health::database_identity(&mut *direct.acquire().await?).await }.await;
     direct.close().await;
     let reached = match reached {
         Ok(name) => name,
@@ -227,9 +227,10 @@ async fn check_listen_url(ctx: &Context) -> Option<Finding> {
     // What the URL reaches (through the pooler); the `database` row reports a failure.
     let pooled = match database::connect(&ctx.database_url, 1, false).await {
         Ok(pool) => {
-            let name = async { store::health::current_database(&mut *pool.acquire().await?).await }
-                .await
-                .ok();
+            let name =
+                async { store::health::database_identity(&mut *pool.acquire().await?).await }
+                    .await
+                    .ok();
             pool.close().await;
             name
         }
@@ -240,7 +241,7 @@ async fn check_listen_url(ctx: &Context) -> Option<Finding> {
             CHECK,
             Status::Problem,
             format!(
-                "reaches database {reached:?}, but the database URL reaches {pooled:?}: both must name the same database"
+                "reaches {reached}, but the database URL reaches {pooled}: both must name the same database"
             ),
         ));
     }
@@ -249,7 +250,7 @@ async fn check_listen_url(ctx: &Context) -> Option<Finding> {
         Status::Ok,
         format!(
             "transaction pooling: LISTEN and migrations connect directly to {}:{}, database {:?}; other statements are unnamed, each in a transaction",
-            target.host, target.port, reached
+            target.host, target.port, reached.name
         ),
     ))
 }

@@ -183,8 +183,10 @@ impl Context {
             }
         })?;
         let pooled = self.pool(false).await?;
-        let (through_url, through_listen) =
-            tokio::try_join!(database_identity(&pooled), database_identity(&direct))?;
+        let identity = async |pool: &PgPool| {
+            crate::store::health::database_identity(&mut *pool.acquire().await?).await
+        };
+        let (through_url, through_listen) = tokio::try_join!(identity(&pooled), identity(&direct))?;
         pooled.close().await;
         if through_url != through_listen {
             direct.close().await;
@@ -195,21 +197,6 @@ impl Context {
         }
         Ok(direct)
     }
-}
-
-/// Which database a pool reaches: its name and its server's start time, which tell two
-/// clusters apart. One simple-protocol message: fine through a transaction-mode pooler.
-async fn database_identity(pool: &PgPool) -> Result<String, CliError> {
-    use sqlx::Row;
-    let row = sqlx::raw_sql(
-        "select pg_catalog.format('database %I (server started %s)', \
-                pg_catalog.current_database(), \
-                pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.pg_postmaster_start_time()), \
-                                   'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(row.try_get(0)?)
 }
 
 /// Entry point of the binary.

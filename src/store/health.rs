@@ -92,12 +92,34 @@ pub async fn server_version(conn: &mut PgConnection) -> Result<String, sqlx::Err
     .await
 }
 
-/// The database a connection reached (through a pooler, the server's name for it).
-pub async fn current_database(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+/// Which database a connection reached: the server's name for it (through a pooler, not the
+/// alias the URL names) and when that server started, which tells two clusters apart.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DatabaseIdentity {
+    pub name: String,
+    pub server_started: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Display for DatabaseIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "database {:?} (server started {})",
+            self.name,
+            self.server_started
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    }
+}
+
+pub async fn database_identity(conn: &mut PgConnection) -> Result<DatabaseIdentity, sqlx::Error> {
     pooling::in_transaction(conn, async |conn| {
-        pooling::query_scalar("select pg_catalog.current_database()::pg_catalog.text")
-            .fetch_one(conn)
-            .await
+        pooling::query_as(
+            "select pg_catalog.current_database()::pg_catalog.text as name,
+                    pg_catalog.pg_postmaster_start_time() as server_started",
+        )
+        .fetch_one(conn)
+        .await
     })
     .await
 }
