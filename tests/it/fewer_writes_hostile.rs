@@ -28,6 +28,21 @@ async fn migrated_before(pool: &PgPool, upto: &str) {
     old.run(pool).await.unwrap();
 }
 
+/// An endpoint as the schema before 0007 stores it (herald's own helpers expect the newest).
+async fn old_schema_endpoint(pool: &PgPool, url: &str) -> Uuid {
+    let endpoint = Uuid::now_v7();
+    sqlx::query(
+        "insert into herald.webhook_endpoints (id, tenant, url, secret) values ($1, 'default', $2, $3)",
+    )
+    .bind(endpoint)
+    .bind(url)
+    .bind(SECRET)
+    .execute(pool)
+    .await
+    .unwrap();
+    endpoint
+}
+
 /// A plain-SQL writer of release 0006 (the statement trigger queues it), with an id of its own
 /// choosing: `gen_random_uuid()`, the obvious choice in PostgreSQL (the id had no default).
 async fn legacy_v4_row(pool: &PgPool, business_id: &str, endpoint: Uuid) -> Uuid {
@@ -52,16 +67,7 @@ async fn legacy_v4_row(pool: &PgPool, business_id: &str, endpoint: Uuid) -> Uuid
 async fn a_legacy_pending_row_with_a_v4_id_is_delivered_once_and_finishes(pool: PgPool) {
     migrated_before(&pool, "0007").await;
     let receiver = Receiver::start(vec![Reply::status(200)]).await;
-    let endpoint = Uuid::now_v7();
-    sqlx::query(
-        "insert into herald.webhook_endpoints (id, tenant, url, secret) values ($1, 'default', $2, $3)",
-    )
-    .bind(endpoint)
-    .bind(receiver.url())
-    .bind(SECRET)
-    .execute(&pool)
-    .await
-    .unwrap();
+    let endpoint = old_schema_endpoint(&pool, &receiver.url()).await;
     let legacy = legacy_v4_row(&pool, "legacy-v4", endpoint).await;
     assert_eq!(legacy.get_version_num(), 4);
     let pool = migrated(pool).await;
@@ -97,15 +103,7 @@ async fn a_legacy_pending_row_with_a_v4_id_is_delivered_once_and_finishes(pool: 
 #[sqlx::test(migrations = false)]
 async fn a_legacy_pending_row_with_a_v4_id_can_be_cancelled(pool: PgPool) {
     migrated_before(&pool, "0007").await;
-    let endpoint = Uuid::now_v7();
-    sqlx::query(
-        "insert into herald.webhook_endpoints (id, tenant, url, secret) values ($1, 'default', 'https://example.com/h', $2)",
-    )
-    .bind(endpoint)
-    .bind(SECRET)
-    .execute(&pool)
-    .await
-    .unwrap();
+    let endpoint = old_schema_endpoint(&pool, "https://example.com/h").await;
     let legacy = legacy_v4_row(&pool, "legacy-v4", endpoint).await;
     let pool = migrated(pool).await;
     let run = crate::support::cli::herald(&pool)
@@ -123,16 +121,7 @@ async fn a_legacy_v4_row_going_dead_does_not_block_the_rescue_of_other_leases(po
     use crate::support::db::{At, lease};
     migrated_before(&pool, "0007").await;
     let receiver = Receiver::start(vec![Reply::status(200)]).await;
-    let endpoint = Uuid::now_v7();
-    sqlx::query(
-        "insert into herald.webhook_endpoints (id, tenant, url, secret) values ($1, 'default', $2, $3)",
-    )
-    .bind(endpoint)
-    .bind(receiver.url())
-    .bind(SECRET)
-    .execute(&pool)
-    .await
-    .unwrap();
+    let endpoint = old_schema_endpoint(&pool, &receiver.url()).await;
     let legacy = legacy_v4_row(&pool, "legacy-v4", endpoint).await;
     sqlx::query("update herald.intents set max_attempts = 1 where id = $1")
         .bind(legacy)

@@ -26,6 +26,25 @@ async fn scalar_i64(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
+/// The application's own table, in `public`.
+async fn app_orders_table(direct: &PgPool) {
+    sqlx::raw_sql("create table public.app_orders (id int)")
+        .execute(direct)
+        .await
+        .unwrap();
+}
+
+/// After the application rolled back: neither its orders nor the notification were committed.
+async fn assert_nothing_committed(direct: &PgPool) {
+    let orders = scalar_i64(direct, "select count(*) from public.app_orders").await;
+    let notifications = scalar_i64(direct, "select count(*) from herald.notifications").await;
+    assert_eq!(
+        (orders, notifications),
+        (0, 0),
+        "the application rolled back its transaction, yet {orders} order(s) and {notifications} notification(s) were committed: herald's COMMIT ended it"
+    );
+}
+
 /// `show search_path` on a fresh client connection of the pooler (the next client of the
 /// server connection herald used).
 async fn search_path_of_next_client(url: &str) -> String {
@@ -50,10 +69,7 @@ async fn search_path_of_next_client(url: &str) -> String {
 #[sqlx::test(migrations = false)]
 async fn enqueue_after_a_raw_begin_must_not_commit_the_applications_transaction(pool: PgPool) {
     let direct = migrated(pool).await;
-    sqlx::raw_sql("create table public.app_orders (id int)")
-        .execute(&direct)
-        .await
-        .unwrap();
+    app_orders_table(&direct).await;
     let bouncer = PgBouncer::start(2).await;
     let _on = switch(true).await;
     let app = pooled(&bouncer, &direct, 2).await;
@@ -71,13 +87,7 @@ async fn enqueue_after_a_raw_begin_must_not_commit_the_applications_transaction(
         .await
         .unwrap();
     drop(conn);
-    let orders = scalar_i64(&direct, "select count(*) from public.app_orders").await;
-    let notifications = scalar_i64(&direct, "select count(*) from herald.notifications").await;
-    assert_eq!(
-        (orders, notifications),
-        (0, 0),
-        "the application rolled back its transaction, yet {orders} order(s) and {notifications} notification(s) were committed: herald's COMMIT ended it"
-    );
+    assert_nothing_committed(&direct).await;
 }
 
 /// The same with `enqueue_many`, with the switch *off* too: a batch always runs in a
@@ -85,10 +95,7 @@ async fn enqueue_after_a_raw_begin_must_not_commit_the_applications_transaction(
 #[sqlx::test(migrations = false)]
 async fn enqueue_many_after_a_raw_begin_must_not_commit_the_applications_transaction(pool: PgPool) {
     let direct = migrated(pool).await;
-    sqlx::raw_sql("create table public.app_orders (id int)")
-        .execute(&direct)
-        .await
-        .unwrap();
+    app_orders_table(&direct).await;
     let _off = switch(false).await;
     let mut conn = direct.acquire().await.unwrap();
     sqlx::raw_sql("begin; insert into public.app_orders values (1)")
@@ -101,13 +108,7 @@ async fn enqueue_many_after_a_raw_begin_must_not_commit_the_applications_transac
     assert!(refused.to_string().contains("plain BEGIN"), "{refused}");
     sqlx::raw_sql("rollback").execute(&mut *conn).await.unwrap();
     drop(conn);
-    let orders = scalar_i64(&direct, "select count(*) from public.app_orders").await;
-    let notifications = scalar_i64(&direct, "select count(*) from herald.notifications").await;
-    assert_eq!(
-        (orders, notifications),
-        (0, 0),
-        "rolled back, yet committed: {orders} order(s), {notifications} notification(s)"
-    );
+    assert_nothing_committed(&direct).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,10 +122,7 @@ async fn enqueue_many_after_a_raw_begin_must_not_commit_the_applications_transac
 #[sqlx::test(migrations = false)]
 async fn migrate_through_the_pooler_must_not_leave_session_state(pool: PgPool) {
     let direct = migrated(pool).await;
-    sqlx::raw_sql("create table public.app_orders (id int)")
-        .execute(&direct)
-        .await
-        .unwrap();
+    app_orders_table(&direct).await;
     let bouncer = PgBouncer::start(1).await;
     let url = bouncer.url(&database_of(&direct));
     let before = search_path_of_next_client(&url).await;
