@@ -97,7 +97,8 @@ pub const ROLES: [GroupRole; 5] = [
             // endpoints set and reset: limits and the breaker, never the in-flight count that
             // the daemons keep
             "grant update (rate_count, rate_unit, tokens, tokens_at, max_in_flight, breaker, \
-             consecutive_failures, breaker_opened_at, next_probe_at, probe_interval, probe_lease) \
+             consecutive_failures, breaker_opened_at, next_probe_at, probe_interval, probe_lease, \
+             probes_failing_since) \
              on herald.destinations to herald_admin",
             // endpoints add, enable, disable; rotate-secret through its function, which reads
             // the old secret so that this role never does.

@@ -136,7 +136,8 @@ macro_rules! reopen_unjudged_probes {
         ),
         reopened as (
             update herald.destinations d
-            set breaker = 'open', next_probe_at = now(), probe_lease = null
+            set breaker = 'open', next_probe_at = now(), probe_lease = null,
+                probes_failing_since = null
             from probing p
             where d.key = p.key and d.breaker = 'half_open'
               and d.probe_lease in (select e.lease_token from ",
@@ -452,6 +453,13 @@ pub async fn record_outcomes(
                                      when j.probe_ended then greatest(now(), d.throttled_until)
                                      else d.next_probe_at end,
                 probe_lease = case when j.breaker = 'half_open' then d.probe_lease end,
+                -- The run of failed probes `breaker.disable_after` counts: a failed verdict
+                -- starts it or carries it on, any other verdict ends it.
+                probes_failing_since = case when j.breaker = 'closed' then null
+                                            when j.probe_failed
+                                                then coalesce(d.probes_failing_since, clock_timestamp())
+                                            when j.probe_ended then null
+                                            else d.probes_failing_since end,
                 throttled_until = case when j.throttle_secs is null then d.throttled_until
                                        else greatest(d.throttled_until,
                                                      now() + make_interval(secs => j.throttle_secs)) end
@@ -676,8 +684,9 @@ pub struct DisabledEndpoint {
     pub at: DateTime<Utc>,
 }
 
-/// Disables the enabled endpoints whose breaker has been open for `disable_after` with
-/// notifications waiting (so probes kept failing), and ends
+/// Disables the enabled endpoints whose probes have all failed for `disable_after` (an unbroken
+/// run of failed verdicts: a lost probe or any other verdict starts the count again) with
+/// notifications waiting, and ends
 /// their waiting notifications `dead` with `endpoint <id> disabled: <reason>` (deliveries in
 /// flight finish as they will). The relay's breaker never disables anything. Returns the
 /// endpoints and the notifications that went dead.
@@ -689,9 +698,8 @@ pub async fn disable_broken_endpoints(
         with broken as (
             select d.endpoint_id, d.breaker_opened_at from herald.destinations d
             where d.endpoint_id is not null and d.breaker = 'open'
-              and d.breaker_opened_at < now() - make_interval(secs => $1)
-              -- Notifications due and waiting means probes were due all along (at most
-              -- max_probe_interval apart) and failed; with nothing due there was nothing to
+              and d.probes_failing_since < now() - make_interval(secs => $1)
+              -- Only with notifications due and waiting: with nothing due there is nothing to
               -- probe with, and no evidence the endpoint is still down. Never while a probe is
               -- out (half-open): it may be the one that succeeds.
               and exists (select 1 from herald.queue q

@@ -37,7 +37,8 @@ macro_rules! endpoint_columns {
 macro_rules! close_breaker {
     () => {
         "breaker = 'closed', consecutive_failures = 0, breaker_opened_at = null,
-         next_probe_at = null, probe_interval = null, probe_lease = null"
+         next_probe_at = null, probe_interval = null, probe_lease = null,
+         probes_failing_since = null"
     };
 }
 

@@ -3,8 +3,9 @@
 //! - an outage opens the breaker, after which only probes reach the endpoint (one at a time,
 //!   further apart after each failure) and no other attempt is spent; recovery delivers
 //!   everything, nothing dead;
-//! - a breaker open for `breaker.disable_after` disables the endpoint and ends its waiting
-//!   notifications dead with the reason, announcing it on the alerts endpoint;
+//! - probes failing for `breaker.disable_after` disable the endpoint and end its waiting
+//!   notifications dead with the reason, announcing it on the alerts endpoint (lost probes:
+//!   `breaker_evidence`);
 //! - `--until-idle` does not wait for what an open breaker holds;
 //! - a `429` slows the endpoint and never counts toward its breaker;
 //! - `max_in_flight` and `rate` hold across three daemons together.
@@ -133,8 +134,8 @@ async fn a_breaker_open_too_long_disables_the_endpoint_and_announces_it(pool: Pg
     let alerts_id = alerts_endpoint.to_string();
     let env = env_with(&[
         ("HERALD_BREAKER__FAILURES", "2"),
-        ("HERALD_BREAKER__PROBE_INTERVAL", "1h"),
-        ("HERALD_BREAKER__MAX_PROBE_INTERVAL", "1h"),
+        ("HERALD_BREAKER__PROBE_INTERVAL", "200ms"),
+        ("HERALD_BREAKER__MAX_PROBE_INTERVAL", "200ms"),
         ("HERALD_BREAKER__DISABLE_AFTER", "1s"),
         ("HERALD_ALERTS__ENDPOINT", alerts_id.as_str()),
     ]);
@@ -150,17 +151,27 @@ async fn a_breaker_open_too_long_disables_the_endpoint_and_announces_it(pool: Pg
     let run = daemon.wait(Duration::from_secs(30)).await;
     assert_eq!(run.code, 0, "{run:?}");
 
-    let while_open: i64 = sqlx::query_scalar(
-        "select count(*) from herald.attempts a, herald.destinations d
+    // While open, only probes reached the endpoint: one at a time, each failing, for longer
+    // than `disable_after` from the first.
+    let probes: Vec<(f64, f64, String)> = sqlx::query_as(
+        "select extract(epoch from a.started_at)::float8, extract(epoch from a.finished_at)::float8,
+                a.outcome
+         from herald.attempts a, herald.destinations d
          where d.endpoint_id = $1 and a.started_at >= d.breaker_opened_at
            and a.notification_id in (select id from herald.notifications
-                                     where destination = $1::text)",
+                                     where destination = $1::text)
+         order by a.started_at",
     )
     .bind(endpoint)
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(while_open, 0, "no retry was sent while open");
+    assert!(probes.len() >= 2, "a run of failed probes: {probes:?}");
+    assert!(probes.iter().all(|p| p.2 == "failed"), "{probes:?}");
+    assert!(
+        probes.windows(2).all(|w| w[1].0 >= w[0].1),
+        "one probe at a time: {probes:?}"
+    );
     assert!(broken.requests().len() >= 5);
     let dead: Vec<(String, String)> =
         sqlx::query_as("select state, last_error from herald.notifications where tenant = 'acme'")

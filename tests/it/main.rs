@@ -5,6 +5,7 @@
 use herald_test_support as support;
 
 mod alerts;
+mod breaker_evidence;
 mod cli_admin;
 mod cli_bench;
 mod cli_endpoints;
