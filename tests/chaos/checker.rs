@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::invariants::{self, Chaos, Sighting};
-use crate::load::{self, DOOMED_EVERY, Intents, Tally};
+use crate::load::{self, DOOMED_EVERY, Intents, MAX_ATTEMPTS, Tally};
 use crate::support;
 
 /// Sets a row's final state and writes its attempt log: one `(outcome, lease token, error)`
@@ -222,13 +222,13 @@ async fn each_broken_invariant_is_reported(pool: PgPool) {
             (key9.tenant, key9.user_id, key9.type_, key9.business_id)
         ),
         format!(
-            "{} ended delivered after 1 of 24 attempts (doomed: false; accepted by the receiver: false;",
+            "{} ended delivered after 1 of {MAX_ATTEMPTS} attempts (doomed: false; accepted by the receiver: false;",
             ids[1]
         ),
         format!("{} ended pending", ids[2]),
         format!("{}: 2 attempt rows under 1 lease tokens", ids[3]),
         format!(
-            "{} ended dead after 1 of 24 attempts (doomed: false",
+            "{} ended dead after 1 of {MAX_ATTEMPTS} attempts (doomed: false",
             ids[4]
         ),
         "1 acceptances by the receiver were followed by another send of the same id, not explained by a reclaimed lease"
