@@ -76,6 +76,9 @@ pub const ROLES: [GroupRole; 5] = [
             // Every column but the secrets.
             "grant select (id, tenant, url, enabled, disabled_reason, created_at, \
              previous_secret_expires_at) on herald.webhook_endpoints to herald_reader",
+            // Which API tokens exist, never their hashes.
+            "grant select (id, name, role, tenant, created_at, revoked_at) on herald.api_tokens \
+             to herald_reader",
             "grant execute on function herald.applied_migrations(), \
              herald.fingerprint(text, text, jsonb) to herald_reader",
         ],
@@ -100,6 +103,8 @@ pub const ROLES: [GroupRole; 5] = [
              consecutive_failures, breaker_opened_at, next_probe_at, probe_interval, probe_lease, \
              probes_failing_since) \
              on herald.destinations to herald_admin",
+            // tokens add and revoke; `herald serve` checks a presented token against its hash.
+            "grant select, insert, update (revoked_at) on herald.api_tokens to herald_admin",
             // endpoints add, enable, disable; rotate-secret through its function, which reads
             // the old secret so that this role never does.
             "grant insert, update (enabled, disabled_reason) on herald.webhook_endpoints \

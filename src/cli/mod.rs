@@ -18,6 +18,7 @@ mod output;
 mod run;
 mod stats;
 mod sweep;
+mod tokens;
 mod utf8;
 
 use std::collections::HashMap;
@@ -95,6 +96,9 @@ enum Command {
     /// Manage webhook endpoints.
     #[command(subcommand)]
     Endpoints(endpoints::EndpointsCommand),
+    /// Tokens for `herald serve`'s HTTP API and console: add (printed once), list, revoke.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Check the configuration, the database and its migrations, SMTP, the email templates and
     /// the sweeper's schedule; exit 0 when all is well, else 1 with the list of problems.
     Doctor(doctor::DoctorArgs),
@@ -319,6 +323,7 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
         Command::Explain(args) => explain::run(ctx, args).await,
         Command::Sweep(args) => sweep::run(ctx, args).await,
         Command::Endpoints(command) => endpoints::run(ctx, command).await,
+        Command::Tokens(command) => tokens::run(ctx, command).await,
         Command::Doctor(args) => doctor::run(Ok(ctx), args).await,
         Command::Bench(args) => bench::run(ctx, args).await,
     }

@@ -20,3 +20,4 @@ pub mod schema;
 pub mod settings;
 pub mod sweep;
 pub mod timestamp;
+pub mod tokens;

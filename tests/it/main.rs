@@ -12,6 +12,7 @@ mod cli_endpoints;
 mod cli_enqueue;
 mod cli_errors;
 mod cli_read;
+mod cli_tokens;
 mod dispatch_email;
 mod dispatch_email_encoding;
 mod dispatch_email_headers;

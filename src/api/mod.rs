@@ -1,0 +1,3 @@
+//! herald's HTTP API (`herald serve`): tokens first; the server follows.
+
+pub mod token;
