@@ -16,6 +16,7 @@ mod limits;
 mod notifications;
 mod output;
 mod run;
+mod serve;
 mod stats;
 mod sweep;
 mod tokens;
@@ -72,6 +73,8 @@ enum Command {
     Roles(RolesArgs),
     /// Run the dispatcher daemon: claim due notifications, deliver, retry.
     Run(run::RunArgs),
+    /// Serve the HTTP API on api.listen (tokens from `herald tokens add`).
+    Serve(serve::ServeArgs),
     /// Enqueue one notification; a replay of the same intent is a duplicate, not an error.
     Enqueue(enqueue::EnqueueArgs),
     /// List notifications, newest first.
@@ -242,7 +245,7 @@ pub fn main() -> ExitCode {
     } else {
         config::load(cli.config.as_deref(), &env)
     };
-    let daemon = matches!(cli.command, Command::Run(_));
+    let daemon = matches!(cli.command, Command::Run(_) | Command::Serve(_));
     let format = loaded
         .as_ref()
         .map(|(config, _)| config.log.format)
@@ -314,6 +317,7 @@ async fn run(command: Command, loaded: Result<Context, ConfigError>) -> Result<(
         Command::Migrate => migrate(ctx).await,
         Command::Roles(args) => roles(&args),
         Command::Run(args) => run::run(ctx, args).await,
+        Command::Serve(args) => serve::run(ctx, args).await,
         Command::Enqueue(args) => enqueue::run(ctx, args).await,
         Command::List(args) => notifications::list(ctx, args).await,
         Command::Show(args) => notifications::show(ctx, args).await,

@@ -52,6 +52,10 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
         ),
         None => None,
     };
+    let api_listener = match config.api.listen_addr() {
+        Some(addr) => Some(super::serve::bind(addr).await?),
+        None => None,
+    };
 
     let pool = if args.no_migrate {
         let pool = ctx.pool(false).await?;
@@ -111,6 +115,15 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
         ))
     });
 
+    // The API beside the dispatcher: not ready once stopping, closed after the dispatcher drained.
+    let api_stop = CancellationToken::new();
+    let api_server = api_listener.map(|listener| {
+        let (config, pool) = (config.clone(), pool.clone());
+        let (stopping, stop) = (shutdown.clone(), api_stop.clone());
+        tokio::spawn(
+            async move { crate::api::serve(listener, &config, pool, stopping, stop).await },
+        )
+    });
     let dispatcher = Dispatcher::new(pool.clone(), config.clone(), Senders { webhook, email });
     tracing::info!(
         owner = dispatcher.owner(),
@@ -139,6 +152,10 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
     if let Some(server) = metrics_server {
         let _ = server.await;
     }
+    api_stop.cancel();
+    if let Some(server) = api_server {
+        let _ = server.await;
+    }
     pool.close().await;
     tracing::info!(
         attempts = summary.attempts,
@@ -149,7 +166,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn stop_on_signal(shutdown: CancellationToken) {
+pub(super) async fn stop_on_signal(shutdown: CancellationToken) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -297,6 +297,40 @@ pub const KEYS: &[Key] = &[
               `herald.endpoint.disabled`, `herald.notification.dead`), signed and retried like \
               any notification. Empty: off.",
     },
+    Key {
+        key: "api.listen",
+        value: Toml(r#""""#),
+        doc: "Serve the HTTP API (`/v1`), `/healthz` and `/readyz` on this IP address and port, \
+              e.g. `\"127.0.0.1:8080\"` (`\"[::]:8080\"` for every interface), with `herald \
+              serve`. Empty: off (`herald serve` then exits 2). Callers present tokens from \
+              `herald tokens add`.",
+    },
+    Key {
+        key: "api.header_timeout",
+        value: Toml(r#""10s""#),
+        doc: "The time a client may take to send a request's head, from connecting or from its \
+              first byte (a slowloris is cut off); more than 0s.",
+    },
+    Key {
+        key: "api.idle_timeout",
+        value: Toml(r#""60s""#),
+        doc: "The time a connection may move no byte while no request is being handled, or while \
+              its body trickles in, more than 0s.",
+    },
+    Key {
+        key: "api.max_connections",
+        // Clients of an enqueue API keep connections alive; a few hundred descriptors beside the
+        // usual soft limit of 1024 leaves room for the pool and, under `herald run`, deliveries.
+        value: Toml("256"),
+        doc: "Connections served at once, 1 to 10000; further ones wait in the kernel's listen \
+              backlog, holding no descriptor of herald's.",
+    },
+    Key {
+        key: "api.max_body_bytes",
+        value: Toml("1048576"),
+        doc: "The largest request body read, 1 to 268435456 bytes; a larger one is answered 413 \
+              unread. A batch of many large payloads needs more than the default 1 MiB.",
+    },
 ];
 
 /// The opening comment of `config/herald.toml`.

@@ -50,6 +50,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub breaker: BreakerConfig,
     pub alerts: AlertsConfig,
+    pub api: ApiConfig,
 }
 
 /// The built-in defaults, every key's value in [`keys::KEYS`]: the loader's bottom layer alone.
@@ -86,6 +87,7 @@ section_defaults! {
     metrics: MetricsConfig,
     breaker: BreakerConfig,
     alerts: AlertsConfig,
+    api: ApiConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,6 +295,40 @@ pub struct MetricsConfig {
     pub max_connections: usize,
 }
 
+/// `herald serve`'s HTTP API and console (`docs/api.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `IP:port`; empty (the default) serves nothing, and `herald serve` refuses to start.
+    pub listen: String,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    /// The largest request body read; a larger one is answered 413 unread.
+    pub max_body_bytes: usize,
+}
+
+impl ApiConfig {
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// The address to serve on, `None` when the API is off. Validated at load.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        let listen = self.listen.trim();
+        if listen.is_empty() {
+            return None;
+        }
+        listen.parse().ok()
+    }
+}
+
 /// Per-destination circuit breakers (`docs/operating.md`, "Delivery isolation").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -399,6 +435,8 @@ impl Config {
             ("metrics.state_refresh".into(), self.metrics.state_refresh),
             ("metrics.header_timeout".into(), self.metrics.header_timeout),
             ("metrics.idle_timeout".into(), self.metrics.idle_timeout),
+            ("api.header_timeout".into(), self.api.header_timeout),
+            ("api.idle_timeout".into(), self.api.idle_timeout),
             ("breaker.probe_interval".into(), self.breaker.probe_interval),
             (
                 "breaker.max_probe_interval".into(),
@@ -557,9 +595,29 @@ impl Config {
             return bad("metrics.state_refresh", "must be more than 0s".into());
         }
         check_bounds("metrics", &self.metrics.bounds())?;
+        let listen = self.api.listen.trim();
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(
+                "api.listen",
+                format!(
+                    "{listen:?} is not an IP address and port (e.g. \"127.0.0.1:8080\", or \"[::]:8080\" for every interface)"
+                ),
+            );
+        }
+        if !(1..=MAX_API_BODY_BYTES).contains(&self.api.max_body_bytes) {
+            return bad(
+                "api.max_body_bytes",
+                format!("must be 1 to {MAX_API_BODY_BYTES}"),
+            );
+        }
+        check_bounds("api", &self.api.bounds())?;
         Ok(())
     }
 }
+
+/// The largest `api.max_body_bytes`: a batch of 1,000 notifications at the largest payload
+/// `limits.max_payload_bytes` allows is far below it, and a body is held in memory whole.
+pub const MAX_API_BODY_BYTES: usize = 256 * 1024 * 1024;
 
 /// The most connections a server section may allow: each holds a descriptor, and past the
 /// process's limit the bound would protect nothing.

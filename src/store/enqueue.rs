@@ -201,3 +201,23 @@ impl<'a> From<&'a Validated> for BatchItem<'a> {
         }
     }
 }
+
+/// Enqueues a JSON array of `herald.enqueue_many` items as they are (the HTTP API's bodies):
+/// the function validates each, all or nothing, one row per item in input order.
+pub async fn enqueue_json(
+    conn: &mut PgConnection,
+    items: &serde_json::Value,
+    max_payload_bytes: i32,
+) -> Result<Vec<EnqueueRow>, sqlx::Error> {
+    const SQL: &str = "
+        select e.id, e.status, e.state
+        from herald.enqueue_many($1::pg_catalog.jsonb, $2::pg_catalog.int4) as e";
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_as(SQL)
+            .bind(Json(items))
+            .bind(max_payload_bytes)
+            .fetch_all(conn)
+            .await
+    })
+    .await
+}

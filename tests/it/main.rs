@@ -5,6 +5,7 @@
 use herald_test_support as support;
 
 mod alerts;
+mod api_enqueue;
 mod breaker_evidence;
 mod cli_admin;
 mod cli_bench;

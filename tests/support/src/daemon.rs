@@ -86,8 +86,13 @@ impl Daemon {
     }
 
     pub fn spawn_url(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_command(url, "run", args, env)
+    }
+
+    /// A long-running herald `command` (`run`, `serve`) against `url`.
+    pub fn spawn_command(url: &str, command: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Cli::at(url)
-            .arg("run")
+            .arg(command)
             .args(args)
             .envs(env)
             .command()

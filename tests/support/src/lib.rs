@@ -8,6 +8,7 @@
 //! A library rather than a module each suite includes: each suite uses the part it needs, and
 //! nothing here needs `#[allow(dead_code)]`.
 
+pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod daemon;

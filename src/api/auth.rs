@@ -1,0 +1,80 @@
+//! Who is calling: the token in `Authorization: Bearer …`, checked against its row on every
+//! request (a revoked token is refused from the moment it is revoked).
+//!
+//! Invariants: a missing, malformed, unknown, wrong or revoked token is the same 401, so the
+//! answer does not tell a guess that named a real token id from one that did not; what a valid
+//! token may do is decided by [`Caller`] alone.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::State;
+use super::problem::Problem;
+use super::token::{self, Role};
+use crate::store::tokens;
+
+/// The caller of a request: its token's role and tenant.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    /// `None`: every tenant.
+    pub tenant: Option<String>,
+}
+
+impl Caller {
+    /// Refuses (403) a caller whose role may not enqueue.
+    pub fn may_enqueue(&self) -> Result<(), Problem> {
+        match self.role {
+            Role::Enqueue | Role::Admin => Ok(()),
+            Role::Read => Err(Problem::forbidden("this token may only read")),
+        }
+    }
+
+    /// The tenant an enqueue acts in: the one it names, which must be the token's own when the
+    /// token is bound to one (403 otherwise); when it names none, the token's, else `default`.
+    pub fn enqueue_tenant(&self, named: Option<&str>) -> Result<String, Problem> {
+        match (named, &self.tenant) {
+            (Some(named), Some(own)) if named != own => Err(Problem::forbidden(format!(
+                "this token acts only in tenant {own:?}"
+            ))
+            .with("field", "tenant")),
+            (Some(named), _) => Ok(named.to_owned()),
+            (None, Some(own)) => Ok(own.clone()),
+            (None, None) => Ok(crate::notification::DEFAULT_TENANT.to_owned()),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<State>> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<State>) -> Result<Self, Problem> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|text| token::parse(text.trim()))
+            .ok_or_else(Problem::unauthorized)?;
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| Problem::internal(&e))?;
+        let stored = tokens::find(&mut conn, presented.id)
+            .await
+            .map_err(|e| Problem::internal(&e))?
+            .ok_or_else(Problem::unauthorized)?;
+        if stored.revoked || !presented.matches(&stored.secret_hash) {
+            return Err(Problem::unauthorized());
+        }
+        let role = Role::parse(&stored.role).ok_or_else(Problem::unauthorized)?;
+        Ok(Caller {
+            role,
+            tenant: stored.tenant,
+        })
+    }
+}

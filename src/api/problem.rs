@@ -1,0 +1,81 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`): `type` is `about:blank`,
+//! `title` the status's phrase, `detail` one line for people, and members for programs
+//! (`field`, `item`, `existing_id`, `differs`).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub detail: String,
+    pub members: Map<String, Value>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Problem {
+            status,
+            detail: detail.into(),
+            members: Map::new(),
+        }
+    }
+
+    /// Adds a member for programs (`field`, `item`, …).
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.members.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn unauthorized() -> Self {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "a valid token is required: Authorization: Bearer <token from `herald tokens add`>",
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    pub fn bad_request(field: &str, detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::BAD_REQUEST, detail).with("field", field)
+    }
+
+    /// The database failed: logged in full, answered in one line without its details.
+    pub fn internal(error: &sqlx::Error) -> Self {
+        tracing::error!(error = %crate::database::reason_of(error), "API request failed");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database did not answer; try again",
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Value::Object(object) = &mut body {
+            object.extend(self.members);
+        }
+        let mut response = (self.status, body.to_string()).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"herald\""),
+            );
+        }
+        response
+    }
+}
