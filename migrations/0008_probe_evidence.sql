@@ -10,16 +10,18 @@
 --
 -- Invariants:
 -- - `probes_failing_since` is when the first of an unbroken run of failed probe verdicts was
---   judged. A lost probe, any verdict that is not a failure (a 429, a success), and the breaker
---   closing end the run (null). A closed breaker has none.
--- - An endpoint is disabled only when its run of failed probes is older than
---   `breaker.disable_after`: every probe judged in that window failed, and none was lost.
+--   judged, `probe_failed_at` when the latest was. A lost probe, any verdict that is not a
+--   failure (a 429, a success), and the breaker opening or closing end the run (both null).
+-- - An endpoint is disabled only when its run of failed probes spans `breaker.disable_after`,
+--   from the first failed verdict to the latest: every probe judged in between failed, none
+--   was lost, and the span is measured between verdicts, so time with no daemon running (no
+--   probe sent) proves nothing.
+-- - No constraint ties these columns to the breaker's state: the previous release, still
+--   running during a rolling upgrade, closes breakers without knowing them. A stale value on
+--   a closed breaker is harmless: only an open breaker is ever disabled, and opening clears it.
+-- - Breakers open at upgrade start with no run: the evidence before it was not kept, so their
+--   count starts at their next failed probe (a disable comes at most `disable_after` later).
 
-alter table herald.destinations add column probes_failing_since timestamptz;
-
--- Breakers open at upgrade keep the count they had: from the moment they opened.
-update herald.destinations set probes_failing_since = breaker_opened_at
-where breaker <> 'closed';
-
-alter table herald.destinations add constraint destinations_closed_has_no_failing_probes
-    check (breaker <> 'closed' or probes_failing_since is null);
+alter table herald.destinations
+    add column probes_failing_since timestamptz,
+    add column probe_failed_at timestamptz;

@@ -101,7 +101,7 @@ pub const ROLES: [GroupRole; 5] = [
             // the daemons keep
             "grant update (rate_count, rate_unit, tokens, tokens_at, max_in_flight, breaker, \
              consecutive_failures, breaker_opened_at, next_probe_at, probe_interval, probe_lease, \
-             probes_failing_since) \
+             probes_failing_since, probe_failed_at) \
              on herald.destinations to herald_admin",
             // tokens add and revoke; `herald serve` checks a presented token against its hash.
             "grant select, insert, update (revoked_at) on herald.api_tokens to herald_admin",

@@ -283,9 +283,9 @@ pub const KEYS: &[Key] = &[
     Key {
         key: "breaker.disable_after",
         value: Toml(r#""5d""#),
-        doc: "A webhook endpoint whose probes keep failing this long (every probe judged since \
-              the first failed one failed; a probe lost with its daemon starts the count again) \
-              is disabled, and its waiting notifications go `dead` with `last_error` \
+        doc: "A webhook endpoint whose probes keep failing this long (from the first failed \
+              probe to the latest, every one in between failing; a probe lost with its daemon \
+              starts the count again) is disabled, and its waiting notifications go `dead` with `last_error` \
               `endpoint <id> disabled: <reason>`. The SMTP relay's breaker never disables \
               anything. More than 0s.",
     },

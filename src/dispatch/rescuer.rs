@@ -7,7 +7,7 @@
 //! the expiry, so two rescuers cannot both rescue one lease). Rescued rows wake this daemon's
 //! claim loop.
 //!
-//! On the same tick it disables the endpoints whose breaker stayed open for
+//! On the same tick it disables the endpoints whose probes kept failing for
 //! `breaker.disable_after` (their waiting notifications go dead), in one transaction with the
 //! operational events that announce it.
 
@@ -85,7 +85,7 @@ async fn rescue_once(shared: &Shared) -> u64 {
     }
 }
 
-/// Disables endpoints whose breaker stayed open too long; logs each.
+/// Disables endpoints whose probes kept failing too long; logs each.
 async fn disable_broken_endpoints(shared: &Shared) {
     let result = async {
         let mut conn = shared.pool.acquire().await?;
@@ -114,7 +114,7 @@ async fn disable_broken_endpoints(shared: &Shared) {
                     endpoint = %endpoint.id,
                     reason = %endpoint.reason,
                     dead,
-                    "endpoint disabled: its circuit breaker stayed open for breaker.disable_after"
+                    "endpoint disabled: its probes kept failing for breaker.disable_after"
                 );
             }
         }

@@ -137,7 +137,7 @@ macro_rules! reopen_unjudged_probes {
         reopened as (
             update herald.destinations d
             set breaker = 'open', next_probe_at = now(), probe_lease = null,
-                probes_failing_since = null
+                probes_failing_since = null, probe_failed_at = null
             from probing p
             where d.key = p.key and d.breaker = 'half_open'
               and d.probe_lease in (select e.lease_token from ",
@@ -453,13 +453,17 @@ pub async fn record_outcomes(
                                      when j.probe_ended then greatest(now(), d.throttled_until)
                                      else d.next_probe_at end,
                 probe_lease = case when j.breaker = 'half_open' then d.probe_lease end,
-                -- The run of failed probes `breaker.disable_after` counts: a failed verdict
-                -- starts it or carries it on, any other verdict ends it.
-                probes_failing_since = case when j.breaker = 'closed' then null
+                -- The run of failed probes `breaker.disable_after` measures: a failed verdict
+                -- starts it or carries it on, any other verdict (or opening, or closing) ends it.
+                probes_failing_since = case when j.breaker = 'closed' or j.was = 'closed' then null
                                             when j.probe_failed
                                                 then coalesce(d.probes_failing_since, clock_timestamp())
                                             when j.probe_ended then null
                                             else d.probes_failing_since end,
+                probe_failed_at = case when j.breaker = 'closed' or j.was = 'closed' then null
+                                       when j.probe_failed then clock_timestamp()
+                                       when j.probe_ended then null
+                                       else d.probe_failed_at end,
                 throttled_until = case when j.throttle_secs is null then d.throttled_until
                                        else greatest(d.throttled_until,
                                                      now() + make_interval(secs => j.throttle_secs)) end
@@ -685,8 +689,8 @@ pub struct DisabledEndpoint {
 }
 
 /// Disables the enabled endpoints whose probes have all failed for `disable_after` (an unbroken
-/// run of failed verdicts: a lost probe or any other verdict starts the count again) with
-/// notifications waiting, and ends
+/// run of failed verdicts from its first to its latest: a lost probe or any other verdict
+/// starts the count again) with notifications waiting, and ends
 /// their waiting notifications `dead` with `endpoint <id> disabled: <reason>` (deliveries in
 /// flight finish as they will). The relay's breaker never disables anything. Returns the
 /// endpoints and the notifications that went dead.
@@ -696,9 +700,10 @@ pub async fn disable_broken_endpoints(
 ) -> Result<(Vec<DisabledEndpoint>, Vec<Uuid>), sqlx::Error> {
     const DISABLE: &str = "
         with broken as (
-            select d.endpoint_id, d.breaker_opened_at from herald.destinations d
+            select d.endpoint_id, d.breaker_opened_at, d.probes_failing_since
+            from herald.destinations d
             where d.endpoint_id is not null and d.breaker = 'open'
-              and d.probes_failing_since < now() - make_interval(secs => $1)
+              and d.probe_failed_at - d.probes_failing_since >= make_interval(secs => $1)
               -- Only with notifications due and waiting: with nothing due there is nothing to
               -- probe with, and no evidence the endpoint is still down. Never while a probe is
               -- out (half-open): it may be the one that succeeds.
@@ -712,6 +717,8 @@ pub async fn disable_broken_endpoints(
         set enabled = false,
             disabled_reason = 'circuit breaker open since '
                 || to_char(b.breaker_opened_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                || ', probes failing since '
+                || to_char(b.probes_failing_since at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
                 || ' (breaker.disable_after)'
         from broken b
         where e.id = b.endpoint_id and e.enabled

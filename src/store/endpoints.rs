@@ -38,7 +38,7 @@ macro_rules! close_breaker {
     () => {
         "breaker = 'closed', consecutive_failures = 0, breaker_opened_at = null,
          next_probe_at = null, probe_interval = null, probe_lease = null,
-         probes_failing_since = null"
+         probes_failing_since = null, probe_failed_at = null"
     };
 }
 
