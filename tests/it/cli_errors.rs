@@ -295,6 +295,7 @@ async fn migrate_through_the_binary_on_an_existing_database(pool: PgPool) {
         tables,
         [
             table("_sqlx_migrations", "BASE TABLE"),
+            table("api_tokens", "BASE TABLE"),
             table("attempts", "BASE TABLE"),
             table("destinations", "BASE TABLE"),
             table("intents", "BASE TABLE"),
