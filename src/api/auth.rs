@@ -56,7 +56,7 @@ impl FromRequestParts<Arc<State>> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(bearer)
             .and_then(|text| token::parse(text.trim()))
             .ok_or_else(Problem::unauthorized)?;
         let mut conn = state
@@ -76,5 +76,26 @@ impl FromRequestParts<Arc<State>> for Caller {
             role,
             tenant: stored.tenant,
         })
+    }
+}
+
+/// The credentials of a `Bearer` authorization (the scheme is case-insensitive, RFC 9110).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_is_one() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+        assert_eq!(bearer(""), None);
     }
 }

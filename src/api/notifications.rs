@@ -36,14 +36,21 @@ pub async fn create(
             Problem::bad_request("Idempotency-Key", "Idempotency-Key must be visible ASCII")
         })?;
         match item.get("business_id") {
-            Some(Value::String(given)) if given != key => {
+            None | Some(Value::Null) => {
+                item.insert("business_id".into(), Value::from(key));
+            }
+            Some(Value::String(given)) if given == key => {}
+            Some(Value::String(_)) => {
                 return Err(Problem::bad_request(
                     "business_id",
                     "the Idempotency-Key header and business_id differ; give one, or both alike",
                 ));
             }
-            _ => {
-                item.insert("business_id".into(), Value::from(key));
+            Some(_) => {
+                return Err(Problem::bad_request(
+                    "business_id",
+                    "invalid business_id: must be a string",
+                ));
             }
         }
     }

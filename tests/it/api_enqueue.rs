@@ -217,6 +217,32 @@ async fn the_idempotency_key_header_is_the_business_id(pool: PgPool) {
     )
     .await;
     assert_problem(&differ, 400, Some("business_id"));
+    let mut numeric = item("unused");
+    numeric["business_id"] = json!(8);
+    let numeric = post(
+        &server,
+        Some(&token),
+        &[("Idempotency-Key", "order-8")],
+        &numeric,
+    )
+    .await;
+    assert_problem(&numeric, 400, Some("business_id"));
+    let bearer = format!("bearer {token}");
+    let lower = send(
+        "POST",
+        &server.url("/v1/notifications"),
+        None,
+        &[
+            ("authorization", bearer.as_str()),
+            ("Idempotency-Key", "order-7"),
+        ],
+        Some(without.to_string()),
+    )
+    .await;
+    assert_eq!(
+        lower.status, 200,
+        "the scheme is case-insensitive: {lower:?}"
+    );
     assert_eq!(
         rows(&pool).await,
         [("default".to_owned(), "order-7".to_owned())]
