@@ -321,12 +321,18 @@ impl ApiConfig {
 
     /// The address to serve on, `None` when the API is off. Validated at load.
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
-        let listen = self.listen.trim();
-        if listen.is_empty() {
-            return None;
-        }
-        listen.parse().ok()
+        listen_addr(&self.listen)
     }
+}
+
+/// A server section's `listen`: `None` when empty (off), or when it does not parse (load has
+/// refused that already).
+fn listen_addr(listen: &str) -> Option<std::net::SocketAddr> {
+    let listen = listen.trim();
+    if listen.is_empty() {
+        return None;
+    }
+    listen.parse().ok()
 }
 
 /// Per-destination circuit breakers (`docs/operating.md`, "Delivery isolation").
@@ -371,11 +377,7 @@ impl MetricsConfig {
     /// The address to serve on, `None` when metrics are off. Validated at load, so an
     /// unparsable value here is treated as off.
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
-        let listen = self.listen.trim();
-        if listen.is_empty() {
-            return None;
-        }
-        listen.parse().ok()
+        listen_addr(&self.listen)
     }
 }
 

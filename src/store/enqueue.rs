@@ -115,17 +115,7 @@ pub async fn enqueue_many(
     conn: &mut PgConnection,
     items: &[Validated],
 ) -> Result<Vec<EnqueueRow>, sqlx::Error> {
-    const SQL: &str = "
-        select e.id, e.status, e.state
-        from herald.enqueue_many($1::pg_catalog.jsonb, $2::pg_catalog.int4) as e";
-    pooling::in_transaction(conn, async |conn| {
-        pooling::query_as(SQL)
-            .bind(Json(batch_of(items)))
-            .bind(batch_limit(items))
-            .fetch_all(conn)
-            .await
-    })
-    .await
+    enqueue_json(conn, &batch_of(items), batch_limit(items)).await
 }
 
 /// [`enqueue_many`] for a group commit (`herald._enqueue_group`): gives up after a short
@@ -202,11 +192,12 @@ impl<'a> From<&'a Validated> for BatchItem<'a> {
     }
 }
 
-/// Enqueues a JSON array of `herald.enqueue_many` items as they are (the HTTP API's bodies):
-/// the function validates each, all or nothing, one row per item in input order.
+/// Enqueues a JSON array of `herald.enqueue_many` items (validated ones, or the HTTP API's
+/// bodies as they are): the function validates each, all or nothing, one row per item in
+/// input order.
 pub async fn enqueue_json(
     conn: &mut PgConnection,
-    items: &serde_json::Value,
+    items: &(impl Serialize + Sync),
     max_payload_bytes: i32,
 ) -> Result<Vec<EnqueueRow>, sqlx::Error> {
     const SQL: &str = "
