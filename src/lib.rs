@@ -35,6 +35,8 @@ pub(crate) mod pooling;
 mod state;
 
 #[doc(hidden)]
+pub mod admin;
+#[doc(hidden)]
 pub mod api;
 #[doc(hidden)]
 pub mod bench;

@@ -1,27 +1,18 @@
-//! `herald explain`: which notification holds a key, its state, when its dedup window ends, and
-//! whether a given payload would be a duplicate or a conflict — and where it differs.
-//!
-//! The verdict comes from the same fingerprint enqueue uses, so `explain` never disagrees with
-//! what an enqueue would do.
+//! `herald explain`: [`crate::admin::explain`] from the command line, and its answer for people.
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use serde::Serialize;
-use serde_json::Value;
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
 use super::key_args::KeyArgs;
 use super::output::{fields, out, print_json, time};
-use crate::error::EnqueueError;
+use crate::admin::explain::{Candidate, Explanation, explain, retention_for};
 use crate::key::Key;
 use crate::notification::{Notification, check_key_part};
-use crate::payload::Payload;
 use crate::state::Channel;
 use crate::store::admin as store;
-use crate::store::notifications::NotificationRow;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -40,33 +31,6 @@ pub struct ExplainArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Serialize)]
-struct Explanation {
-    key: KeyJson,
-    held: bool,
-    notification: Option<NotificationRow>,
-    /// Retention for this type, in seconds.
-    retention_seconds: u64,
-    /// When the key is free again: `finished_at` + retention (it is then deleted at the next
-    /// sweep). None while the notification is not finished.
-    dedup_window_ends_at: Option<DateTime<Utc>>,
-    /// `new`, `duplicate` or `conflict`; None when no payload was given.
-    verdict: Option<&'static str>,
-    /// `intent` (channel, destination and payload) or `payload` (no destination given).
-    compared: Option<&'static str>,
-    /// What differs: `channel`, `destination`, and JSON paths of the payload.
-    differences: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct KeyJson {
-    tenant: String,
-    user_id: String,
-    #[serde(rename = "type")]
-    type_: String,
-    business_id: String,
 }
 
 pub async fn run(ctx: &Context, mut args: ExplainArgs) -> Result<(), CliError> {
@@ -117,72 +81,19 @@ pub async fn run(ctx: &Context, mut args: ExplainArgs) -> Result<(), CliError> {
     }
     let pool = ctx.pool(false).await?;
     let mut conn = pool.acquire().await?;
-    if let Some(payload) = &payload {
-        // The one check only the database can make, in jsonb's text form, as enqueue's.
-        let limit = ctx.config.limits().max_payload_bytes;
-        let size = store::payload_size(&mut conn, payload).await?;
-        if size > limit {
-            return Err(EnqueueError::Invalid {
-                field: "payload",
-                message: format!("is {size} bytes, over the limit of {limit} bytes"),
-            }
-            .into());
-        }
-    }
-    let holder = store::holder_of(&mut conn, &key).await?;
-    let retention = retention_for(ctx, &key.type_);
-    let mut explanation = Explanation {
-        key: KeyJson {
-            tenant: key.tenant.clone(),
-            user_id: key.user_id.clone(),
-            type_: key.type_.clone(),
-            business_id: key.business_id.clone(),
-        },
-        held: holder.is_some(),
-        notification: None,
-        retention_seconds: retention.as_secs(),
-        dedup_window_ends_at: None,
-        verdict: None,
-        compared: None,
-        differences: Vec::new(),
-    };
-    if let Some((row, stored_fingerprint)) = holder {
-        // The intent's verdict is the database's, from the function enqueue itself uses.
-        let same_intent = match (candidate(&args), &payload) {
-            (Some((channel, destination)), Some(payload)) => Some(
-                store::is_fingerprint_of(
-                    &mut conn,
-                    &stored_fingerprint,
-                    channel,
-                    &destination,
-                    payload,
-                )
-                .await?,
-            ),
-            _ => None,
-        };
-        // Retention is at most 100 years (validated), so this cannot overflow; checked anyway.
-        // A finished_at chrono cannot hold (only plain SQL writes one) gives no window.
-        explanation.dedup_window_ends_at = row.finished_at.and_then(|f| f.finite()).and_then(|f| {
-            chrono::Duration::from_std(retention)
-                .ok()
-                .and_then(|r| f.checked_add_signed(r))
-        });
-        if let Some(payload) = &payload {
-            let same_payload = store::holds_payload(&mut conn, row.id, payload).await?;
-            judge(
-                &mut explanation,
-                &row,
-                same_intent,
-                same_payload,
-                payload,
-                &args,
-            );
-        }
-        explanation.notification = Some(row);
-    } else if payload.is_some() {
-        explanation.verdict = Some("new");
-    }
+    let retention = retention_for(&ctx.config.sweeper, &key.type_);
+    let candidate = payload.map(|payload| Candidate {
+        payload,
+        destination: candidate(&args),
+    });
+    let explanation = explain(
+        &mut conn,
+        &key,
+        candidate.as_ref(),
+        retention,
+        ctx.config.limits().max_payload_bytes,
+    )
+    .await?;
     if args.json {
         return print_json(&explanation);
     }
@@ -198,56 +109,6 @@ fn candidate(args: &ExplainArgs) -> Option<(Channel, String)> {
         (None, Some(endpoint)) => Some((Channel::Webhook, endpoint.to_string())),
         (None, None) => None,
     }
-}
-
-/// Compares a candidate with the holder: the full intent when a destination was given (then
-/// `same_intent` is the database's fingerprint comparison), else the payload alone.
-fn judge(
-    e: &mut Explanation,
-    row: &NotificationRow,
-    same_intent: Option<bool>,
-    same_payload: bool,
-    payload: &RawValue,
-    args: &ExplainArgs,
-) {
-    // As `Value`s with every number a float cannot hold as a string of its digits, on both
-    // sides alike; unreadable only past serde_json's nesting limit, which enqueue refuses.
-    let stored = row.payload.to_value().unwrap_or(Value::Null);
-    let candidate_value = Payload::from(payload.to_owned())
-        .to_value()
-        .unwrap_or(Value::Null);
-    let paths = crate::json_diff::differing_paths(&stored, &candidate_value);
-    match candidate(args).zip(same_intent) {
-        Some(((channel, destination), same)) => {
-            e.compared = Some("intent");
-            e.verdict = Some(if same { "duplicate" } else { "conflict" });
-            if channel != row.channel {
-                e.differences.push("channel".into());
-            }
-            if destination != row.destination {
-                e.differences.push("destination".into());
-            }
-        }
-        None => {
-            e.compared = Some("payload");
-            e.verdict = Some(if same_payload {
-                "duplicate"
-            } else {
-                "conflict"
-            });
-        }
-    }
-    e.differences.extend(paths);
-}
-
-fn retention_for(ctx: &Context, type_: &str) -> std::time::Duration {
-    let sweeper = &ctx.config.sweeper;
-    sweeper
-        .retention_by_type
-        .iter()
-        .find(|(t, _)| t.eq_ignore_ascii_case(type_))
-        .map(|(_, d)| *d)
-        .unwrap_or(sweeper.retention)
 }
 
 fn human(e: &Explanation, key: &Key, retention: std::time::Duration, now: DateTime<Utc>) -> String {

@@ -1,16 +1,13 @@
 //! `herald stats`: counts by state and channel, the oldest due notification, the last hour,
 //! open breakers and the endpoints with the most waiting.
 
-use std::collections::BTreeMap;
-
 use clap::Args;
-use serde::Serialize;
 
 use super::Context;
 use super::error::CliError;
 use super::output::{out, outln, print_json, table};
-use crate::state::{Channel, State};
-use crate::store::admin as store;
+use crate::admin::stats;
+use crate::state::State;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -19,76 +16,9 @@ pub struct StatsArgs {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct Counts {
-    email: i64,
-    webhook: i64,
-    total: i64,
-}
-
-#[derive(Serialize)]
-struct LastHour {
-    delivered: i64,
-    failed: i64,
-    unknown: i64,
-    latency_p50_ms: Option<f64>,
-    latency_p99_ms: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct Stats {
-    counts: BTreeMap<&'static str, Counts>,
-    oldest_due_age_seconds: Option<f64>,
-    last_hour: LastHour,
-    open_breakers: Vec<store::OpenBreaker>,
-    busiest_endpoints: Vec<store::Busiest>,
-}
-
-/// How many endpoints `busiest_endpoints` names.
-const BUSIEST: i64 = 5;
-
 pub async fn run(ctx: &Context, args: StatsArgs) -> Result<(), CliError> {
     let pool = ctx.pool(false).await?;
-    let mut conn = pool.acquire().await?;
-    let rows = store::counts(&mut conn).await?;
-    let recent = store::recent(&mut conn).await?;
-    let open_breakers = store::open_breakers(&mut conn).await?;
-    let busiest_endpoints = store::busiest_endpoints(&mut conn, BUSIEST).await?;
-    let mut counts: BTreeMap<&'static str, Counts> = State::ALL
-        .iter()
-        .map(|s| {
-            (
-                s.as_str(),
-                Counts {
-                    email: 0,
-                    webhook: 0,
-                    total: 0,
-                },
-            )
-        })
-        .collect();
-    for row in rows {
-        if let Some(c) = counts.get_mut(row.state.as_str()) {
-            match row.channel {
-                Channel::Email => c.email += row.count,
-                Channel::Webhook => c.webhook += row.count,
-            }
-            c.total += row.count;
-        }
-    }
-    let stats = Stats {
-        counts,
-        oldest_due_age_seconds: recent.oldest_due_age_seconds,
-        last_hour: LastHour {
-            delivered: recent.delivered,
-            failed: recent.failed,
-            unknown: recent.unknown,
-            latency_p50_ms: recent.latency_p50_ms,
-            latency_p99_ms: recent.latency_p99_ms,
-        },
-        open_breakers,
-        busiest_endpoints,
-    };
+    let stats = stats::gather(&mut *pool.acquire().await?).await?;
     if args.json {
         return print_json(&stats);
     }
