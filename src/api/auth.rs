@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use sqlx::PgPool;
 
 use super::State;
 use super::problem::Problem;
@@ -30,6 +31,42 @@ impl Caller {
         match self.role {
             Role::Enqueue | Role::Admin => Ok(()),
             Role::Read => Err(Problem::forbidden("this token may only read")),
+        }
+    }
+
+    /// Refuses (403) a caller whose role may not read.
+    pub fn may_read(&self) -> Result<(), Problem> {
+        match self.role {
+            Role::Read | Role::Admin => Ok(()),
+            Role::Enqueue => Err(Problem::forbidden("this token may only enqueue")),
+        }
+    }
+
+    /// Refuses (403) a caller whose role may not act on notifications and endpoints.
+    pub fn may_administer(&self) -> Result<(), Problem> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Read => Err(Problem::forbidden("this token may only read")),
+            Role::Enqueue => Err(Problem::forbidden("this token may only enqueue")),
+        }
+    }
+
+    /// Whether the caller may see a resource of `tenant`. One it may not see is answered as
+    /// missing (404), so that a tenant-bound token cannot learn another tenant's ids.
+    pub fn sees(&self, tenant: &str) -> bool {
+        self.tenant.as_deref().is_none_or(|own| own == tenant)
+    }
+
+    /// The tenant a read is confined to: the token's own, or the one named (which for a
+    /// tenant-bound token must be its own: 403 otherwise); `None` is every tenant.
+    pub fn read_tenant(&self, named: Option<&str>) -> Result<Option<String>, Problem> {
+        match (named, &self.tenant) {
+            (Some(named), Some(own)) if named != own => Err(Problem::forbidden(format!(
+                "this token acts only in tenant {own:?}"
+            ))
+            .with("field", "tenant")),
+            (Some(named), _) => Ok(Some(named.to_owned())),
+            (None, own) => Ok(own.clone()),
         }
     }
 
@@ -57,26 +94,28 @@ impl FromRequestParts<Arc<State>> for Caller {
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(bearer)
-            .and_then(|text| token::parse(text.trim()))
             .ok_or_else(Problem::unauthorized)?;
-        let mut conn = state
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| Problem::internal(&e))?;
-        let stored = tokens::find(&mut conn, presented.id)
-            .await
-            .map_err(|e| Problem::internal(&e))?
-            .ok_or_else(Problem::unauthorized)?;
-        if stored.revoked || !presented.matches(&stored.secret_hash) {
-            return Err(Problem::unauthorized());
-        }
-        let role = Role::parse(&stored.role).ok_or_else(Problem::unauthorized)?;
-        Ok(Caller {
-            role,
-            tenant: stored.tenant,
-        })
+        authenticate(&state.pool, presented).await
     }
+}
+
+/// The caller holding the token `text` (as `herald tokens add` printed it), checked against its
+/// row now: 401 for anything but a valid, unrevoked token.
+pub async fn authenticate(pool: &PgPool, text: &str) -> Result<Caller, Problem> {
+    let presented = token::parse(text.trim()).ok_or_else(Problem::unauthorized)?;
+    let mut conn = pool.acquire().await.map_err(|e| Problem::internal(&e))?;
+    let stored = tokens::find(&mut conn, presented.id)
+        .await
+        .map_err(|e| Problem::internal(&e))?
+        .ok_or_else(Problem::unauthorized)?;
+    if stored.revoked || !presented.matches(&stored.secret_hash) {
+        return Err(Problem::unauthorized());
+    }
+    let role = Role::parse(&stored.role).ok_or_else(Problem::unauthorized)?;
+    Ok(Caller {
+        role,
+        tenant: stored.tenant,
+    })
 }
 
 /// The credentials of a `Bearer` authorization (the scheme is case-insensitive, RFC 9110).

@@ -30,6 +30,9 @@ use problem::Problem;
 /// What every handler shares.
 pub struct State {
     pub pool: PgPool,
+    /// The configuration the server started with (retention for explain, the webhook policy
+    /// for endpoints, limits).
+    pub config: Config,
     /// `limits.max_payload_bytes`, passed to the enqueue function like the library does.
     pub max_payload_bytes: i32,
     /// Cancelled when the process begins to stop: `/readyz` answers 503.
@@ -56,6 +59,7 @@ pub async fn serve(
 ) {
     let state = Arc::new(State {
         pool,
+        config: config.clone(),
         max_payload_bytes: i32::try_from(config.limits.max_payload_bytes).unwrap_or(i32::MAX),
         stopping,
     });

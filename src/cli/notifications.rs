@@ -39,6 +39,8 @@ pub async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
         type_: args.type_,
         user_id: args.user,
         tenant: args.tenant,
+        business_id: None,
+        before: None,
         limit: args.limit,
     };
     let rows = store::list(&mut *pool.acquire().await?, &filter).await?;

@@ -53,18 +53,21 @@ pub struct AttemptRow {
     pub error: Option<String>,
 }
 
-/// Filters of `herald list`; `None` matches everything.
+/// Filters of `herald list`, `GET /v1/notifications` and the console; `None` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub state: Option<State>,
     pub type_: Option<String>,
     pub user_id: Option<String>,
     pub tenant: Option<String>,
+    pub business_id: Option<String>,
+    /// Only notifications older than this one (ids are time-ordered): the next page after it.
+    pub before: Option<Uuid>,
     pub limit: i64,
 }
 
 /// Newest first. Ids are UUIDv7 (time-ordered), so the primary key serves the order and the
-/// scan stops at `limit`.
+/// scan stops at `limit`; a page continues with `before` = the last id of the previous one.
 pub async fn list(
     conn: &mut PgConnection,
     filter: &ListFilter,
@@ -77,8 +80,10 @@ pub async fn list(
             and ($2::text is null or type = $2)
             and ($3::text is null or user_id = $3)
             and ($4::text is null or tenant = $4)
+            and ($5::text is null or business_id = $5)
+            and ($6::uuid is null or id < $6)
           order by id desc
-          limit $5"
+          limit $7"
     );
     pooling::in_transaction(conn, async |conn| {
         pooling::query_as(SQL)
@@ -86,6 +91,8 @@ pub async fn list(
             .bind(&filter.type_)
             .bind(&filter.user_id)
             .bind(&filter.tenant)
+            .bind(&filter.business_id)
+            .bind(filter.before)
             .bind(filter.limit)
             .fetch_all(conn)
             .await
