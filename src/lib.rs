@@ -53,6 +53,8 @@ pub mod delivery;
 #[doc(hidden)]
 pub mod dispatch;
 #[doc(hidden)]
+pub mod limits;
+#[doc(hidden)]
 pub mod metrics;
 #[doc(hidden)]
 pub mod net;

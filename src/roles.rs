@@ -105,9 +105,9 @@ pub const ROLES: [GroupRole; 5] = [
              on herald.destinations to herald_admin",
             // tokens add and revoke; `herald serve` checks a presented token against its hash.
             "grant select, insert, update (revoked_at) on herald.api_tokens to herald_admin",
-            // endpoints add, enable, disable; rotate-secret through its function, which reads
-            // the old secret so that this role never does.
-            "grant insert, update (enabled, disabled_reason) on herald.webhook_endpoints \
+            // endpoints add, enable, disable, a new URL (the API's PATCH); rotate-secret through
+            // its function, which reads the old secret so that this role never does.
+            "grant insert, update (enabled, disabled_reason, url) on herald.webhook_endpoints \
              to herald_admin",
             "grant execute on function herald.wake(), herald.destination_key(text, text), \
              herald.rotate_endpoint_secret(uuid, text, double precision), \

@@ -27,7 +27,7 @@ pub struct Candidate {
     pub destination: Option<(Channel, String)>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Explanation {
     pub key: KeyJson,
     pub held: bool,
@@ -38,14 +38,17 @@ pub struct Explanation {
     /// sweep). None while the notification is not finished.
     pub dedup_window_ends_at: Option<DateTime<Utc>>,
     /// `new`, `duplicate` or `conflict`; None when no candidate was given.
+    #[schema(value_type = Option<String>)]
     pub verdict: Option<&'static str>,
     /// `intent` (channel, destination and payload) or `payload` (no destination given).
+    #[schema(value_type = Option<String>)]
     pub compared: Option<&'static str>,
     /// What differs: `channel`, `destination`, and JSON paths of the payload.
     pub differences: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Key)]
 pub struct KeyJson {
     pub tenant: String,
     pub user_id: String,

@@ -10,14 +10,14 @@ use sqlx::PgConnection;
 use crate::state::{Channel, State};
 use crate::store::admin as store;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub email: i64,
     pub webhook: i64,
     pub total: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LastHour {
     pub delivered: i64,
     pub failed: i64,
@@ -26,9 +26,10 @@ pub struct LastHour {
     pub latency_p99_ms: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Every state, in [`State::ALL`]'s order of names, zero when none is in it.
+    #[schema(value_type = BTreeMap<String, Counts>)]
     pub counts: BTreeMap<&'static str, Counts>,
     pub oldest_due_age_seconds: Option<f64>,
     pub last_hour: LastHour,

@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::CliError;
-use super::limits::{Limit, MaxInFlight, Rate, parse_max_in_flight, parse_rate};
 use super::output::{fields, out, outln, print_json, table, time};
 use crate::channel::signature::WebhookSecret;
+use crate::limits::{Limit, MaxInFlight, Rate, parse_max_in_flight, parse_rate};
 use crate::net::ssrf::{AddressPolicy, check_endpoint_url};
 use crate::notification::{DEFAULT_TENANT, check_key_part};
 use crate::store::endpoints::{self as store, EndpointRow, LimitChanges};

@@ -12,7 +12,6 @@ mod enqueue;
 pub mod error;
 mod explain;
 mod key_args;
-mod limits;
 mod notifications;
 mod output;
 mod run;

@@ -22,10 +22,10 @@
 //!   ([`group_commit`]); each caller still gets exactly its own result.
 
 mod group_commit;
+pub(crate) mod refusal;
 
 use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgDatabaseError;
 use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -34,6 +34,7 @@ use crate::notification::{Limits, Notification, Validated};
 use crate::state::State;
 use crate::store::enqueue::{self as sql, Decision, EnqueueRow};
 use crate::wake;
+use refusal::Refusal;
 
 /// Where [`enqueue`] runs: `&pool` (a transaction of its own; calls that overlap share one
 /// statement and one commit), or a connection: `&mut *tx` (the caller's transaction), `&mut tx`,
@@ -370,58 +371,27 @@ fn enqueued(row: EnqueueRow) -> Result<Enqueued, EnqueueError> {
 /// Turns the SQL functions' refusals (`HR001` invalid, `HR002` conflict) into the library's
 /// errors; anything else stays a database error.
 fn refusal(error: sqlx::Error, items: &[Validated]) -> EnqueueError {
-    let Some(db) = error
-        .as_database_error()
-        .and_then(|db| db.try_downcast_ref::<PgDatabaseError>())
-    else {
-        return EnqueueError::Database(error);
-    };
-    match db.code() {
-        "HR001" => {
-            let field = known_field(db.column().unwrap_or_default());
-            let message = db.message();
-            let message = message
-                .strip_prefix(&format!("invalid {field}: "))
-                .unwrap_or(message);
-            EnqueueError::Invalid {
-                field,
-                message: message.to_owned(),
-            }
-        }
-        "HR002" => {
-            #[derive(serde::Deserialize)]
-            struct Detail {
-                existing_id: Uuid,
-                differs: String,
-                item: Option<usize>,
-            }
-            match db.detail().map(serde_json::from_str::<Detail>) {
-                Some(Ok(detail)) => EnqueueError::Conflict {
-                    existing_id: detail.existing_id,
-                    key: Box::new(
-                        items
-                            .get(detail.item.unwrap_or(0))
-                            .map(|item| item.key.clone())
-                            .unwrap_or_else(|| items[0].key.clone()),
-                    ),
-                    differs: known_field(&detail.differs),
-                },
-                _ => EnqueueError::Database(error),
-            }
-        }
-        // jsonb refuses what serde_json's syntax check lets through: a lone surrogate escape
-        // (22P02), a number past numeric's range such as 1e1000000000 (22003), an escape it
-        // cannot store (22P05). The payload is the only value of these statements parsed from
-        // text, so these name it.
-        "22P02" | "22003" | "22P05" => EnqueueError::Invalid {
-            field: "payload",
-            message: format!(
-                "PostgreSQL cannot store it: {}{}",
-                db.message(),
-                db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
-            ),
+    match refusal::classify(error) {
+        Refusal::Invalid { field, message, .. } => EnqueueError::Invalid {
+            field: known_field(&field),
+            message,
         },
-        _ => EnqueueError::Database(error),
+        Refusal::Conflict {
+            existing_id,
+            differs,
+            item,
+            ..
+        } => EnqueueError::Conflict {
+            existing_id,
+            key: Box::new(
+                items
+                    .get(item.unwrap_or(0))
+                    .map(|item| item.key.clone())
+                    .unwrap_or_else(|| items[0].key.clone()),
+            ),
+            differs: known_field(&differs),
+        },
+        Refusal::Database(error) => EnqueueError::Database(error),
     }
 }
 

@@ -174,7 +174,7 @@ pub async fn recent(conn: &mut PgConnection) -> Result<Recent, sqlx::Error> {
 }
 
 /// A destination whose breaker is open or half-open.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct OpenBreaker {
     /// `smtp`, or the endpoint id.
     pub destination: String,
@@ -195,7 +195,7 @@ pub async fn open_breakers(conn: &mut PgConnection) -> Result<Vec<OpenBreaker>, 
 }
 
 /// An endpoint with notifications waiting (due or not, not being delivered).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Busiest {
     pub id: String,
     pub waiting: i64,

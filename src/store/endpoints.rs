@@ -43,7 +43,8 @@ macro_rules! close_breaker {
 }
 
 /// An endpoint as the CLI shows it (DESIGN.md, "Endpoint JSON"): never the secret.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Endpoint)]
 pub struct EndpointRow {
     pub id: Uuid,
     pub tenant: String,
@@ -299,6 +300,42 @@ pub async fn set_enabled(
     let row = pooling::query_as(SQL)
         .bind(id)
         .bind(disabled_reason)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Points an endpoint at `url` and closes its breaker, in one transaction (the destination row
+/// first, as the dispatcher locks them): what the breaker knew was about the old URL. `None`
+/// when there is no such endpoint.
+pub async fn set_url(
+    conn: &mut PgConnection,
+    id: Uuid,
+    url: &str,
+) -> Result<Option<EndpointRow>, sqlx::Error> {
+    const CLOSE: &str = concat!(
+        "update herald.destinations d set ",
+        close_breaker!(),
+        " where d.endpoint_id = $1"
+    );
+    const SQL: &str = concat!(
+        "
+        with e as (
+            update herald.webhook_endpoints set url = $2 where id = $1
+            returning id, tenant, url, enabled, disabled_reason, created_at
+        )
+        select ",
+        endpoint_columns!(),
+        "
+        from e
+        left join herald.destinations d on d.endpoint_id = e.id"
+    );
+    let mut tx = pooling::begin(conn).await?;
+    pooling::query(CLOSE).bind(id).execute(&mut *tx).await?;
+    let row = pooling::query_as(SQL)
+        .bind(id)
+        .bind(url)
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -9,7 +9,8 @@ use crate::pooling;
 use crate::state::{Channel, State};
 
 /// A notification as the CLI and its JSON show it (DESIGN.md, "Notification JSON").
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Notification)]
 pub struct NotificationRow {
     pub id: Uuid,
     pub tenant: String,
@@ -19,17 +20,23 @@ pub struct NotificationRow {
     pub type_: String,
     pub business_id: String,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "webhook")]
     pub channel: Channel,
     pub destination: String,
+    #[schema(value_type = Object)]
     pub payload: crate::payload::Payload,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "pending")]
     pub state: State,
     pub attempts: i32,
     pub max_attempts: i32,
     // Read as `Timestamp`, not `DateTime<Utc>`: a row stored before migration 0004 (or by plain
     // SQL) may hold an infinity or a year chrono cannot represent (see `timestamp`).
+    #[schema(value_type = String, format = DateTime)]
     pub run_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
     pub last_error: Option<String>,
 }
@@ -43,10 +50,13 @@ macro_rules! notification_columns {
 }
 
 /// One delivery attempt (DESIGN.md, `attempt_log`).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Attempt)]
 pub struct AttemptRow {
     pub attempt: i32,
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub finished_at: Timestamp,
     pub outcome: String,
     pub status: Option<i32>,

@@ -1,5 +1,6 @@
-//! The per-endpoint limits of `herald endpoints add` and `set`, as typed on the command line:
-//! `--rate N/s|N/m|none` and `--max-in-flight N|none`.
+//! The per-endpoint limits as people type them: `--rate N/s|N/m|none` and
+//! `--max-in-flight N|none` of `herald endpoints add` and `set`, and `rate` and `max_in_flight`
+//! of the HTTP API's endpoints.
 //!
 //! Invariants: a parsed [`Rate`] is within what `herald.destinations` admits (1 to 100,000 a
 //! second, the unit kept as given: `600/m` stays `600/m`), and a parsed [`MaxInFlight`] is 1 to
