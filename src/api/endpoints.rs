@@ -99,7 +99,7 @@ pub struct Endpoints {
 }
 
 /// Register a webhook endpoint.
-#[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints",
+#[utoipa::path(post, path = "/v1/endpoints", operation_id = "createEndpoint", tag = "endpoints",
     request_body(content = NewEndpoint, content_type = "application/json"),
     responses(
         (status = 201, description = "Registered; the secret is shown only now", body = EndpointWithSecret,
@@ -155,7 +155,7 @@ pub async fn create(
 }
 
 /// List endpoints (a tenant-bound token: its own).
-#[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints",
+#[utoipa::path(get, path = "/v1/endpoints", operation_id = "listEndpoints", tag = "endpoints",
     params(("tenant" = Option<String>, Query, description = "Only this tenant's")),
     responses(
         (status = 200, description = "The endpoints, never their secrets", body = Endpoints),
@@ -197,7 +197,7 @@ pub async fn list(
 }
 
 /// One endpoint: its limits, breaker and what it has in flight.
-#[utoipa::path(get, path = "/v1/endpoints/{id}", tag = "endpoints",
+#[utoipa::path(get, path = "/v1/endpoints/{id}", operation_id = "getEndpoint", tag = "endpoints",
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The endpoint, never its secret", body = EndpointRow),
@@ -217,7 +217,7 @@ pub async fn show(
 }
 
 /// Change an endpoint's URL or limits.
-#[utoipa::path(patch, path = "/v1/endpoints/{id}", tag = "endpoints",
+#[utoipa::path(patch, path = "/v1/endpoints/{id}", operation_id = "updateEndpoint", tag = "endpoints",
     params(("id" = Uuid, Path, description = "The endpoint id")),
     request_body(content = EndpointChanges, content_type = "application/json"),
     responses(
@@ -267,7 +267,7 @@ pub async fn update(
 }
 
 /// Enable a disabled endpoint and close its breaker.
-#[utoipa::path(post, path = "/v1/endpoints/{id}/enable", tag = "endpoints",
+#[utoipa::path(post, path = "/v1/endpoints/{id}/enable", operation_id = "enableEndpoint", tag = "endpoints",
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The endpoint, enabled", body = EndpointRow),
@@ -288,7 +288,7 @@ pub async fn enable(
 }
 
 /// Disable an endpoint: new notifications to it are refused, pending ones go dead.
-#[utoipa::path(post, path = "/v1/endpoints/{id}/disable", tag = "endpoints",
+#[utoipa::path(post, path = "/v1/endpoints/{id}/disable", operation_id = "disableEndpoint", tag = "endpoints",
     params(("id" = Uuid, Path, description = "The endpoint id")),
     request_body(content = Option<DisableReason>, content_type = "application/json"),
     responses(
@@ -322,7 +322,7 @@ pub async fn disable(
 }
 
 /// Close an endpoint's circuit breaker and forget its failures.
-#[utoipa::path(post, path = "/v1/endpoints/{id}/reset", tag = "endpoints",
+#[utoipa::path(post, path = "/v1/endpoints/{id}/reset", operation_id = "resetEndpoint", tag = "endpoints",
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The endpoint, breaker closed", body = EndpointRow),
@@ -343,7 +343,7 @@ pub async fn reset(
 }
 
 /// Replace the signing secret; the old one keeps signing beside it for a grace period.
-#[utoipa::path(post, path = "/v1/endpoints/{id}/rotate-secret", tag = "endpoints",
+#[utoipa::path(post, path = "/v1/endpoints/{id}/rotate-secret", operation_id = "rotateEndpointSecret", tag = "endpoints",
     params(("id" = Uuid, Path, description = "The endpoint id")),
     request_body(content = Option<Rotation>, content_type = "application/json"),
     responses(

@@ -39,7 +39,7 @@ const MEMBERS: [&str; 9] = [
 ];
 
 /// Explain a key, and judge an intent against its holder.
-#[utoipa::path(post, path = "/v1/explain", tag = "notifications",
+#[utoipa::path(post, path = "/v1/explain", operation_id = "explainKey", tag = "notifications",
     request_body(content = EnqueueItem, content_type = "application/json",
         description = "An enqueue item. With `email` or `webhook` the whole intent is judged (payload default {}); with only `payload`, the payload; with neither, no verdict"),
     responses(

@@ -39,7 +39,7 @@ pub const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 50;
 
 /// Enqueue one notification.
-#[utoipa::path(post, path = "/v1/notifications", tag = "notifications",
+#[utoipa::path(post, path = "/v1/notifications", operation_id = "enqueueNotification", tag = "notifications",
     request_body(content = EnqueueItem, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header,
         description = "The business_id; giving both with different values is 400")),
@@ -102,7 +102,7 @@ pub async fn create(
 }
 
 /// Enqueue a batch, all or nothing.
-#[utoipa::path(post, path = "/v1/notifications/batch", tag = "notifications",
+#[utoipa::path(post, path = "/v1/notifications/batch", operation_id = "enqueueBatch", tag = "notifications",
     request_body(content = Vec<EnqueueItem>, content_type = "application/json"),
     responses(
         (status = 200, description = "One result per item, in input order", body = Vec<Enqueued>),
@@ -231,7 +231,7 @@ pub struct Page {
 }
 
 /// List notifications, newest first.
-#[utoipa::path(get, path = "/v1/notifications", tag = "notifications", params(ListQuery),
+#[utoipa::path(get, path = "/v1/notifications", operation_id = "listNotifications", tag = "notifications", params(ListQuery),
     responses(
         (status = 200, description = "A page", body = Page),
         (status = 400, description = "A bad filter (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
@@ -322,7 +322,7 @@ pub struct Detail {
 }
 
 /// One notification and its attempt log.
-#[utoipa::path(get, path = "/v1/notifications/{id}", tag = "notifications",
+#[utoipa::path(get, path = "/v1/notifications/{id}", operation_id = "getNotification", tag = "notifications",
     params(("id" = Uuid, Path, description = "The notification id")),
     responses(
         (status = 200, description = "The notification", body = Detail),
@@ -349,7 +349,7 @@ pub async fn show(
 }
 
 /// Retry a dead or cancelled notification: pending again, due now, a fresh attempt budget.
-#[utoipa::path(post, path = "/v1/notifications/{id}/retry", tag = "notifications",
+#[utoipa::path(post, path = "/v1/notifications/{id}/retry", operation_id = "retryNotification", tag = "notifications",
     params(("id" = Uuid, Path, description = "The notification id")),
     responses(
         (status = 200, description = "The notification, pending again", body = NotificationRow),
@@ -368,7 +368,7 @@ pub async fn retry(
 }
 
 /// Cancel a pending notification.
-#[utoipa::path(post, path = "/v1/notifications/{id}/cancel", tag = "notifications",
+#[utoipa::path(post, path = "/v1/notifications/{id}/cancel", operation_id = "cancelNotification", tag = "notifications",
     params(("id" = Uuid, Path, description = "The notification id")),
     responses(
         (status = 200, description = "The notification, cancelled", body = NotificationRow),

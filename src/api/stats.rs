@@ -15,7 +15,7 @@ use super::{State, connection};
 use crate::admin::stats::{Stats, gather};
 
 /// Counts by state and channel, the oldest due notification, the last hour, open breakers.
-#[utoipa::path(get, path = "/v1/stats", tag = "operations",
+#[utoipa::path(get, path = "/v1/stats", operation_id = "getStats", tag = "operations",
     responses(
         (status = 200, description = "The numbers", body = Stats),
         (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),

@@ -8,10 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::api::{Answer, Server, send, token};
+use crate::support::api::{Answer, Server, assert_problem, send, token};
 use crate::support::{herald, migrated};
-
-const PROBLEM: &str = "application/problem+json";
 
 fn item(business_id: &str) -> Value {
     json!({"user_id": "u1", "type": "order_shipped", "business_id": business_id,
@@ -39,23 +37,6 @@ async fn rows(pool: &PgPool) -> Vec<(String, String)> {
         .fetch_all(pool)
         .await
         .unwrap()
-}
-
-/// A refusal: `status`, a problem document, naming `field` when one is given.
-fn assert_problem(answer: &Answer, status: u16, field: Option<&str>) {
-    assert_eq!(answer.status, status, "{answer:?}");
-    assert_eq!(answer.header("content-type"), PROBLEM, "{answer:?}");
-    let problem = answer.json();
-    assert_eq!(problem["status"], status);
-    assert_eq!(problem["type"], "about:blank");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| !d.is_empty() && !d.contains('\n'))
-    );
-    if let Some(field) = field {
-        assert_eq!(problem["field"], field, "{problem}");
-    }
 }
 
 #[sqlx::test(migrations = false)]

@@ -108,3 +108,24 @@ pub async fn send(
         text: response.text().await.unwrap(),
     }
 }
+
+/// A refusal: `status`, a problem document, naming `field` when one is given.
+pub fn assert_problem(answer: &Answer, status: u16, field: Option<&str>) {
+    assert_eq!(answer.status, status, "{answer:?}");
+    assert_eq!(
+        answer.header("content-type"),
+        "application/problem+json",
+        "{answer:?}"
+    );
+    let problem = answer.json();
+    assert_eq!(problem["status"], status);
+    assert_eq!(problem["type"], "about:blank");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty() && !d.contains('\n'))
+    );
+    if let Some(field) = field {
+        assert_eq!(problem["field"], field, "{problem}");
+    }
+}
