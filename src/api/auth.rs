@@ -89,9 +89,7 @@ impl FromRequestParts<Arc<State>> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<State>) -> Result<Self, Problem> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
+        let presented = super::body::single(&parts.headers, &header::AUTHORIZATION)?
             .and_then(|value| value.to_str().ok())
             .and_then(bearer)
             .ok_or_else(Problem::unauthorized)?;

@@ -13,8 +13,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State as Shared};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -115,10 +114,10 @@ pub async fn create(
     Shared(state): Shared<Arc<State>>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
     caller.may_administer()?;
-    let fields = body::object(&headers, body)?;
+    let fields = body::object(&state, &headers, body).await?;
     only(
         &fields,
         &["url", "tenant", "secret", "rate", "max_in_flight"],
@@ -234,10 +233,10 @@ pub async fn update(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<EndpointRow>, Problem> {
     caller.may_administer()?;
-    let fields = body::object(&headers, body)?;
+    let fields = body::object(&state, &headers, body).await?;
     only(&fields, &["url", "rate", "max_in_flight"])?;
     let url = match fields.get("url") {
         None => None,
@@ -304,10 +303,10 @@ pub async fn disable(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<EndpointRow>, Problem> {
     caller.may_administer()?;
-    let fields = optional_object(&headers, body)?;
+    let fields = body::optional_object(&state, &headers, body).await?;
     only(&fields, &["reason"])?;
     let reason =
         body::string(&fields, "reason")?.unwrap_or_else(|| "disabled by an operator".to_owned());
@@ -359,10 +358,10 @@ pub async fn rotate_secret(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<EndpointWithSecret>, Problem> {
     caller.may_administer()?;
-    let fields = optional_object(&headers, body)?;
+    let fields = body::optional_object(&state, &headers, body).await?;
     only(&fields, &["grace", "secret"])?;
     let grace = match body::string(&fields, "grace")? {
         None => state.config.webhook.secret_rotation_grace,
@@ -404,17 +403,6 @@ fn only(fields: &body::Object, allowed: &[&str]) -> Result<(), Problem> {
             format!("unknown member {}: {}", shown(unknown), allowed.join(", ")),
         )),
         None => Ok(()),
-    }
-}
-
-/// A body that may be empty (no Content-Type needed then), else one JSON object.
-fn optional_object(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<body::Object, Problem> {
-    match &body {
-        Ok(bytes) if bytes.is_empty() => Ok(body::Object::new()),
-        _ => body::object(headers, body),
     }
 }
 

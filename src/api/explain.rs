@@ -9,9 +9,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State as Shared;
-use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -55,10 +54,10 @@ pub async fn explain(
     Shared(state): Shared<Arc<State>>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Explanation>, Problem> {
     caller.may_read()?;
-    let item = body::object(&headers, body)?;
+    let item = body::object(&state, &headers, body).await?;
     if let Some(unknown) = item.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
         return Err(Problem::bad_request(
             unknown,

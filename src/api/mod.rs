@@ -63,6 +63,7 @@ pub fn router(state: Arc<State>, max_body_bytes: usize) -> Router {
         )
         .merge(v1)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -141,6 +142,13 @@ pub async fn serve(
 
 async fn readyz(Shared(state): Shared<Arc<State>>) -> Response {
     probes::readyz(&state.pool, &state.stopping).await
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method (see /v1/openapi.json)",
+    )
 }
 
 async fn not_found() -> Problem {

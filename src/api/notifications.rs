@@ -12,10 +12,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State as Shared};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -32,7 +31,7 @@ use crate::store::admin::{self as actions, Transition};
 use crate::store::enqueue::{self as store, EnqueueRow};
 use crate::store::notifications::{self as read, AttemptRow, ListFilter, NotificationRow};
 
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The most `limit` may ask for.
 pub const MAX_LIMIT: i64 = 500;
@@ -60,11 +59,11 @@ pub async fn create(
     Shared(state): Shared<Arc<State>>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Problem> {
     caller.may_enqueue()?;
-    let mut item = body::object(&headers, body)?;
-    if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
+    let mut item = body::object(&state, &headers, body).await?;
+    if let Some(key) = body::single(&headers, &IDEMPOTENCY_KEY)? {
         let key = key.to_str().map_err(|_| {
             Problem::bad_request("Idempotency-Key", "Idempotency-Key must be visible ASCII")
         })?;
@@ -118,16 +117,16 @@ pub async fn create_batch(
     Shared(state): Shared<Arc<State>>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Vec<Enqueued>>, Problem> {
     caller.may_enqueue()?;
-    if headers.contains_key(IDEMPOTENCY_KEY) {
+    if headers.contains_key(&IDEMPOTENCY_KEY) {
         return Err(Problem::bad_request(
             "Idempotency-Key",
             "a batch takes no Idempotency-Key: give each item its business_id",
         ));
     }
-    let items = body::array(&headers, body)?;
+    let items = body::array(&state, &headers, body).await?;
     let mut settled = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         let mut item: body::Object = serde_json::from_str(item.get()).map_err(|_| {
@@ -142,8 +141,26 @@ pub async fn create_batch(
     Ok(Json(rows.into_iter().map(enqueued).collect()))
 }
 
-/// The item's tenant: the token's own when it names none (or null); another is 403.
+/// The item's tenant: the token's own when it names none (or null); another is 403. And a NUL
+/// in a member other than the payload is refused naming that member (PostgreSQL's jsonb
+/// refuses the whole item, which would blame the payload).
 fn settle_tenant(caller: &Caller, item: &mut body::Object) -> Result<(), Problem> {
+    for (name, raw) in item.iter() {
+        let holds_nul = name.contains('\0')
+            || (name != "payload"
+                && serde_json::from_str::<String>(raw.get()).is_ok_and(|text| text.contains('\0')));
+        if holds_nul {
+            let field = if name.contains('\0') {
+                "body"
+            } else {
+                name.as_str()
+            };
+            return Err(Problem::bad_request(
+                field,
+                format!("invalid {field}: must not contain NUL (\\u0000)"),
+            ));
+        }
+    }
     let tenant = caller.enqueue_tenant(body::string(item, "tenant")?.as_deref())?;
     item.insert("tenant".into(), body::raw_string(&tenant));
     Ok(())

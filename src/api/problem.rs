@@ -13,6 +13,8 @@ pub struct Problem {
     pub status: StatusCode,
     pub detail: String,
     pub members: Map<String, Value>,
+    /// Close the connection after answering: what is left of the request cannot be trusted.
+    pub close: bool,
 }
 
 impl Problem {
@@ -21,7 +23,14 @@ impl Problem {
             status,
             detail: detail.into(),
             members: Map::new(),
+            close: false,
         }
+    }
+
+    /// Closes the connection after this answer (`Connection: close`).
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     /// Adds a member for programs (`field`, `item`, …).
@@ -45,8 +54,20 @@ impl Problem {
         Problem::new(StatusCode::BAD_REQUEST, detail).with("field", field)
     }
 
-    /// The database failed: logged in full, answered in one line without its details.
+    /// The database failed: logged in full, answered in one line without its details. A
+    /// privilege the server's role lacks is 500 (trying again will not help), the rest 503.
     pub fn internal(error: &sqlx::Error) -> Self {
+        let denied = error
+            .as_database_error()
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "42501");
+        if denied {
+            tracing::error!(error = %crate::database::reason_of(error), "API request refused by the database: the server's role lacks a privilege");
+            return Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "herald's database role may not do this: serve the API as a role holding herald_admin",
+            );
+        }
         tracing::error!(error = %crate::database::reason_of(error), "API request failed");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +91,11 @@ impl IntoResponse for Problem {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if self.close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -77,6 +77,9 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), CliError> {
             None => direct,
         }
     };
+    if api_listener.is_some() {
+        super::serve::check_role(&pool).await?;
+    }
     if ctx.listen_url().is_some() {
         tracing::info!(
             "transaction pooling: statements unnamed, each in a transaction; LISTEN and migrations on database.listen_url"

@@ -20,6 +20,18 @@ pub(super) async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpLi
         .map_err(|e| CliError::runtime(format!("api.listen: cannot listen on {addr}: {e}")))
 }
 
+/// Refuses to serve the API as a role that cannot check tokens: every request would fail.
+pub(super) async fn check_role(pool: &sqlx::PgPool) -> Result<(), CliError> {
+    let mut conn = pool.acquire().await?;
+    if crate::store::tokens::may_check_tokens(&mut conn).await? {
+        return Ok(());
+    }
+    Err(CliError::runtime(
+        "api.listen is set, but this database role cannot read herald.api_tokens to check \
+         tokens: serve the API as a role holding herald_admin (docs/database-roles.md)",
+    ))
+}
+
 pub async fn run(ctx: &Context, _args: ServeArgs) -> Result<(), CliError> {
     let config = &ctx.config;
     let Some(addr) = config.api.listen_addr() else {
@@ -30,6 +42,7 @@ pub async fn run(ctx: &Context, _args: ServeArgs) -> Result<(), CliError> {
     };
     let listener = bind(addr).await?;
     let pool = ctx.pool(false).await?;
+    check_role(&pool).await?;
     let stopping = CancellationToken::new();
     tokio::spawn(stop_on_signal(stopping.clone()));
     // Requests in progress when the signal comes end before the server returns.

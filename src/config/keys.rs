@@ -314,8 +314,14 @@ pub const KEYS: &[Key] = &[
     Key {
         key: "api.idle_timeout",
         value: Toml(r#""60s""#),
-        doc: "The time a connection may move no byte while no request is being handled, or while \
-              its body trickles in, more than 0s.",
+        doc: "The time a connection may move no byte while no request is being handled, more than \
+              0s.",
+    },
+    Key {
+        key: "api.body_timeout",
+        value: Toml(r#""30s""#),
+        doc: "The time a client may take to send a request's whole body, from its head; a slower \
+              one is answered 408 and nothing is written. More than 0s.",
     },
     Key {
         key: "api.max_connections",

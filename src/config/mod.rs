@@ -305,6 +305,9 @@ pub struct ApiConfig {
     pub header_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// The longest a request's body may take to arrive, whole.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
     pub max_connections: usize,
     /// The largest request body read; a larger one is answered 413 unread.
     pub max_body_bytes: usize,
@@ -439,6 +442,7 @@ impl Config {
             ("metrics.idle_timeout".into(), self.metrics.idle_timeout),
             ("api.header_timeout".into(), self.api.header_timeout),
             ("api.idle_timeout".into(), self.api.idle_timeout),
+            ("api.body_timeout".into(), self.api.body_timeout),
             ("breaker.probe_interval".into(), self.breaker.probe_interval),
             (
                 "breaker.max_probe_interval".into(),
@@ -613,6 +617,9 @@ impl Config {
             );
         }
         check_bounds("api", &self.api.bounds())?;
+        if self.api.body_timeout.is_zero() {
+            return bad("api.body_timeout", "must be more than 0s".into());
+        }
         Ok(())
     }
 }

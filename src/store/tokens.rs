@@ -90,6 +90,19 @@ pub async fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<Option<TokenRow
     .await
 }
 
+/// Whether the connected role may check presented tokens (read their hashes): what serving the
+/// API needs first, and what `herald_admin` grants.
+pub async fn may_check_tokens(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar(
+            "select has_column_privilege('herald.api_tokens', 'secret_hash', 'SELECT')",
+        )
+        .fetch_one(conn)
+        .await
+    })
+    .await
+}
+
 /// The token with this id, for the server to check a presented secret against.
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<StoredToken>, sqlx::Error> {
     const SQL: &str = "

@@ -60,7 +60,7 @@ async fn a_healthy_setup_passes_every_check(pool: PgPool) {
         check(&report, "database").1.starts_with("PostgreSQL "),
         "{report}"
     );
-    assert_eq!(check(&report, "migrations").1, "9 of 9 applied");
+    assert_eq!(check(&report, "migrations").1, "10 of 10 applied");
     let (status, detail) = check(&report, "template order_shipped");
     assert_eq!(status, "ok");
     assert!(
@@ -183,7 +183,7 @@ async fn an_unmigrated_database_and_an_absent_smtp_server_are_problems(pool: PgP
     assert_eq!(status, "problem");
     assert_eq!(
         detail,
-        "0 of 9 applied; pending: 1 create herald, 2 enqueue in sql, 3 search path and entry points, 4 input rules, 5 queue and destinations, 6 claim function, 7 fewer writes, 8 probe evidence, 9 api tokens (run `herald migrate`)"
+        "0 of 10 applied; pending: 1 create herald, 2 enqueue in sql, 3 search path and entry points, 4 input rules, 5 queue and destinations, 6 claim function, 7 fewer writes, 8 probe evidence, 9 api tokens, 10 final revocation (run `herald migrate`)"
     );
     let (status, detail) = check(&report, "smtp");
     assert_eq!(status, "problem");
