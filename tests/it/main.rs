@@ -7,6 +7,7 @@ use herald_test_support as support;
 mod alerts;
 mod api_enqueue;
 mod api_hardening;
+mod api_notifications;
 mod breaker_evidence;
 mod cli_admin;
 mod cli_bench;
