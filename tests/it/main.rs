@@ -8,6 +8,7 @@ mod alerts;
 mod api_enqueue;
 mod api_hardening;
 mod api_notifications;
+mod api_openapi;
 mod breaker_evidence;
 mod cli_admin;
 mod cli_bench;
