@@ -24,7 +24,8 @@ use crate::key::Key;
 use crate::notification::{DEFAULT_TENANT, Notification};
 use crate::state::Channel;
 
-/// The members of an enqueue item; `run_at` and `max_attempts` do not change a verdict.
+/// The members of an enqueue item; `run_at` and `max_attempts` do not change a verdict, but
+/// are refused where enqueue would refuse them.
 const MEMBERS: [&str; 9] = [
     "tenant",
     "user_id",
@@ -131,10 +132,26 @@ pub async fn explain(
         }
         None => Notification::webhook(&key.user_id, &key.type_, &key.business_id, Uuid::nil()),
     };
-    notification
-        .tenant(&key.tenant)
-        .validate(&limits)
-        .map_err(enqueue_error)?;
+    let mut notification = notification.tenant(&key.tenant);
+    if let Some(raw) = item.get("max_attempts").filter(|raw| raw.get() != "null") {
+        let attempts = serde_json::from_str::<u32>(raw.get()).map_err(|_| {
+            Problem::bad_request(
+                "max_attempts",
+                "invalid max_attempts: must be an integer from 1 to 100",
+            )
+        })?;
+        notification = notification.max_attempts(attempts);
+    }
+    if let Some(text) = body::string(&item, "run_at")? {
+        let at = chrono::DateTime::parse_from_rfc3339(&text).map_err(|_| {
+            Problem::bad_request(
+                "run_at",
+                "invalid run_at: must be an RFC 3339 time, e.g. 2026-12-01T09:00:00Z",
+            )
+        })?;
+        notification = notification.run_at(at.with_timezone(&chrono::Utc));
+    }
+    notification.validate(&limits).map_err(enqueue_error)?;
     let retention = retention_for(&state.config.sweeper, &key.type_);
     let mut conn = connection(&state).await?;
     answer(

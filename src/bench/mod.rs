@@ -1,6 +1,6 @@
 //! `herald bench`: herald's own throughput, latency and memory against the configured
 //! PostgreSQL server, like `river bench`. One file per phase:
-//! [`enqueue`] (single and batch), [`dispatch`] (null channel and real webhooks, peak RSS),
+//! [`enqueue`] (single and batch), [`api`] (single enqueues over HTTP), [`dispatch`] (null channel and real webhooks, peak RSS),
 //! [`ceiling`] (a bare HTTP client against the same receiver, the bound webhook dispatch is
 //! read against), [`latency`] (enqueue commit → received, idle daemon), [`isolation`] (the same
 //! for a healthy endpoint beside a slow endpoint and a bursting tenant, and alone),
@@ -16,6 +16,7 @@
 //!   from here.
 //! - Each phase enqueues its own keys, so no phase meets another's rows as duplicates.
 
+pub mod api;
 pub mod ceiling;
 pub mod dispatch;
 pub mod enqueue;
@@ -49,6 +50,9 @@ pub struct Report {
     /// The scratch database the bench ran in (dropped since).
     pub database: String,
     pub enqueue_single_per_s: f64,
+    /// `POST /v1/notifications` to an in-process `herald serve`, as many clients as
+    /// `enqueue_single_per_s` has callers.
+    pub api_enqueue_per_s: f64,
     pub enqueue_batch_per_s: f64,
     /// `herald.enqueue_many(jsonb)` called with SQL, 1,000 per call.
     pub enqueue_sql_batch_per_s: f64,
@@ -129,6 +133,7 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
     let endpoint = receiver.register(pool).await?;
 
     let enqueue_single = enqueue::single(pool, "single", options.clients, n).await?;
+    let api_enqueue = api::enqueue(pool, &config, "api", options.clients, n).await?;
     let enqueue_batch = enqueue::batch(pool, "batch", n).await?;
     let enqueue_sql_batch = enqueue::sql_batch(pool, "sql-batch", n).await?;
     let enqueue_in_tx_overhead = enqueue::in_tx_overhead(pool, "in-tx", n).await?;
@@ -148,6 +153,7 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
     Ok(Report {
         database: String::new(),
         enqueue_single_per_s: enqueue_single,
+        api_enqueue_per_s: api_enqueue,
         enqueue_batch_per_s: enqueue_batch,
         enqueue_sql_batch_per_s: enqueue_sql_batch,
         enqueue_in_tx_overhead,

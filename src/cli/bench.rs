@@ -111,6 +111,15 @@ fn render(r: &Report) -> String {
             ),
         ],
         vec![
+            "api_enqueue".into(),
+            rate(r.api_enqueue_per_s),
+            format!(
+                "notifications/s (POST /v1/notifications, {} clients; {:.2}x enqueue_single)",
+                r.clients,
+                r.api_enqueue_per_s / r.enqueue_single_per_s
+            ),
+        ],
+        vec![
             "enqueue_batch".into(),
             rate(r.enqueue_batch_per_s),
             "notifications/s (enqueue_many of 1,000)".into(),

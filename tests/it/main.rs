@@ -5,7 +5,9 @@
 use herald_test_support as support;
 
 mod alerts;
+mod api_endpoints;
 mod api_enqueue;
+mod api_explain_stats;
 mod api_hardening;
 mod api_notifications;
 mod api_openapi;
