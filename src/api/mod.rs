@@ -11,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod endpoints;
 pub mod explain;
+pub mod item;
 pub mod notifications;
 pub mod openapi;
 pub mod problem;

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::auth::Caller;
 use super::problem::Problem;
 use super::schema::{EnqueueItem, Enqueued, ProblemDoc};
-use super::{State, body, connection};
+use super::{State, body, connection, item};
 use crate::enqueue::refusal::{Refusal, classify, without_item};
 use crate::state::State as NotificationState;
 use crate::store::admin::{self as actions, Transition};
@@ -81,12 +81,17 @@ pub async fn create(
         }
     }
     settle_tenant(&caller, &mut item)?;
-    let mut conn = connection(&state).await?;
-    let rows = enqueue(&mut conn, &[item], &state, false).await?;
-    let row = rows
-        .into_iter()
-        .next()
-        .ok_or_else(|| Problem::internal(&sqlx::Error::RowNotFound))?;
+    let tenant = body::string(&item, "tenant")?.unwrap_or_default();
+    let notification = item::read(&item)?.notification(&tenant).ok_or_else(|| {
+        Problem::bad_request("email", "invalid email: give one of email and webhook")
+    })?;
+    // Through the library: concurrent requests share commits, as concurrent callers do.
+    let row = match crate::enqueue_with_limits(&state.pool, &notification, &state.config.limits())
+        .await
+    {
+        Ok(done) => enqueued_of(&done),
+        Err(e) => return Err(super::enqueue_error(e)),
+    };
     let status = if row.status == "created" {
         StatusCode::CREATED
     } else {
@@ -95,7 +100,7 @@ pub async fn create(
     Ok((
         status,
         [(header::LOCATION, format!("/v1/notifications/{}", row.id))],
-        Json(enqueued(row)),
+        Json(row),
     )
         .into_response())
 }
@@ -175,6 +180,18 @@ async fn enqueue(
     store::enqueue_json(conn, &items, state.max_payload_bytes)
         .await
         .map_err(|error| refusal(error, batch))
+}
+
+fn enqueued_of(done: &crate::Enqueued) -> Enqueued {
+    let (status, id, state) = match done {
+        crate::Enqueued::Created { id, state, .. } => ("created", *id, *state),
+        crate::Enqueued::Duplicate { id, state, .. } => ("duplicate", *id, *state),
+    };
+    Enqueued {
+        id,
+        status: status.to_owned(),
+        state: state.as_str().to_owned(),
+    }
 }
 
 fn enqueued(row: EnqueueRow) -> Enqueued {
