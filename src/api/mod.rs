@@ -44,6 +44,7 @@ pub fn router(state: Arc<State>, max_body_bytes: usize) -> Router {
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(readyz))
         .route("/v1/notifications", post(notifications::create))
+        .merge(crate::console::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
