@@ -138,15 +138,15 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 /// Whether cookies get `Secure`: unless herald listens on loopback and the request did not
 /// come through a TLS proxy.
 pub fn secure(state: &State, headers: &HeaderMap) -> bool {
+    secure_for(state.config.api.listen_addr(), headers)
+}
+
+fn secure_for(listen: Option<std::net::SocketAddr>, headers: &HeaderMap) -> bool {
     let behind_tls = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
-    let loopback = state
-        .config
-        .api
-        .listen_addr()
-        .is_some_and(|addr| addr.ip().is_loopback());
+    let loopback = listen.is_some_and(|addr| addr.ip().is_loopback());
     behind_tls || !loopback
 }
 
@@ -193,6 +193,23 @@ mod tests {
         assert_eq!(cookie(&headers, "herald"), None);
         headers.insert(header::COOKIE, HeaderValue::from_static("herald_session="));
         assert_eq!(cookie(&headers, SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn cookies_are_secure_unless_on_loopback_without_a_tls_proxy() {
+        let plain = HeaderMap::new();
+        let mut proxied = HeaderMap::new();
+        proxied.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS"));
+        let loopback = Some("127.0.0.1:8080".parse().unwrap());
+        let loopback6 = Some("[::1]:8080".parse().unwrap());
+        let anywhere = Some("0.0.0.0:8080".parse().unwrap());
+        let lan = Some("10.0.0.5:8080".parse().unwrap());
+        assert!(!secure_for(loopback, &plain));
+        assert!(!secure_for(loopback6, &plain));
+        assert!(secure_for(loopback, &proxied));
+        assert!(secure_for(anywhere, &plain));
+        assert!(secure_for(lan, &plain));
+        assert!(secure_for(None, &plain));
     }
 
     #[test]
