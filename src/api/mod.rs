@@ -42,9 +42,9 @@ pub struct State {
 pub fn router(state: Arc<State>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(probes::healthz))
+        .merge(crate::console::router())
         .route("/readyz", get(readyz))
         .route("/v1/notifications", post(notifications::create))
-        .merge(crate::console::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
