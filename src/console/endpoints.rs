@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State as Shared};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -17,7 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::display::at;
-use super::form::{FieldError, Fields};
+use super::form::{FieldError, Fields, Form};
 use super::pages::{database_failed, not_found};
 use super::render::{page, see_other};
 use super::session::Viewer;
@@ -113,9 +112,8 @@ pub async fn act(
     Shared(state): Shared<Arc<State>>,
     viewer: Viewer,
     Path((id, action)): Path<(String, String)>,
-    body: Bytes,
+    Form(form): Form,
 ) -> Response {
-    let form = Fields::parse(&body);
     if let Some(refused) = viewer.refuse_action(&form) {
         return refused;
     }

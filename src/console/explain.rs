@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State as Shared;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -16,7 +15,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::display::{at, when};
-use super::form::{FieldError, Fields, uuid};
+use super::form::{FieldError, Form, uuid};
 use super::pages::database_failed;
 use super::render::page;
 use super::session::Viewer;
@@ -83,8 +82,11 @@ pub async fn form(viewer: Viewer) -> Response {
 
 /// `POST /explain`: `csrf`, `tenant`, `user_id`, `type`, `business_id`, and optionally
 /// `payload` (JSON) with `email` or `webhook` (an endpoint id).
-pub async fn answer(Shared(state): Shared<Arc<State>>, viewer: Viewer, body: Bytes) -> Response {
-    let form = Fields::parse(&body);
+pub async fn answer(
+    Shared(state): Shared<Arc<State>>,
+    viewer: Viewer,
+    Form(form): Form,
+) -> Response {
     if let Some(refused) = viewer.refuse_csrf(&form) {
         return refused;
     }

@@ -6,14 +6,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State as Shared};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use minijinja::context;
 
 use super::csrf;
-use super::form::Fields;
+use super::form::{Fields, Form};
 use super::pages;
 use super::render::{page, see_other};
 use super::session::{
@@ -62,9 +61,9 @@ fn login_page(
 pub async fn sign_in(
     Shared(state): Shared<Arc<State>>,
     headers: HeaderMap,
-    body: Bytes,
+    Form(form): Form,
 ) -> Response {
-    let fields = Fields::parse(&body);
+    let fields = form;
     let nonce = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if !csrf::matches(nonce, fields.raw("csrf")) {
         return login_page(
@@ -118,9 +117,9 @@ pub async fn sign_out(
     Shared(state): Shared<Arc<State>>,
     viewer: Viewer,
     headers: HeaderMap,
-    body: Bytes,
+    Form(form): Form,
 ) -> Response {
-    if let Some(refused) = viewer.refuse_csrf(&Fields::parse(&body)) {
+    if let Some(refused) = viewer.refuse_csrf(&form) {
         return refused;
     }
     signed_out(&state, &headers)

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State as Shared};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -16,7 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::display::{pretty_payload, when};
-use super::form::{FieldError, Fields, uuid};
+use super::form::{FieldError, Fields, Form, uuid};
 use super::pages::{database_failed, not_found};
 use super::render::{page, see_other};
 use super::session::Viewer;
@@ -283,9 +282,9 @@ pub async fn retry(
     Shared(state): Shared<Arc<State>>,
     viewer: Viewer,
     Path(id): Path<String>,
-    body: Bytes,
+    Form(form): Form,
 ) -> Response {
-    act(&state, &viewer, &id, &Fields::parse(&body), Action::Retry).await
+    act(&state, &viewer, &id, &form, Action::Retry).await
 }
 
 /// `POST /notifications/{id}/cancel`: `csrf`.
@@ -293,9 +292,9 @@ pub async fn cancel(
     Shared(state): Shared<Arc<State>>,
     viewer: Viewer,
     Path(id): Path<String>,
-    body: Bytes,
+    Form(form): Form,
 ) -> Response {
-    act(&state, &viewer, &id, &Fields::parse(&body), Action::Cancel).await
+    act(&state, &viewer, &id, &form, Action::Cancel).await
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -266,3 +266,53 @@ async fn another_tenants_notification_or_endpoint_is_the_same_404_as_a_missing_o
     );
     server.process.terminate().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_form_too_large_or_too_slow_is_refused_and_does_nothing(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pool = migrated(pool).await;
+    let admin = token(&pool, "admin", None).await;
+    let dead = finished(&pool, "default", "order-1", "dead").await;
+    let server = Server::start(
+        &pool,
+        &[
+            ("HERALD_API__HEADER_TIMEOUT", "1s"),
+            ("HERALD_API__MAX_BODY_BYTES", "4096"),
+        ],
+    )
+    .await;
+    let session = Session::sign_in(&server, &admin).await;
+    let retry = format!("/notifications/{dead}/retry");
+
+    let padding = "x".repeat(5000);
+    let answer = session
+        .post(&retry, &[("csrf", &session.csrf), ("padding", &padding)])
+        .await;
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(state_of(&pool, dead).await, "dead");
+
+    // The head arrives, then a body that stops short of its Content-Length.
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let body = format!("csrf={}", session.csrf);
+    let head = format!(
+        "POST {retry} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        session.cookie,
+        body.len() + 10
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        socket.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "the server ends the request: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(state_of(&pool, dead).await, "dead", "nothing done");
+    server.process.terminate().await;
+}
