@@ -40,8 +40,9 @@ struct StateTile {
 
 #[derive(Debug, Serialize)]
 struct Breaker {
+    /// `smtp`, or an endpoint's id.
     destination: String,
-    /// The endpoint's id when the destination is one (a link to it), else `smtp`.
+    /// Whether `destination` is an endpoint (linked to its card on the endpoints page).
     endpoint: bool,
     opened_at: Option<String>,
     next_probe_at: Option<String>,

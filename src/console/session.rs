@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 
 use super::csrf;
@@ -173,7 +173,7 @@ pub fn clear_cookie(response: &mut Response, name: &str, secure: bool) {
 pub fn signed_out(state: &State, headers: &HeaderMap) -> Response {
     let mut response = see_other("/login");
     clear_cookie(&mut response, SESSION_COOKIE, secure(state, headers));
-    response.into_response()
+    response
 }
 
 #[cfg(test)]
