@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
 use crate::scrape::free_addr;
@@ -72,8 +73,7 @@ impl Browser {
                 ],
             },
         });
-        let client = ClientBuilder::rustls()
-            .expect("TLS roots load")
+        let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities.as_object().unwrap().clone())
             .connect(&format!("http://{addr}"))
             .await
