@@ -51,7 +51,7 @@ fn login_page(
     let mut response = page(
         status,
         "login.html",
-        context! { csrf => &nonce, error => error, notice => notice },
+        context! { csrf => &nonce, refusal => error, ended => notice },
     );
     set_cookie(&mut response, LOGIN_COOKIE, &nonce, secure(state, headers));
     response
