@@ -110,4 +110,12 @@ async fn the_session_cookie_is_httponly_strict_and_secure_behind_a_tls_proxy(poo
         "{cleared}"
     );
     server.process.terminate().await;
+    let log = server
+        .process
+        .wait(std::time::Duration::from_secs(60))
+        .await;
+    assert!(
+        !log.stderr.contains(&admin[10..]) && !log.stdout.contains(&admin[10..]),
+        "the token never reaches the log"
+    );
 }
