@@ -49,6 +49,8 @@ pub mod cli;
 #[doc(hidden)]
 pub mod config;
 #[doc(hidden)]
+pub mod console;
+#[doc(hidden)]
 pub mod delivery;
 #[doc(hidden)]
 pub mod dispatch;

@@ -54,6 +54,7 @@ pub fn router(state: Arc<State>, max_body_bytes: usize) -> Router {
     let document = Arc::new(document);
     Router::new()
         .route("/healthz", get(probes::healthz))
+        .merge(crate::console::router())
         .route("/readyz", get(readyz))
         .route(
             "/v1/openapi.json",

@@ -11,6 +11,7 @@
 
 #[macro_use]
 pub mod notifications;
+pub mod activity;
 pub mod admin;
 pub mod dispatch;
 pub mod endpoints;

@@ -1,14 +1,15 @@
-//! What herald's two test suites share (the integration tests, `tests/it`, and the chaos suite,
-//! `tests/chaos`): migrated test databases and small queries ([`db`]), the `herald` binary as
-//! a user runs it ([`cli`]), daemons ([`daemon`]), HTTP receivers and SMTP sinks that behave or
-//! misbehave on purpose, throwaway PostgreSQL clusters, a PgBouncer in transaction mode
-//! ([`pgbouncer`]), and waiting on conditions (never on
-//! fixed sleeps).
+//! What herald's test suites share (the integration tests, `tests/it`, the console's browser
+//! tests, `tests/console`, and the chaos suite, `tests/chaos`): migrated test databases and
+//! small queries ([`db`]), the `herald` binary as a user runs it ([`cli`]), daemons
+//! ([`daemon`]), HTTP receivers and SMTP sinks that behave or misbehave on purpose, a headless
+//! Chromium ([`browser`]), throwaway PostgreSQL clusters, a PgBouncer in transaction mode
+//! ([`pgbouncer`]), and waiting on conditions (never on fixed sleeps).
 //!
 //! A library rather than a module each suite includes: each suite uses the part it needs, and
 //! nothing here needs `#[allow(dead_code)]`.
 
 pub mod api;
+pub mod browser;
 pub mod cli;
 pub mod cluster;
 pub mod daemon;
