@@ -107,8 +107,8 @@ fn unsupported() -> Problem {
     )
 }
 
-/// The whole body, within `api.max_body_bytes` and `api.body_timeout`.
-async fn read(state: &State, body: Body) -> Result<Bytes, Problem> {
+/// The whole body, within `api.max_body_bytes` (413) and `api.body_timeout` (408).
+pub(crate) async fn read(state: &State, body: Body) -> Result<Bytes, Problem> {
     let limit = state.config.api.max_body_bytes;
     let collect = async {
         let mut stream = body.into_data_stream();

@@ -5,7 +5,7 @@
 //! read against), [`latency`] (enqueue commit → received, idle daemon), [`isolation`] (the same
 //! for a healthy endpoint beside a slow endpoint and a bursting tenant, and alone),
 //! [`history`] (the same with millions of finished rows, and a sweep of them under an enqueue
-//! probe).
+//! probe), [`console`] (the console's notifications page over a million rows).
 //!
 //! Invariants:
 //! - Everything happens in a scratch database `herald_bench_<random>` on the configured server
@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod ceiling;
+pub mod console;
 pub mod dispatch;
 pub mod enqueue;
 pub mod history;
@@ -42,6 +43,8 @@ pub struct Options {
     pub clients: u32,
     /// Finished rows to load for the history phase (0: skip it).
     pub history: u64,
+    /// Rows to load for the console phase (0: skip it).
+    pub console_rows: u64,
 }
 
 /// The figures, rates per second.
@@ -77,6 +80,12 @@ pub struct Report {
     pub batch_size: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<history::HistoryReport>,
+    /// The console's notifications page with filters: p99 over every filter's requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_p99_ms: Option<f64>,
+    /// The console phase in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console: Option<console::ConsoleReport>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -150,6 +159,12 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
     } else {
         None
     };
+    // Last: it loads rows that no other phase should meet.
+    let console = if options.console_rows > 0 {
+        Some(console::run(pool, &config, options.console_rows).await?)
+    } else {
+        None
+    };
     Ok(Report {
         database: String::new(),
         enqueue_single_per_s: enqueue_single,
@@ -168,6 +183,8 @@ pub async fn run(pool: &PgPool, config: &Config, options: Options) -> Result<Rep
         workers: config.dispatcher.workers,
         batch_size: config.dispatcher.batch_size,
         history,
+        console_p99_ms: console.as_ref().map(|c| c.page_ms.p99),
+        console,
     })
 }
 

@@ -27,6 +27,12 @@ pub struct BenchArgs {
           allow_negative_numbers = true,
         value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     history: u64,
+    /// Also time the console's notifications page with its filters, with ROWS notifications in
+    /// the table (0: skip it).
+    #[arg(long, value_name = "ROWS", default_value_t = 1_000_000,
+          allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    console_rows: u64,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -37,6 +43,7 @@ pub async fn run(ctx: &Context, args: BenchArgs) -> Result<(), CliError> {
         notifications: args.notifications,
         clients: args.clients,
         history: args.history,
+        console_rows: args.console_rows,
     };
     let mut interrupts = Interrupts::listen()?;
     let direct_url = ctx.listen_url().unwrap_or(&ctx.database_url);
@@ -200,6 +207,24 @@ fn render(r: &Report) -> String {
             "MiB peak while dispatching".into(),
         ],
     ];
+    if let Some(c) = &r.console {
+        rows.push(vec![
+            "console_p50".into(),
+            format!("{:.2}", c.page_ms.p50),
+            format!(
+                "ms (the console's notifications page, 9 filters, {} rows, one request at a time)",
+                c.rows
+            ),
+        ]);
+        rows.push(vec![
+            "console_p99".into(),
+            format!("{:.2}", c.page_ms.p99),
+            format!(
+                "ms (slowest filter: {:?} at p99 {:.2} ms)",
+                c.worst_filter, c.worst_filter_p99_ms
+            ),
+        ]);
+    }
     if let Some(h) = &r.history {
         rows.extend([
             vec![

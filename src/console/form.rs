@@ -1,8 +1,8 @@
 //! Form bodies and query strings (`application/x-www-form-urlencoded`), read by hand so that
 //! every refusal names its field in the console's words, and the refusal of one field.
 //!
-//! Invariant: a form body is read whole within `api.max_body_bytes` (413) and within
-//! `api.header_timeout` of the handler asking for it (408), so a client trickling bytes cannot
+//! Invariant: a form body is read as the API reads its bodies (`api::body::read`): whole, within
+//! `api.max_body_bytes` (413) and `api.body_timeout` (408), so a client trickling bytes cannot
 //! hold a connection; nothing is done with a body that did not arrive whole.
 
 use std::sync::Arc;
@@ -24,25 +24,19 @@ impl FromRequest<Arc<State>> for Form {
 
     async fn from_request(request: Request, state: &Arc<State>) -> Result<Self, Response> {
         let body: Body = request.into_body();
-        let limit = state.config.api.max_body_bytes;
-        let read = tokio::time::timeout(
-            state.config.api.header_timeout,
-            axum::body::to_bytes(body, limit),
-        )
-        .await;
-        match read {
-            Ok(Ok(bytes)) => Ok(Form(Fields::parse(&bytes))),
-            Ok(Err(_)) => Err(pages::message(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                None,
-                "Form too large",
-                "The form was larger than api.max_body_bytes, or did not arrive whole.",
-            )),
-            Err(_) => Err(pages::message(
+        match crate::api::body::read(state, body).await {
+            Ok(bytes) => Ok(Form(Fields::parse(&bytes))),
+            Err(problem) if problem.status == StatusCode::REQUEST_TIMEOUT => Err(pages::message(
                 StatusCode::REQUEST_TIMEOUT,
                 None,
                 "Form too slow",
                 "The form did not arrive in time.",
+            )),
+            Err(problem) => Err(pages::message(
+                problem.status,
+                None,
+                "Form too large",
+                "The form was larger than api.max_body_bytes, or did not arrive whole.",
             )),
         }
     }

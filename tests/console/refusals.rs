@@ -277,7 +277,7 @@ async fn a_form_too_large_or_too_slow_is_refused_and_does_nothing(pool: PgPool) 
     let server = Server::start(
         &pool,
         &[
-            ("HERALD_API__HEADER_TIMEOUT", "1s"),
+            ("HERALD_API__BODY_TIMEOUT", "1s"),
             ("HERALD_API__MAX_BODY_BYTES", "4096"),
         ],
     )

@@ -37,13 +37,22 @@ fn bench() -> Cli {
 async fn a_small_run_reports_every_figure_and_drops_its_database() {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let out = bench()
-        .args(&["--json", "--notifications", "40", "--clients", "4"])
+        .args(&[
+            "--json",
+            "--notifications",
+            "40",
+            "--clients",
+            "4",
+            "--console-rows",
+            "20000",
+        ])
         .run()
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     let report = out.json();
     for rate in [
         "enqueue_single_per_s",
+        "api_enqueue_per_s",
         "enqueue_batch_per_s",
         "enqueue_sql_batch_per_s",
         "dispatch_null_per_s",
@@ -91,6 +100,15 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
         isolation["alone_late"], 0,
         "alone, nothing is late: {report}"
     );
+    // The console's page over the rows asked for: timed under each filter, none failing.
+    let console = &report["console"];
+    assert_eq!(console["rows"], 20000, "{report}");
+    let p99 = report["console_p99_ms"].as_f64().expect("console_p99_ms");
+    assert!(
+        p99 > 0.0 && p99 >= console["page_ms"]["p50"].as_f64().unwrap(),
+        "{report}"
+    );
+    assert!(console["worst_filter"].is_string(), "{report}");
     assert_eq!(report["notifications"], 40);
     let database = report["database"]
         .as_str()
@@ -108,12 +126,20 @@ async fn a_small_run_reports_every_figure_and_drops_its_database() {
 async fn the_human_output_is_a_table_of_phases() {
     let _alone = ONE_BENCH_AT_A_TIME.lock().await;
     let out = bench()
-        .args(&["--notifications", "10", "--clients", "2"])
+        .args(&[
+            "--notifications",
+            "10",
+            "--clients",
+            "2",
+            "--console-rows",
+            "1000",
+        ])
         .run()
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     for phase in [
         "enqueue_single",
+        "api_enqueue",
         "enqueue_batch",
         "dispatch_null",
         "dispatch_webhook",
@@ -123,6 +149,8 @@ async fn the_human_output_is_a_table_of_phases() {
         "isolation_alone_p50",
         "isolation_alone_p99",
         "rss",
+        "console_p50",
+        "console_p99",
     ] {
         assert!(
             out.stdout.lines().any(|line| line.starts_with(phase)),
@@ -141,6 +169,7 @@ async fn bad_flags_are_usage_errors_naming_the_flag() {
         (vec!["--clients", "0"], "--clients"),
         (vec!["--clients", "5000"], "--clients"),
         (vec!["--history", "-1"], "--history"),
+        (vec!["--console-rows", "-1"], "--console-rows"),
         (vec!["--speed", "fast"], "--speed"),
     ] {
         bench().args(&args).run().await.assert_error(2, flag);
