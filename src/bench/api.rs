@@ -9,14 +9,11 @@ use std::time::Instant;
 
 use serde_json::json;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use uuid::Uuid;
 
 use super::BenchError;
-use crate::api::token;
+use super::server::Server;
 use crate::config::Config;
-use crate::store::tokens;
 
 /// `total` enqueues over HTTP from `clients` concurrent clients; notifications per second.
 pub async fn enqueue(
@@ -26,36 +23,15 @@ pub async fn enqueue(
     clients: u32,
     total: u64,
 ) -> Result<f64, BenchError> {
-    let new = token::generate(Uuid::now_v7()).map_err(BenchError::Setup)?;
-    tokens::insert(
-        &mut *pool.acquire().await?,
-        new.id,
-        "bench",
-        "enqueue",
-        None,
-        &new.secret_hash,
-    )
-    .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| BenchError::Setup(format!("cannot listen on loopback: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let stop = CancellationToken::new();
-    let server = {
-        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
-        AbortOnDropHandle::new(tokio::spawn(async move {
-            crate::api::serve(listener, &config, pool, stop.clone(), stop).await;
-        }))
-    };
+    let server = Server::start(pool, config, "enqueue").await?;
+    let addr = server.addr;
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(clients as usize)
         .build()
         .map_err(|e| BenchError::Setup(format!("cannot build an HTTP client: {e}")))?;
     let url = format!("http://{addr}/v1/notifications");
-    let authorization = format!("Bearer {}", new.text);
+    let authorization = format!("Bearer {}", server.token);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -98,7 +74,6 @@ pub async fn enqueue(
             .map_err(|e| BenchError::Setup(format!("an API client failed: {e}")))??;
     }
     let per_s = total as f64 / start.elapsed().as_secs_f64();
-    stop.cancel();
     drop(server);
     Ok(per_s)
 }

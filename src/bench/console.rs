@@ -9,14 +9,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
+use super::server::Server;
 use super::{BenchError, Percentiles};
-use crate::api::token;
 use crate::config::Config;
-use crate::store::tokens;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsoleReport {
@@ -31,9 +28,6 @@ pub struct ConsoleReport {
 
 /// Requests per filter.
 const REQUESTS: usize = 40;
-/// Rows loaded per statement.
-const LOAD_CHUNK: u64 = 250_000;
-
 /// The filters, as the page's query strings.
 const FILTERS: [&str; 8] = [
     "",
@@ -51,34 +45,17 @@ pub async fn run(pool: &PgPool, config: &Config, rows: u64) -> Result<ConsoleRep
     load(pool, rows).await?;
     let load_s = started.elapsed().as_secs_f64();
 
-    let new = token::generate(Uuid::now_v7()).map_err(BenchError::Setup)?;
-    tokens::insert(
-        &mut *pool.acquire().await?,
-        new.id,
-        "bench",
-        "admin",
-        None,
-        &new.secret_hash,
-    )
-    .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| BenchError::Setup(format!("cannot listen on loopback: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let stop = CancellationToken::new();
-    let server = {
-        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
-        AbortOnDropHandle::new(tokio::spawn(async move {
-            crate::api::serve(listener, &config, pool, stop.clone(), stop).await;
-        }))
-    };
+    let server = Server::start(pool, config, "admin").await?;
+    let addr = server.addr;
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
         .map_err(|e| BenchError::Setup(format!("cannot build an HTTP client: {e}")))?;
-    let cookie = format!("{}={}", crate::console::session::SESSION_COOKIE, new.text);
+    let cookie = format!(
+        "{}={}",
+        crate::console::session::SESSION_COOKIE,
+        server.token
+    );
     let page = |query: &str| format!("http://{addr}/notifications?{query}");
     // The next page of an unfiltered list starts at the 50th newest notification.
     let cursor: Uuid =
@@ -118,7 +95,6 @@ pub async fn run(pool: &PgPool, config: &Config, rows: u64) -> Result<ConsoleRep
         }
         all.extend(samples);
     }
-    stop.cancel();
     drop(server);
     Ok(ConsoleReport {
         rows,
@@ -136,7 +112,7 @@ async fn load(pool: &PgPool, rows: u64) -> Result<(), BenchError> {
         insert into herald.intents
             (id, tenant, user_id, type, business_id, fingerprint, channel, destination,
              payload, max_attempts, attempts, state, run_at, created_at, finished_at)
-        select herald._uuid_v7_at(now() - make_interval(secs => ($3 - g)::float8 / 10)),
+        select herald._uuid_v7_at(now() - interval '1 day' + make_interval(secs => g::float8 / 100)),
                't' || (g % 20), 'user-' || (g % 50000),
                (array['order_shipped', 'welcome', 'invoice.paid', 'password_reset'])[1 + g % 4],
                'console-' || g, sha256(('console-' || g)::bytea), 'email', 'ann@example.com',
@@ -147,22 +123,7 @@ async fn load(pool: &PgPool, rows: u64) -> Result<(), BenchError> {
                                   when g % 1000 = 0 then 'dead'
                                   when g % 997 = 0 then 'cancelled'
                                   else 'delivered' end as state) s";
-    let mut conn = pool.acquire().await?;
-    let mut from = 0;
-    while from < rows {
-        let to = (from + LOAD_CHUNK).min(rows);
-        crate::pooling::in_transaction(&mut conn, async |conn| {
-            crate::pooling::query(SQL)
-                .bind(from as i64)
-                .bind(to as i64 - 1)
-                .bind(rows as i64)
-                .execute(conn)
-                .await
-        })
-        .await?;
-        from = to;
-    }
-    drop(conn);
+    super::scratch::load_in_chunks(pool, SQL, rows).await?;
     // VACUUM cannot run in a transaction: one simple-protocol message each.
     sqlx::raw_sql("vacuum analyze herald.intents")
         .execute(pool)

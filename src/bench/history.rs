@@ -33,9 +33,6 @@ pub struct HistoryReport {
     pub enqueue_ms_during_sweep: Percentiles,
 }
 
-/// Rows loaded per statement.
-const LOAD_CHUNK: u64 = 250_000;
-
 pub async fn run(
     pool: &PgPool,
     config: &Config,
@@ -83,21 +80,7 @@ async fn load(pool: &PgPool, rows: u64) -> Result<(), BenchError> {
             returning id, finished_at)
         insert into herald.attempts (notification_id, attempt, started_at, finished_at, outcome, status)
         select id, 1, finished_at, finished_at, 'delivered', 204 from made";
-    let mut conn = pool.acquire().await?;
-    let mut from = 0;
-    while from < rows {
-        let to = (from + LOAD_CHUNK).min(rows);
-        crate::pooling::in_transaction(&mut conn, async |conn| {
-            crate::pooling::query(SQL)
-                .bind(from as i64)
-                .bind(to as i64 - 1)
-                .execute(conn)
-                .await
-        })
-        .await?;
-        from = to;
-    }
-    drop(conn);
+    super::scratch::load_in_chunks(pool, SQL, rows).await?;
     // VACUUM cannot run in a transaction: one simple-protocol message each.
     sqlx::raw_sql("vacuum analyze herald.intents")
         .execute(pool)

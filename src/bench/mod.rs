@@ -27,6 +27,7 @@ pub mod latency;
 pub mod receiver;
 pub mod rss;
 pub mod scratch;
+pub mod server;
 
 use serde::Serialize;
 use sqlx::PgPool;

@@ -114,3 +114,31 @@ fn refused(target: &database::Target, reason: String) -> ConnectError {
         reason,
     }
 }
+
+/// Rows inserted per statement by [`load_in_chunks`].
+const LOAD_CHUNK: u64 = 250_000;
+
+/// Runs `sql`, an insert over `generate_series($1::int8, $2::int8)`, for `0 .. rows` in chunks
+/// of [`LOAD_CHUNK`], each its own transaction (a million rows in one would hold their WAL and
+/// locks to the end).
+pub async fn load_in_chunks(
+    pool: &sqlx::PgPool,
+    sql: &'static str,
+    rows: u64,
+) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut from = 0;
+    while from < rows {
+        let to = (from + LOAD_CHUNK).min(rows);
+        crate::pooling::in_transaction(&mut conn, async |conn| {
+            crate::pooling::query(sql)
+                .bind(from as i64)
+                .bind(to as i64 - 1)
+                .execute(conn)
+                .await
+        })
+        .await?;
+        from = to;
+    }
+    Ok(())
+}
