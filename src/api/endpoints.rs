@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::auth::Caller;
 use super::notifications::shown;
 use super::problem::Problem;
-use super::schema::ProblemDoc;
+use super::schema::{BodyRefusals, Missing, ProblemDoc, Refusals};
 use super::{State, body, connection};
 use crate::channel::signature::WebhookSecret;
 use crate::limits::{MaxInFlight, Rate};
@@ -104,10 +104,7 @@ pub struct Endpoints {
         (status = 201, description = "Registered; the secret is shown only now", body = EndpointWithSecret,
             headers(("Location" = String, description = "/v1/endpoints/{id}"))),
         (status = 400, description = "Invalid input (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token, or another tenant", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body over api.max_body_bytes", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -159,8 +156,7 @@ pub async fn create(
     responses(
         (status = 200, description = "The endpoints, never their secrets", body = Endpoints),
         (status = 400, description = "An unknown parameter (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "An enqueue token, or another tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals,
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -200,9 +196,7 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The endpoint, never its secret", body = EndpointRow),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "An enqueue token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing,
     ),
     security(("bearer" = [])))]
 pub async fn show(
@@ -222,10 +216,7 @@ pub async fn show(
     responses(
         (status = 200, description = "The endpoint as it is now", body = EndpointRow),
         (status = 400, description = "Invalid input (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing, BodyRefusals,
     ),
     security(("bearer" = [])))]
 pub async fn update(
@@ -270,9 +261,7 @@ pub async fn update(
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The endpoint, enabled", body = EndpointRow),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing,
     ),
     security(("bearer" = [])))]
 pub async fn enable(
@@ -293,9 +282,7 @@ pub async fn enable(
     responses(
         (status = 200, description = "The endpoint, disabled", body = EndpointRow),
         (status = 400, description = "Invalid reason (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing,
     ),
     security(("bearer" = [])))]
 pub async fn disable(
@@ -325,9 +312,7 @@ pub async fn disable(
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The endpoint, breaker closed", body = EndpointRow),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing,
     ),
     security(("bearer" = [])))]
 pub async fn reset(
@@ -348,9 +333,7 @@ pub async fn reset(
     responses(
         (status = 200, description = "The endpoint and its new secret, shown only now", body = EndpointWithSecret),
         (status = 400, description = "Invalid input (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing,
     ),
     security(("bearer" = [])))]
 pub async fn rotate_secret(

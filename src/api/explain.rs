@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use super::problem::Problem;
-use super::schema::{EnqueueItem, ProblemDoc};
+use super::schema::{BodyRefusals, EnqueueItem, ProblemDoc, Refusals};
 use super::{State, body, connection, enqueue_error, item};
 use crate::admin::explain::{Candidate, Explanation, explain as answer, retention_for};
 use crate::key::Key;
@@ -36,10 +36,7 @@ fn empty_object() -> Box<RawValue> {
     responses(
         (status = 200, description = "The explanation", body = Explanation),
         (status = 400, description = "Invalid input (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "An enqueue token, or another tenant", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body over api.max_body_bytes", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     ),
     security(("bearer" = [])))]
 pub async fn explain(

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use super::problem::Problem;
-use super::schema::{EnqueueItem, Enqueued, ProblemDoc};
+use super::schema::{BodyRefusals, EnqueueItem, Enqueued, Missing, ProblemDoc, Refusals};
 use super::{State, body, connection, item};
 use crate::enqueue::refusal::{Refusal, classify, without_item};
 use crate::state::State as NotificationState;
@@ -48,11 +48,8 @@ const DEFAULT_LIMIT: i64 = 50;
         (status = 200, description = "A replay: the stored notification", body = Enqueued,
             headers(("Location" = String, description = "/v1/notifications/{id}"))),
         (status = 400, description = "Invalid input (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "A read token, or another tenant", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body over api.max_body_bytes", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "The key is held by a different intent (`existing_id`, `differs`)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -111,11 +108,8 @@ pub async fn create(
     responses(
         (status = 200, description = "One result per item, in input order", body = Vec<Enqueued>),
         (status = 400, description = "Invalid input (`field`, `item`), or an Idempotency-Key header", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "A read token, or another tenant (`item`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body over api.max_body_bytes", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A key held by a different intent (`existing_id`, `differs`, `item`)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     ),
     security(("bearer" = [])))]
 pub async fn create_batch(
@@ -269,8 +263,7 @@ pub struct Page {
     responses(
         (status = 200, description = "A page", body = Page),
         (status = 400, description = "A bad filter (`field`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "An enqueue token, or another tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals,
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -360,9 +353,7 @@ pub struct Detail {
     params(("id" = Uuid, Path, description = "The notification id")),
     responses(
         (status = 200, description = "The notification", body = Detail),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "An enqueue token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such notification (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing,
     ),
     security(("bearer" = [])))]
 pub async fn show(
@@ -387,10 +378,8 @@ pub async fn show(
     params(("id" = Uuid, Path, description = "The notification id")),
     responses(
         (status = 200, description = "The notification, pending again", body = NotificationRow),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such notification (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not dead or cancelled (`state`)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing,
     ),
     security(("bearer" = [])))]
 pub async fn retry(
@@ -406,10 +395,8 @@ pub async fn retry(
     params(("id" = Uuid, Path, description = "The notification id")),
     responses(
         (status = 200, description = "The notification, cancelled", body = NotificationRow),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such notification (or another tenant's)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not pending (`state`)", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals, Missing,
     ),
     security(("bearer" = [])))]
 pub async fn cancel(

@@ -2,8 +2,11 @@
 //! item (the SQL function validates it), the answers built as JSON, and the problem document.
 //! They exist for the document; each names the code that defines its behaviour.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
 
 /// One `herald.enqueue_many` item (docs/library-and-sql.md): the function validates it, and
@@ -56,4 +59,54 @@ pub struct ProblemDoc {
     existing_id: Option<Uuid>,
     /// `channel`, `destination` or `payload` (422).
     differs: Option<String>,
+}
+
+/// The refusals every `/v1` operation may answer: 401 and 403.
+pub struct Refusals;
+/// 404, for an operation on one notification or endpoint.
+pub struct Missing;
+/// 413 and 415, for an operation that reads a body.
+pub struct BodyRefusals;
+
+impl IntoResponses for Refusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[
+            (401, "No valid token"),
+            (403, "Outside the token's role, or another tenant named"),
+        ])
+    }
+}
+
+impl IntoResponses for Missing {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[(404, "No such one, or another tenant's: the same answer")])
+    }
+}
+
+impl IntoResponses for BodyRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[
+            (413, "A body over api.max_body_bytes"),
+            (415, "A body that is not JSON in UTF-8"),
+        ])
+    }
+}
+
+/// Problem-document responses, one per `(status, description)`.
+fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    answers
+        .iter()
+        .map(|(status, description)| {
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content(
+                    super::problem::CONTENT_TYPE,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
 }

@@ -10,7 +10,7 @@ use axum::extract::State as Shared;
 
 use super::auth::Caller;
 use super::problem::Problem;
-use super::schema::ProblemDoc;
+use super::schema::Refusals;
 use super::{State, connection};
 use crate::admin::stats::{Stats, gather};
 
@@ -18,8 +18,7 @@ use crate::admin::stats::{Stats, gather};
 #[utoipa::path(get, path = "/v1/stats", operation_id = "getStats", tag = "operations",
     responses(
         (status = 200, description = "The numbers", body = Stats),
-        (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "An enqueue token, or a tenant-bound one", body = ProblemDoc, content_type = "application/problem+json"),
+        Refusals,
     ),
     security(("bearer" = [])))]
 pub async fn stats(
