@@ -204,6 +204,30 @@ fn classify(e: sqlx::Error, target: &Target) -> ConnectError {
     }
 }
 
+/// How a statement failed, as the HTTP API and the console answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The input cannot be read by PostgreSQL (a NUL, a lone surrogate, bytes that are not
+    /// UTF-8): the caller's fault, answered 400.
+    Unreadable,
+    /// The statement ran past its `statement_timeout`.
+    TooSlow,
+    /// The connected role lacks a privilege: no retry helps.
+    Denied,
+    /// Anything else: the database did not answer as it should; a retry may.
+    Unavailable,
+}
+
+/// What kind of failure `e` is (see [`Failure`]).
+pub fn failure_of(e: &sqlx::Error) -> Failure {
+    match e.as_database_error().and_then(|db| db.code()).as_deref() {
+        Some("22P02" | "22P05" | "22021") => Failure::Unreadable,
+        Some("57014") => Failure::TooSlow,
+        Some("42501") => Failure::Denied,
+        _ => Failure::Unavailable,
+    }
+}
+
 /// A one-line reason from a sqlx error.
 pub fn reason_of(e: &sqlx::Error) -> String {
     let text = match e {

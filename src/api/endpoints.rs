@@ -168,6 +168,12 @@ pub async fn list(
     let mut tenant = None;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
+            "tenant" if value.contains('\0') => {
+                return Err(Problem::bad_request(
+                    "tenant",
+                    "invalid tenant: must not contain NUL",
+                ));
+            }
             "tenant" if tenant.is_none() => tenant = Some(value.into_owned()),
             "tenant" => {
                 return Err(Problem::bad_request(

@@ -286,6 +286,12 @@ pub async fn list(
             ));
         }
         let value = value.into_owned();
+        if value.contains('\0') {
+            return Err(Problem::bad_request(
+                &name,
+                format!("invalid {name}: must not contain NUL"),
+            ));
+        }
         match name.as_ref() {
             "state" => {
                 filter.state =

@@ -57,16 +57,32 @@ impl Problem {
     /// The database failed: logged in full, answered in one line without its details. A
     /// privilege the server's role lacks is 500 (trying again will not help), the rest 503.
     pub fn internal(error: &sqlx::Error) -> Self {
-        let denied = error
-            .as_database_error()
-            .and_then(|db| db.code())
-            .is_some_and(|code| code == "42501");
-        if denied {
-            tracing::error!(error = %crate::database::reason_of(error), "API request refused by the database: the server's role lacks a privilege");
-            return Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "herald's database role may not do this: serve the API as a role holding herald_admin",
-            );
+        use crate::database::{Failure, failure_of};
+        match failure_of(error) {
+            Failure::Unreadable => {
+                return Problem::bad_request(
+                    "input",
+                    format!(
+                        "PostgreSQL cannot read this input: {}",
+                        crate::database::reason_of(error)
+                    ),
+                );
+            }
+            Failure::TooSlow => {
+                tracing::warn!(error = %crate::database::reason_of(error), "API request past its statement timeout");
+                return Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the query took longer than herald allows: narrow the filters (a tenant, a user)",
+                );
+            }
+            Failure::Denied => {
+                tracing::error!(error = %crate::database::reason_of(error), "API request refused by the database: the server's role lacks a privilege");
+                return Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "herald's database role may not do this: serve the API as a role holding herald_admin",
+                );
+            }
+            Failure::Unavailable => {}
         }
         tracing::error!(error = %crate::database::reason_of(error), "API request failed");
         Problem::new(
@@ -91,6 +107,19 @@ impl IntoResponse for Problem {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        // A problem is never a page to frame, sniff or run anything in (console routes answer
+        // 404 and 405 with problems too).
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.close {
             response
                 .headers_mut()

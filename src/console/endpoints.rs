@@ -70,9 +70,10 @@ pub async fn list(
 ) -> Response {
     let fields = Fields::from_query(query.as_deref());
     let notice = match (fields.get("done"), fields.get("id")) {
-        (Some(done @ ("enabled" | "disabled" | "reset")), Some(id)) => {
-            Some(format!("Endpoint {id} {done}."))
-        }
+        // Only an id, never text of the link's choosing, in a notice styled as herald's own.
+        (Some(done @ ("enabled" | "disabled" | "reset")), Some(id)) => uuid::Uuid::parse_str(id)
+            .ok()
+            .map(|id| format!("Endpoint {id} {done}.")),
         _ => None,
     };
     list_page(&state, &viewer, StatusCode::OK, notice, None).await

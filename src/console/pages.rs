@@ -41,6 +41,26 @@ pub fn not_found(viewer: &Viewer, what: &str) -> Response {
 
 /// The database failed: logged in full, answered in one line without its details.
 pub fn database_failed(viewer: Option<&Viewer>, error: &sqlx::Error) -> Response {
+    use crate::database::{Failure, failure_of};
+    match failure_of(error) {
+        Failure::Unreadable => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                viewer,
+                "Unreadable input",
+                "PostgreSQL cannot read a value of this form (a NUL, or text that is not UTF-8).",
+            );
+        }
+        Failure::TooSlow => {
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                viewer,
+                "Too slow",
+                "The query took longer than herald allows: narrow the filters (a tenant, a user).",
+            );
+        }
+        Failure::Denied | Failure::Unavailable => {}
+    }
     tracing::error!(error = %crate::database::reason_of(error), "console request failed");
     message(
         StatusCode::SERVICE_UNAVAILABLE,

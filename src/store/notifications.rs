@@ -129,20 +129,28 @@ pub async fn list(
         "order by id desc limit $7"
     );
     let sql = statement_for(filter, ANY, QUEUED, EACH_TENANT);
-    pooling::in_transaction(conn, async |conn| {
-        pooling::query_as(sql)
-            .bind(filter.state.map(State::as_str))
-            .bind(&filter.type_)
-            .bind(&filter.user_id)
-            .bind(&filter.tenant)
-            .bind(&filter.business_id)
-            .bind(filter.before)
-            .bind(filter.limit)
-            .fetch_all(conn)
-            .await
-    })
-    .await
+    let mut tx = pooling::begin(conn).await?;
+    // A filter that matches little walks far; it may not hold a pooled connection for long.
+    pooling::query("select set_config('statement_timeout', $1, true)")
+        .bind(LIST_TIMEOUT)
+        .execute(&mut *tx)
+        .await?;
+    let rows = pooling::query_as(sql)
+        .bind(filter.state.map(State::as_str))
+        .bind(&filter.type_)
+        .bind(&filter.user_id)
+        .bind(&filter.tenant)
+        .bind(&filter.business_id)
+        .bind(filter.before)
+        .bind(filter.limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
+
+/// The longest a [`list`] statement may run (`statement_timeout`, for its transaction only).
+pub const LIST_TIMEOUT: &str = "5s";
 
 /// Which of [`list`]'s statements serves `filter`.
 fn statement_for(

@@ -256,3 +256,71 @@ async fn serving_as_a_role_that_cannot_check_tokens_stops_the_start(pool: PgPool
     assert!(run.stderr.contains("herald_admin"), "{}", run.stderr);
     daemon.drop(&pool).await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn unreadable_filters_are_400_and_problems_carry_no_page_rights(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let admin = token(&pool, "admin", None).await;
+    let server = Server::start(&pool, &[]).await;
+    for (path, field) in [
+        ("/v1/notifications?user=a%00b", "user"),
+        ("/v1/notifications?type=%00", "type"),
+        ("/v1/endpoints?tenant=%00", "tenant"),
+    ] {
+        let answer = send("GET", &server.url(path), Some(&admin), &[], None).await;
+        assert_problem(&answer, 400, Some(field));
+    }
+    // Every problem, console routes' 405 included, forbids framing, sniffing and scripts.
+    for (method, path) in [
+        ("GET", "/logout"),
+        ("PUT", "/login"),
+        ("GET", "/v1/nothing"),
+    ] {
+        let answer = send(method, &server.url(path), Some(&admin), &[], None).await;
+        assert!(answer.status == 404 || answer.status == 405, "{answer:?}");
+        assert_eq!(
+            answer.header("content-security-policy"),
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        assert_eq!(answer.header("x-content-type-options"), "nosniff");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_list_that_runs_too_long_is_cut_and_says_so(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let reader = token(&pool, "read", None).await;
+    let server = Server::start(&pool, &[]).await;
+    // A lock held elsewhere keeps the list waiting: the wait counts toward its timeout.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("lock table herald.intents in access exclusive mode")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let answer = send(
+        "GET",
+        &server.url("/v1/notifications"),
+        Some(&reader),
+        &[],
+        None,
+    )
+    .await;
+    assert_problem(&answer, 503, None);
+    assert!(
+        answer.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("narrow the filters"),
+        "{answer:?}"
+    );
+    holder.rollback().await.unwrap();
+    let after = send(
+        "GET",
+        &server.url("/v1/notifications"),
+        Some(&reader),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(after.status, 200);
+}
