@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use sqlx::PgPool;
 
 use super::State;
 use super::problem::Problem;
@@ -93,15 +92,21 @@ impl FromRequestParts<Arc<State>> for Caller {
             .and_then(|value| value.to_str().ok())
             .and_then(bearer)
             .ok_or_else(Problem::unauthorized)?;
-        authenticate(&state.pool, presented).await
+        authenticate(state, presented).await
     }
 }
 
 /// The caller holding the token `text` (as `herald tokens add` printed it), checked against its
-/// row now: 401 for anything but a valid, unrevoked token.
-pub async fn authenticate(pool: &PgPool, text: &str) -> Result<Caller, Problem> {
+/// row now: 401 for anything but a valid, unrevoked token. A token bound to the tenant of the
+/// alerts endpoint (`alerts.endpoint`) is refused 403: that tenant's notifications are herald's
+/// operator alerts, which speak of every tenant.
+pub async fn authenticate(state: &State, text: &str) -> Result<Caller, Problem> {
     let presented = token::parse(text.trim()).ok_or_else(Problem::unauthorized)?;
-    let mut conn = pool.acquire().await.map_err(|e| Problem::internal(&e))?;
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| Problem::internal(&e))?;
     let stored = tokens::find(&mut conn, presented.id)
         .await
         .map_err(|e| Problem::internal(&e))?
@@ -110,6 +115,18 @@ pub async fn authenticate(pool: &PgPool, text: &str) -> Result<Caller, Problem> 
         return Err(Problem::unauthorized());
     }
     let role = Role::parse(&stored.role).ok_or_else(Problem::unauthorized)?;
+    if let (Some(tenant), Some(alerts)) = (&stored.tenant, state.config.alerts.endpoint_id()) {
+        let holds_alerts = crate::store::endpoints::tenant_of(&mut conn, alerts)
+            .await
+            .map_err(|e| Problem::internal(&e))?
+            .is_some_and(|of_alerts| &of_alerts == tenant);
+        if holds_alerts {
+            return Err(Problem::forbidden(format!(
+                "tenant {tenant:?} holds herald's operator alerts (alerts.endpoint), which speak of \
+                 every tenant: tokens bound to it may not act; use one bound to no tenant"
+            )));
+        }
+    }
     Ok(Caller {
         role,
         tenant: stored.tenant,

@@ -83,7 +83,7 @@ pub async fn sign_in(
             None,
         );
     };
-    let caller = match authenticate(&state.pool, token).await {
+    let caller = match authenticate(&state, token).await {
         Ok(caller) => caller,
         Err(problem) if problem.status == StatusCode::UNAUTHORIZED => {
             return login_page(
@@ -91,6 +91,15 @@ pub async fn sign_in(
                 &headers,
                 StatusCode::UNAUTHORIZED,
                 Some("token: not a valid token (unknown, wrong or revoked)"),
+                None,
+            );
+        }
+        Err(problem) if problem.status == StatusCode::FORBIDDEN => {
+            return login_page(
+                &state,
+                &headers,
+                StatusCode::FORBIDDEN,
+                Some(&format!("token: {}", problem.detail)),
                 None,
             );
         }

@@ -101,13 +101,16 @@ impl FromRequestParts<Arc<State>> for Viewer {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(see_other("/login"));
         };
-        match authenticate(&state.pool, token).await {
+        match authenticate(state, token).await {
             Ok(caller) if caller.may_read().is_ok() => Ok(Viewer {
                 csrf: csrf::for_session(token),
                 caller,
             }),
             Ok(_) => Err(ended(state, &parts.headers)),
-            Err(problem) if problem.status == StatusCode::UNAUTHORIZED => {
+            Err(problem)
+                if problem.status == StatusCode::UNAUTHORIZED
+                    || problem.status == StatusCode::FORBIDDEN =>
+            {
                 Err(ended(state, &parts.headers))
             }
             Err(_) => Err(pages::unavailable()),

@@ -134,6 +134,17 @@ pub async fn insert_with_limits(
 }
 
 /// One endpoint; `None` when there is no such endpoint.
+/// The tenant an endpoint belongs to; `None` when there is no such endpoint.
+pub async fn tenant_of(conn: &mut PgConnection, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    pooling::in_transaction(conn, async |conn| {
+        pooling::query_scalar("select tenant from herald.webhook_endpoints where id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+    })
+    .await
+}
+
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<EndpointRow>, sqlx::Error> {
     const SQL: &str = concat!(
         "select ",

@@ -324,3 +324,58 @@ async fn a_list_that_runs_too_long_is_cut_and_says_so(pool: PgPool) {
     .await;
     assert_eq!(after.status, 200);
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_token_bound_to_the_alerts_tenant_may_not_act(pool: PgPool) {
+    let pool = migrated(pool).await;
+    let alerts = crate::support::endpoint(&pool, "ops").await.to_string();
+    let ops = token(&pool, "admin", Some("ops")).await;
+    let acme = token(&pool, "read", Some("acme")).await;
+    let unbound = token(&pool, "read", None).await;
+    let server = Server::start(&pool, &[("HERALD_ALERTS__ENDPOINT", &alerts)]).await;
+    for path in ["/v1/notifications", &format!("/v1/endpoints/{alerts}")] {
+        let refused = send("GET", &server.url(path), Some(&ops), &[], None).await;
+        assert_problem(&refused, 403, None);
+        assert!(
+            refused.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("alerts.endpoint")
+        );
+    }
+    let patch = send(
+        "PATCH",
+        &server.url(&format!("/v1/endpoints/{alerts}")),
+        Some(&ops),
+        &[],
+        Some(json!({"url": "https://attacker.example.net/collect"}).to_string()),
+    )
+    .await;
+    assert_problem(&patch, 403, None);
+    let url: String = sqlx::query_scalar("select url from herald.webhook_endpoints")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(url, "https://hooks.example.com/herald");
+    assert_eq!(
+        send(
+            "GET",
+            &server.url("/v1/notifications"),
+            Some(&acme),
+            &[],
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    let shown = send(
+        "GET",
+        &server.url(&format!("/v1/endpoints/{alerts}")),
+        Some(&unbound),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(shown.status, 200);
+}
