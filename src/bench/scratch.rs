@@ -119,7 +119,7 @@ fn refused(target: &database::Target, reason: String) -> ConnectError {
 const LOAD_CHUNK: u64 = 250_000;
 
 /// Runs `sql`, an insert over `generate_series($1::int8, $2::int8)`, for `0 .. rows` in chunks
-/// of [`LOAD_CHUNK`], each its own transaction (a million rows in one would hold their WAL and
+/// of `LOAD_CHUNK` rows, each its own transaction (a million rows in one would hold their WAL and
 /// locks to the end).
 pub async fn load_in_chunks(
     pool: &sqlx::PgPool,
