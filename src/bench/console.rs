@@ -26,6 +26,8 @@ pub struct ConsoleReport {
     pub worst_filter_p99_ms: f64,
 }
 
+const FIFTIETH_NEWEST: &str = "select id from herald.intents order by id desc offset 49 limit 1";
+
 /// Requests per filter.
 const REQUESTS: usize = 40;
 /// The filters, as the page's query strings.
@@ -58,11 +60,9 @@ pub async fn run(pool: &PgPool, config: &Config, rows: u64) -> Result<ConsoleRep
     );
     let page = |query: &str| format!("http://{addr}/notifications?{query}");
     // The next page of an unfiltered list starts at the 50th newest notification.
-    let cursor: Uuid = crate::pooling::query_scalar(
-        "select id from herald.intents order by id desc offset 49 limit 1",
-    )
-    .fetch_one(pool)
-    .await?;
+    let cursor: Uuid = crate::pooling::query_scalar(FIFTIETH_NEWEST)
+        .fetch_one(pool)
+        .await?;
     let mut queries: Vec<String> = FILTERS.iter().map(|f| f.to_string()).collect();
     queries.push(format!("before={cursor}"));
 
