@@ -136,7 +136,9 @@ pub async fn create_batch(
         settled.push(item);
     }
     let mut conn = connection(&state).await?;
-    let rows = enqueue(&mut conn, &settled, &state, true).await?;
+    let rows = store::enqueue_json(&mut conn, &settled, state.max_payload_bytes)
+        .await
+        .map_err(refusal)?;
     Ok(Json(rows.into_iter().map(enqueued).collect()))
 }
 
@@ -165,17 +167,6 @@ fn settle_tenant(caller: &Caller, item: &mut body::Object) -> Result<(), Problem
     Ok(())
 }
 
-async fn enqueue(
-    conn: &mut PgConnection,
-    items: &[body::Object],
-    state: &State,
-    batch: bool,
-) -> Result<Vec<EnqueueRow>, Problem> {
-    store::enqueue_json(conn, &items, state.max_payload_bytes)
-        .await
-        .map_err(|error| refusal(error, batch))
-}
-
 fn enqueued_of(done: &crate::Enqueued) -> Enqueued {
     let (status, id, state) = match done {
         crate::Enqueued::Created { id, state, .. } => ("created", *id, *state),
@@ -197,8 +188,8 @@ fn enqueued(row: EnqueueRow) -> Enqueued {
 }
 
 /// The SQL function's refusals as problems: invalid input 400 naming the field, a conflict 422
-/// with the notification that holds the key; a batch's name their `item`.
-fn refusal(error: sqlx::Error, batch: bool) -> Problem {
+/// with the notification that holds the key; each names its batch `item`.
+fn refusal(error: sqlx::Error) -> Problem {
     let (problem, item) = match classify(error) {
         Refusal::Invalid {
             field,
@@ -225,8 +216,8 @@ fn refusal(error: sqlx::Error, batch: bool) -> Problem {
         Refusal::Database(error) => return Problem::internal(&error),
     };
     match item {
-        Some(item) if batch => problem.with("item", item),
-        _ => problem,
+        Some(item) => problem.with("item", item),
+        None => problem,
     }
 }
 

@@ -62,8 +62,8 @@ impl Viewer {
         self.caller.role == Role::Admin
     }
 
-    /// The refusal (403, nothing done) of a form without this session's CSRF value, then of a
-    /// viewer whose role may not act; `None` when the action may go ahead.
+    /// A 403 page (nothing done) for a form without this session's CSRF value, checked first,
+    /// or for a viewer whose role may not act; `None` when the action may go ahead.
     pub fn refuse_action(&self, form: &Fields) -> Option<Response> {
         if let Some(refused) = self.refuse_csrf(form) {
             return Some(refused);
@@ -76,14 +76,14 @@ impl Viewer {
         })
     }
 
-    /// The refusal (403, nothing done) of a form without this session's CSRF value; `None`
-    /// when it carries the right one.
+    /// A 403 page (nothing done) for a form without this session's CSRF value; `None` when it
+    /// carries the right one.
     pub fn refuse_csrf(&self, form: &Fields) -> Option<Response> {
         (!csrf::matches(&self.csrf, form.raw("csrf"))).then(|| {
             pages::forbidden(
                 self,
-                "this form is not from this session (its CSRF token is missing or wrong); \
-                 reload the page and try again",
+                "this form is not from this session (its CSRF token is missing or wrong): \
+                 reload the page for a fresh form",
             )
         })
     }
